@@ -1,0 +1,24 @@
+@{
+    RootModule           = 'bin/Kcopyd.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = 'c60233f9-68ca-4308-9883-d2d2ed0f3771'
+    Author               = 'Kcopyd developers'
+    CompanyName          = 'Kcopyd'
+    Copyright            = '(c) Kcopyd developers.'
+    Description          = 'Region copies (dm-kcopyd) and mirrors (dm-raid1) over Linux block devices and image files, as cmdlets.'
+    PowerShellVersion    = '7.4'
+    CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @('bin/Kcopyd.format.ps1xml')
+    CmdletsToExport      = @(
+        'Start-RegionCopy'
+        'Get-CopyJob'
+    )
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('Linux', 'BlockDevice', 'Storage', 'Mirror', 'kcopyd', 'dm-raid1')
+        }
+    }
+}

@@ -1,0 +1,134 @@
+#requires -Version 7.4
+<#
+.SYNOPSIS
+    Builds, tests, packages, benchmarks and demonstrates the Kcopyd module.
+.DESCRIPTION
+    The first argument names the task: Build (the default), Test, Package, Bench, Help, Demo.
+    Run it through the repository's own PowerShell: dotnet tool restore; dotnet pwsh ./build.ps1 <Task>
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Position = 0)]
+    [ValidateSet('Build', 'Test', 'Package', 'Bench', 'Help', 'Demo')]
+    [string] $Task = 'Build',
+
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release'
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+$Root = $PSScriptRoot
+$Out = Join-Path $Root 'out'
+$PesterVersion = '6.2.0'
+
+function Invoke-Native {
+    # Runs a native command and stops the build when it fails. Takes plain $args so -o and -c reach the command.
+    $file, $arguments = $args
+    & $file @arguments
+    if ($LASTEXITCODE -ne 0) { throw "$file $($arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Install-DebianPackage {
+    # Installs the Debian packages that provide commands the tests and benchmarks use, when any is missing.
+    param([Parameter(Mandatory)] [hashtable] $PackageOfCommand)
+    $missing = @($PackageOfCommand.Keys | Where-Object { -not (Get-Command $_ -CommandType Application -ErrorAction Ignore) })
+    if (-not $missing) { return }
+    $packages = @($missing | ForEach-Object { $PackageOfCommand[$_] } | Sort-Object -Unique)
+    Write-Host "Installing $($packages -join ', ') for $($missing -join ', ')"
+    $env:DEBIAN_FRONTEND = 'noninteractive'
+    Invoke-Native apt-get -qq update
+    Invoke-Native apt-get -qq install -y --no-install-recommends @packages
+}
+
+function Invoke-Build {
+    # Publishes the module into bin/, so Import-Module ./Kcopyd.psd1 loads it from the repository root.
+    $bin = Join-Path $Root 'bin'
+    Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd/Kcopyd.csproj') -c $Configuration -o $bin --nologo -v quiet
+    Write-Host "Built the module into $bin"
+}
+
+function Invoke-Package {
+    # A module folder that Import-Module loads from anywhere: out/Kcopyd/{Kcopyd.psd1, bin/, en-US/}.
+    Invoke-Build
+    $module = Join-Path $Out 'Kcopyd'
+    Remove-Item $module -Recurse -Force -ErrorAction Ignore
+    New-Item -ItemType Directory $module | Out-Null
+    Copy-Item (Join-Path $Root 'Kcopyd.psd1') $module
+    Copy-Item (Join-Path $Root 'bin') $module -Recurse
+    Copy-Item (Join-Path $Root 'en-US') $module -Recurse
+    Write-Host "Packaged the module into $module"
+    $module
+}
+
+function Get-PesterManifest {
+    Invoke-Native dotnet restore (Join-Path $Root 'tests/TestTools.proj') --nologo -v quiet
+    $packages = (dotnet nuget locals global-packages --list) -replace '^global-packages:\s*', ''
+    Join-Path $packages.Trim() "pester/$PesterVersion/tools/Pester.psd1"
+}
+
+function Invoke-EngineTests {
+    # xunit over the engine; returns its pass and fail counts from the TRX report.
+    $results = Join-Path $Out 'TestResults'
+    $trx = Join-Path $results 'engine.trx'
+    Remove-Item $trx -ErrorAction Ignore
+    dotnet test (Join-Path $Root 'tests/Kcopyd.Engine.Tests') -c $Configuration --nologo `
+        --logger 'trx;LogFileName=engine.trx' --logger 'console;verbosity=normal' --results-directory $results | Out-Host
+    if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1 } }
+    $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+    [pscustomobject]@{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout }
+}
+
+function Invoke-CmdletTests {
+    # Pester over the cmdlets, in a fresh pwsh so the module loads as a user's session would load it.
+    $pester = Get-PesterManifest
+    $result = Join-Path $Out 'TestResults/pester.json'
+    Remove-Item $result -ErrorAction Ignore
+    $script = @"
+Import-Module '$pester' -RequiredVersion $PesterVersion
+`$config = New-PesterConfiguration
+`$config.Run.Path = '$(Join-Path $Root 'tests/pester')'
+`$config.Run.PassThru = `$true
+`$config.Output.Verbosity = 'Detailed'
+`$run = Invoke-Pester -Configuration `$config
+@{ Passed = `$run.PassedCount; Failed = `$run.FailedCount + `$run.FailedBlocksCount + `$run.FailedContainersCount } | ConvertTo-Json | Set-Content '$result'
+"@
+    dotnet pwsh -NoProfile -NonInteractive -Command $script | Out-Host
+    if (-not (Test-Path $result)) { return [pscustomobject]@{ Passed = 0; Failed = 1 } }
+    Get-Content $result -Raw | ConvertFrom-Json
+}
+
+function Invoke-Test {
+    # Every suite, then one closing line over all of them.
+    Install-DebianPackage @{ losetup = 'mount' }
+    Invoke-Package | Out-Null   # builds too; the cmdlet tests import the packaged folder as well
+    $suites = @(Invoke-EngineTests; Invoke-CmdletTests)
+    $passed = ($suites | Measure-Object Passed -Sum).Sum
+    $failed = ($suites | Measure-Object Failed -Sum).Sum
+    Write-Host "$passed passed, $failed failed"
+    if ($failed -gt 0) { exit 1 }
+}
+
+function Invoke-Bench {
+    throw 'The benchmark arrives with the copy-engine issue.'
+}
+
+function Invoke-Help {
+    throw 'The MAML help build arrives with the help issue.'
+}
+
+function Invoke-Demo {
+    # The module's main job on a small default: copy a random region between two loop devices and verify it.
+    Install-DebianPackage @{ losetup = 'mount' }
+    Invoke-Build
+    & (Join-Path $Root 'docs/examples/demo.ps1') -ModulePath (Join-Path $Root 'Kcopyd.psd1')
+}
+
+switch ($Task) {
+    'Build' { Invoke-Build }
+    'Test' { Invoke-Test }
+    'Package' { Invoke-Package }
+    'Bench' { Invoke-Bench }
+    'Help' { Invoke-Help }
+    'Demo' { Invoke-Demo }
+}

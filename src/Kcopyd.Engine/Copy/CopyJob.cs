@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using Kcopyd.Engine.Native;
+
+namespace Kcopyd.Engine.Copy;
+
+/// <summary>
+/// A region copy (or zeroing) running on a copy client. Its properties are plain values that can be read at any
+/// time and are exact: BytesCopied counts the bytes that reached every destination.
+/// </summary>
+public sealed class CopyJob
+{
+    private static long s_lastId;
+
+    private readonly object _lock = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly long _chunkBytes;
+    private long _nextChunkOffset;
+    private int _outstandingSubJobs;
+    private long _bytesCopied;
+    private ulong _writeErrorMask;
+    private int _readErrno;
+    private int _writeErrno;
+    private volatile bool _failed;
+    private volatile bool _stopRequested;
+    private long _startTimestamp;
+    private long _endTimestamp;
+    private volatile CopyJobState _state = CopyJobState.Queued;
+
+    internal CopyJob(CopyClient owner, CopyRequest request)
+    {
+        Owner = owner;
+        Request = request;
+        Id = Interlocked.Increment(ref s_lastId);
+        IsZero = request.Source == null;
+        _chunkBytes = IsZero ? owner.Options.ZeroChunkBytes : owner.Options.SubJobSizeBytes;
+        Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
+        DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
+    }
+
+    public long Id { get; }
+
+    public string Client => Owner.Name;
+
+    public CopyJobState State => _state;
+
+    /// <summary>The source's name; null for a zeroing job.</summary>
+    public string? Source => Request.Source?.Name;
+
+    public long SourceOffset => Request.SourceOffsetBytes;
+
+    public string[] Destination { get; }
+
+    public long[] DestinationOffset { get; }
+
+    public long BytesTotal => Request.LengthBytes;
+
+    public long BytesCopied => Interlocked.Read(ref _bytesCopied);
+
+    public double PercentComplete => Math.Round(100.0 * BytesCopied / BytesTotal, 2);
+
+    /// <summary>Average rate since the job started running.</summary>
+    public long BytesPerSecond
+    {
+        get
+        {
+            long start = Interlocked.Read(ref _startTimestamp);
+            if (start == 0) return 0;
+            long end = Interlocked.Read(ref _endTimestamp);
+            double seconds = Stopwatch.GetElapsedTime(start, end == 0 ? Stopwatch.GetTimestamp() : end).TotalSeconds;
+            return seconds > 0 ? (long)(BytesCopied / seconds) : 0;
+        }
+    }
+
+    public DateTime? StartTime { get; private set; }
+
+    public DateTime? EndTime { get; private set; }
+
+    public bool IgnoreErrors => Request.IgnoreErrors;
+
+    /// <summary>A read of the source failed.</summary>
+    public bool ReadError => Volatile.Read(ref _readErrno) != 0;
+
+    /// <summary>Bit i is set when a write to destination i failed (kcopyd's write_err).</summary>
+    public ulong WriteErrorMask { get { lock (_lock) return _writeErrorMask; } }
+
+    /// <summary>The destinations a write failed on.</summary>
+    public string[] WriteErrors
+    {
+        get
+        {
+            ulong mask = WriteErrorMask;
+            return Destination.Where((_, i) => (mask & (1UL << i)) != 0).ToArray();
+        }
+    }
+
+    /// <summary>What went wrong, in words; null when nothing did.</summary>
+    public string? Error { get; private set; }
+
+    internal CopyClient Owner { get; }
+
+    internal CopyRequest Request { get; }
+
+    internal bool IsZero { get; }
+
+    /// <summary>No new chunk starts: stop was asked, or a chunk failed and errors are not ignored.</summary>
+    internal bool ShouldStopIssuing => _stopRequested || (_failed && !Request.IgnoreErrors);
+
+    /// <summary>Completes when the job has ended, whatever its state.</summary>
+    public Task WaitAsync(CancellationToken cancellationToken = default) => _completion.Task.WaitAsync(cancellationToken);
+
+    /// <summary>Waits for the end of the job; false if the timeout passed first.</summary>
+    public bool Wait(TimeSpan timeout) => _completion.Task.Wait(timeout);
+
+    /// <summary>
+    /// Stops the job: no new chunk starts, chunks in flight finish, and the job ends as Stopped with every page
+    /// and request given back. BytesCopied then says what reached the destinations.
+    /// </summary>
+    public void Stop() => _stopRequested = true;
+
+    public override string ToString() => $"CopyJob {Id} ({State}, {BytesCopied}/{BytesTotal} bytes)";
+
+    /// <summary>Hands out the first chunks, one sub-job each, up to the client's sub-jobs in flight.</summary>
+    internal void Start()
+    {
+        var subJobs = new List<SubJob>(Owner.Options.SubJobsInFlight);
+        lock (_lock)
+        {
+            while (subJobs.Count < Owner.Options.SubJobsInFlight && TryTakeChunk(out long offset, out long length))
+            {
+                var job = Owner.RentSubJob();
+                job.Arm(this, offset, length);
+                subJobs.Add(job);
+                _outstandingSubJobs++;
+            }
+        }
+        foreach (var job in subJobs) Owner.Worker.Dispatch(job);
+    }
+
+    internal void MarkRunning()
+    {
+        if (_state != CopyJobState.Queued) return;
+        lock (_lock)
+        {
+            if (_state != CopyJobState.Queued) return;
+            StartTime = DateTime.Now;
+            Interlocked.Exchange(ref _startTimestamp, Stopwatch.GetTimestamp());
+            _state = CopyJobState.Running;
+        }
+    }
+
+    /// <summary>
+    /// Accounts a finished chunk (segment_complete). Returns true when the sub-job was re-armed with the next
+    /// chunk; <paramref name="jobFinished"/> is true when this was the last sub-job out.
+    /// </summary>
+    internal bool SubJobFinished(SubJob job, out bool jobFinished)
+    {
+        jobFinished = false;
+        lock (_lock)
+        {
+            if (job.ReadError) Interlocked.CompareExchange(ref _readErrno, job.Errno == 0 ? Errno.EIO : job.Errno, 0);
+            if (job.WriteErrorMask != 0)
+            {
+                _writeErrorMask |= job.WriteErrorMask;
+                if (_writeErrno == 0) _writeErrno = job.Errno == 0 ? Errno.EIO : job.Errno;
+            }
+            if (job.HasError) _failed = true;
+            else if (!job.Skipped) Interlocked.Add(ref _bytesCopied, job.LengthBytes);
+
+            if (TryTakeChunk(out long offset, out long length))
+            {
+                job.Arm(this, offset, length);
+                return true;
+            }
+            jobFinished = --_outstandingSubJobs == 0;
+            return false;
+        }
+    }
+
+    /// <summary>Ends the job: state, times, message, then the callback and the task.</summary>
+    internal void Finish()
+    {
+        Interlocked.Exchange(ref _endTimestamp, Stopwatch.GetTimestamp());
+        EndTime = DateTime.Now;
+        Error = DescribeErrors();
+        _state = _failed ? CopyJobState.Failed
+            : BytesCopied == BytesTotal ? CopyJobState.Completed
+            : CopyJobState.Stopped;
+        try
+        {
+            Request.Completed?.Invoke(this);
+        }
+        catch (Exception ex)
+        {
+            // A callback must not take the client's worker down with it.
+            Error = (Error == null ? "" : Error + " ") + $"The completion callback failed: {ex.Message}";
+        }
+        Owner.JobEnded();
+        _completion.TrySetResult();
+    }
+
+    private bool TryTakeChunk(out long offset, out long length)
+    {
+        offset = _nextChunkOffset;
+        length = Math.Min(_chunkBytes, BytesTotal - offset);
+        if (length <= 0 || ShouldStopIssuing) return false;
+        _nextChunkOffset += length;
+        return true;
+    }
+
+    private string? DescribeErrors()
+    {
+        var parts = new List<string>();
+        if (ReadError) parts.Add($"Reading '{Source}' failed: {Errno.Describe(_readErrno)}.");
+        foreach (var destination in WriteErrors) parts.Add($"Writing '{destination}' failed: {Errno.Describe(_writeErrno)}.");
+        if (parts.Count > 0 && Request.IgnoreErrors) parts.Add($"Errors were ignored: {BytesCopied} of {BytesTotal} bytes were copied.");
+        return parts.Count == 0 ? null : string.Join(" ", parts);
+    }
+}

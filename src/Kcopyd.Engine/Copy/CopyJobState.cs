@@ -1,0 +1,13 @@
+namespace Kcopyd.Engine.Copy;
+
+/// <summary>The life of a copy job.</summary>
+public enum CopyJobState
+{
+    Queued,
+    Running,
+    Completed,
+    /// <summary>A read or write failed (with IgnoreErrors the job still went on to the end).</summary>
+    Failed,
+    /// <summary>Stopped on request before the end; BytesCopied says how far it got.</summary>
+    Stopped,
+}

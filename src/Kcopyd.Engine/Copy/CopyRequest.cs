@@ -1,0 +1,76 @@
+using Kcopyd.Engine.Devices;
+
+namespace Kcopyd.Engine.Copy;
+
+/// <summary>One destination of a copy: a device and the byte offset the region lands at.</summary>
+public sealed record CopyDestination(IBlockDevice Device, long OffsetBytes);
+
+/// <summary>
+/// A region copy: <see cref="LengthBytes"/> bytes from <see cref="Source"/> at <see cref="SourceOffsetBytes"/> to each
+/// destination, read once. With no source the destinations' regions are zeroed.
+/// </summary>
+public sealed record CopyRequest
+{
+    public const int MaxDestinations = 8;
+
+    public IBlockDevice? Source { get; init; }
+
+    public long SourceOffsetBytes { get; init; }
+
+    public required IReadOnlyList<CopyDestination> Destinations { get; init; }
+
+    public required long LengthBytes { get; init; }
+
+    /// <summary>Go on past failed chunks; the job still reports the read error and the failed destinations.</summary>
+    public bool IgnoreErrors { get; init; }
+
+    /// <summary>Called once when the job ends, on the client's worker thread: keep it short and never block in it.</summary>
+    public Action<CopyJob>? Completed { get; init; }
+
+    /// <summary>Checks the request against the devices' sizes and block sizes before anything is read or written.</summary>
+    public void Validate()
+    {
+        if (Destinations.Count is < 1 or > MaxDestinations)
+            throw Invalid("DestinationCount", $"A copy has 1 to {MaxDestinations} destinations, not {Destinations.Count}.", Destinations);
+        if (LengthBytes <= 0)
+            throw Invalid("EmptyRegion", $"The length must be positive, not {LengthBytes}.", LengthBytes);
+
+        int blockSize = Source?.LogicalBlockSize ?? 1;
+        foreach (var d in Destinations) blockSize = Math.Max(blockSize, d.Device.LogicalBlockSize);
+        CheckRegion(Source, SourceOffsetBytes, blockSize);
+        foreach (var d in Destinations)
+        {
+            CheckRegion(d.Device, d.OffsetBytes, blockSize);
+            if (!d.Device.CanWrite)
+                throw new KcopydException("DeviceReadOnly", KcopydErrorKind.InvalidArgument, $"'{d.Device.Name}' is open read-only.", d.Device.Name);
+        }
+
+        for (int i = 0; i < Destinations.Count; i++)
+        {
+            var d = Destinations[i];
+            if (Source != null && Overlaps(Source, SourceOffsetBytes, d.Device, d.OffsetBytes))
+                throw Invalid("OverlappingRegion", $"Destination '{d.Device.Name}' at {d.OffsetBytes} overlaps the source region.", d.Device.Name);
+            for (int j = 0; j < i; j++)
+                if (Overlaps(Destinations[j].Device, Destinations[j].OffsetBytes, d.Device, d.OffsetBytes))
+                    throw Invalid("OverlappingRegion", $"Destinations '{Destinations[j].Device.Name}' and '{d.Device.Name}' overlap.", d.Device.Name);
+        }
+    }
+
+    private void CheckRegion(IBlockDevice? device, long offset, int blockSize)
+    {
+        if (device == null) return;
+        if (offset < 0 || offset % blockSize != 0 || LengthBytes % blockSize != 0)
+            throw Invalid("UnalignedRegion",
+                $"Offset {offset} and length {LengthBytes} on '{device.Name}' must be multiples of the logical block size {blockSize}.", device.Name);
+        if (offset > device.SizeBytes - LengthBytes)
+            throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument,
+                $"The region {offset}+{LengthBytes} ends past the end of '{device.Name}' ({device.SizeBytes} bytes).", device.Name);
+    }
+
+    private bool Overlaps(IBlockDevice a, long offsetA, IBlockDevice b, long offsetB)
+        => (ReferenceEquals(a, b) || a.Identity == b.Identity)
+           && offsetA < offsetB + LengthBytes && offsetB < offsetA + LengthBytes;
+
+    private static KcopydException Invalid(string errorId, string message, object? target)
+        => new(errorId, KcopydErrorKind.InvalidArgument, message, target);
+}

@@ -1,0 +1,205 @@
+using System.Diagnostics;
+using Kcopyd.Engine.Io;
+
+namespace Kcopyd.Engine.Copy;
+
+/// <summary>
+/// The thread that moves sub-jobs through their lives, with the three lists it works from (dm-kcopyd's
+/// <c>pages_jobs</c>, <c>io_jobs</c>, <c>complete_jobs</c>) under one lock. Every client owns one; sharing one
+/// between clients recreates the pre-patch kcopyd, which only the deadlock tests do.
+/// </summary>
+internal sealed class CopyWorker : IDisposable
+{
+    private enum StageResult { Done, Retry }
+
+    private readonly object _jobLock = new();
+    private readonly JobList _completeJobs = new();
+    private readonly JobList _pagesJobs = new();
+    private readonly JobList _ioJobs = new();
+    private readonly ManualResetEventSlim _wake = new(false);
+    private readonly Thread _thread;
+    private volatile bool _stopping;
+    private long _wakeAtTimestamp;    // a throttled job asked to run again at this time
+
+    public CopyWorker(string name)
+    {
+        Name = name;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"kcopyd/{name}" };
+        _thread.Start();
+    }
+
+    public string Name { get; }
+
+    public int ManagedThreadId => _thread.ManagedThreadId;
+
+    public bool ListsAreEmpty
+    {
+        get { lock (_jobLock) return _completeJobs.IsEmpty && _pagesJobs.IsEmpty && _ioJobs.IsEmpty; }
+    }
+
+    /// <summary>Queues a new or re-armed sub-job and wakes the worker (dispatch_job).</summary>
+    public void Dispatch(SubJob job)
+    {
+        Push(_pagesJobs, job);
+        Wake();
+    }
+
+    public void Wake() => _wake.Set();
+
+    /// <summary>
+    /// All I/O of one phase is done (complete_io), on an I/O thread: move the job on and wake the worker.
+    /// A failed phase goes straight to completion unless the job ignores errors; a chunk whose read failed is
+    /// never written, so no destination receives data that was not read.
+    /// </summary>
+    public void IoDone(SubJob job)
+    {
+        if (job.Phase == SubJobPhase.Read && !job.HasError)
+        {
+            job.Phase = SubJobPhase.Write;
+            Push(_ioJobs, job);
+        }
+        else
+        {
+            Push(_completeJobs, job);
+        }
+        Wake();
+    }
+
+    private void Run()
+    {
+        while (!_stopping)
+        {
+            long wakeAt = Interlocked.Exchange(ref _wakeAtTimestamp, 0);
+            int timeoutMs = wakeAt == 0 ? Timeout.Infinite
+                : (int)Math.Clamp(Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), wakeAt).TotalMilliseconds, 0, int.MaxValue);
+            _wake.Wait(timeoutMs);
+            _wake.Reset();
+            DoWork();
+        }
+    }
+
+    /// <summary>
+    /// The order matters: completed jobs free pages for jobs waiting on pages, and jobs that get pages join the
+    /// io list in this same pass. I/O completions wake the worker and it all starts again (do_work).
+    /// </summary>
+    private void DoWork()
+    {
+        ProcessJobs(_completeJobs, RunCompleteJob);
+        ProcessJobs(_pagesJobs, RunPagesJob);
+        ProcessJobs(_ioJobs, RunIoJob);
+    }
+
+    private void ProcessJobs(JobList jobs, Func<SubJob, StageResult> stage)
+    {
+        while (Pop(jobs) is { } job)
+        {
+            if (stage(job) == StageResult.Retry)
+            {
+                // Out of pages or throttled: keep its place, and try again when woken.
+                lock (_jobLock) jobs.PushHead(job);
+                break;
+            }
+        }
+    }
+
+    /// <summary>Gives the pages back and lets the job hand out its next chunk or finish.</summary>
+    private StageResult RunCompleteJob(SubJob job)
+    {
+        var client = job.Client;
+        var master = job.Master;
+        if (job.PageCount > 0) client.Pages.Return(job.DetachPages());
+        bool rearmed = master.SubJobFinished(job, out bool jobFinished);
+        if (rearmed) Push(_pagesJobs, job);
+        else client.ReturnSubJob(job);
+        if (jobFinished) master.Finish();
+        return StageResult.Done;
+    }
+
+    /// <summary>Takes every page the chunk needs, or none (no partial holds, so jobs cannot starve each other).</summary>
+    private StageResult RunPagesJob(SubJob job)
+    {
+        var master = job.Master;
+        if (master.ShouldStopIssuing)
+        {
+            job.Skipped = true;
+            Push(_completeJobs, job);
+            return StageResult.Done;
+        }
+        if (job.Phase != SubJobPhase.Zero)
+        {
+            var pool = job.Client.Pages;
+            int needed = (int)((job.LengthBytes + pool.PageSizeBytes - 1) / pool.PageSizeBytes);
+            if (!pool.TryTake(needed, job.Pages)) return StageResult.Retry;
+            job.AttachPages(needed, pool.PageSizeBytes, pool.AddressOf);
+        }
+        master.MarkRunning();
+        Push(_ioJobs, job);
+        return StageResult.Done;
+    }
+
+    /// <summary>Issues the chunk's read, or its writes to every destination. Never waits for the I/O itself.</summary>
+    private StageResult RunIoJob(SubJob job)
+    {
+        var client = job.Client;
+        var master = job.Master;
+        if (job.Phase != SubJobPhase.Write)
+        {
+            TimeSpan delay = client.Throttle.DelayBeforeStart(job.LengthBytes);
+            if (delay > TimeSpan.Zero)
+            {
+                Interlocked.Exchange(ref _wakeAtTimestamp, Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency));
+                return StageResult.Retry;
+            }
+        }
+
+        var destinations = master.Request.Destinations;
+        if (job.Phase == SubJobPhase.Read)
+        {
+            job.BeginIo(1);
+            Issue(job, master.Request.Source!, BlockOperation.Read, master.Request.SourceOffsetBytes, 0);
+        }
+        else
+        {
+            var operation = job.Phase == SubJobPhase.Zero ? BlockOperation.WriteZeroes : BlockOperation.Write;
+            job.BeginIo(destinations.Count);
+            for (int i = 0; i < destinations.Count; i++)
+                Issue(job, destinations[i].Device, operation, destinations[i].OffsetBytes, i);
+        }
+        job.ReleaseIssuer();
+        return StageResult.Done;
+    }
+
+    private static void Issue(SubJob job, Devices.IBlockDevice device, BlockOperation operation, long baseOffsetBytes, int tag)
+    {
+        var client = job.Client;
+        client.Throttle.IoStarted();
+        var buffers = operation == BlockOperation.WriteZeroes ? IoBuffers.None : job.Buffers;
+        try
+        {
+            // This may block, e.g. in a mirror's request pool: only this client's worker waits.
+            device.Submit(new BlockRequest(operation, baseOffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, buffers, job, tag), client.Queue);
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+        {
+            job.Completed(tag, Native.Errno.EIO);
+        }
+    }
+
+    private SubJob? Pop(JobList jobs)
+    {
+        lock (_jobLock) return jobs.PopHead();
+    }
+
+    private void Push(JobList jobs, SubJob job)
+    {
+        lock (_jobLock) jobs.PushTail(job);
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _wake.Set();
+        if (Thread.CurrentThread != _thread) _thread.Join();
+        _wake.Dispose();
+    }
+}

@@ -1,0 +1,127 @@
+using System.Runtime.InteropServices;
+using Kcopyd.Engine.Io;
+using Kcopyd.Engine.Native;
+
+namespace Kcopyd.Engine.Copy;
+
+/// <summary>What a sub-job does next.</summary>
+internal enum SubJobPhase : byte
+{
+    Read,
+    Write,
+    Zero,
+}
+
+/// <summary>
+/// One chunk of a copy job in flight: its pages, the phase it is in, and the errors its I/O met. Sub-jobs come
+/// from the client's object pool and are re-armed for the next chunk while the job has chunks left.
+/// </summary>
+internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
+{
+    private readonly IoVec* _vectors;
+    private int _pendingIos;
+    private long _writeErrorMask;
+    private int _errno;
+
+    public SubJob(int maxPages)
+    {
+        Pages = new int[maxPages];
+        _vectors = (IoVec*)NativeMemory.Alloc((nuint)maxPages, (nuint)sizeof(IoVec));
+    }
+
+    /// <summary>Link in whichever of the worker's lists holds this sub-job.</summary>
+    public SubJob? Next { get; set; }
+
+    public CopyJob Master { get; private set; } = null!;
+
+    public CopyClient Client => Master.Owner;
+
+    public long RelativeOffsetBytes { get; private set; }
+
+    public long LengthBytes { get; private set; }
+
+    public SubJobPhase Phase { get; set; }
+
+    public int[] Pages { get; }
+
+    public int PageCount { get; private set; }
+
+    public bool ReadError { get; private set; }
+
+    public ulong WriteErrorMask => (ulong)Volatile.Read(ref _writeErrorMask);
+
+    /// <summary>The first errno any I/O of this chunk returned, 0 if none.</summary>
+    public int Errno => Volatile.Read(ref _errno);
+
+    public bool HasError => ReadError || WriteErrorMask != 0;
+
+    /// <summary>The job was stopping, so this chunk was never issued.</summary>
+    public bool Skipped { get; set; }
+
+    public IoBuffers Buffers => new((nint)_vectors, PageCount);
+
+    public void Arm(CopyJob master, long relativeOffsetBytes, long lengthBytes)
+    {
+        Master = master;
+        RelativeOffsetBytes = relativeOffsetBytes;
+        LengthBytes = lengthBytes;
+        Phase = master.IsZero ? SubJobPhase.Zero : SubJobPhase.Read;
+        ReadError = false;
+        Skipped = false;
+        _writeErrorMask = 0;
+        _errno = 0;
+    }
+
+    /// <summary>Records the pages taken from the pool and points the I/O vectors at them.</summary>
+    public void AttachPages(int count, int pageSizeBytes, Func<int, nint> addressOf)
+    {
+        PageCount = count;
+        long left = LengthBytes;
+        for (int i = 0; i < count; i++)
+        {
+            _vectors[i].Base = addressOf(Pages[i]);
+            _vectors[i].Length = (nint)Math.Min(left, pageSizeBytes);
+            left -= pageSizeBytes;
+        }
+    }
+
+    public ReadOnlySpan<int> DetachPages()
+    {
+        var pages = Pages.AsSpan(0, PageCount);
+        PageCount = 0;
+        return pages;
+    }
+
+    /// <summary>
+    /// Counts the I/Os about to be issued, plus one held by the issuer so that I/Os finishing while others are
+    /// still being submitted cannot complete the chunk early (dm-io's trick); <see cref="ReleaseIssuer"/> drops it.
+    /// </summary>
+    public void BeginIo(int count) => Volatile.Write(ref _pendingIos, count + 1);
+
+    /// <summary>The end of one I/O, on the I/O queue's thread.</summary>
+    public void Completed(int tag, int error)
+    {
+        if (error != 0)
+        {
+            if (Phase == SubJobPhase.Read) ReadError = true;
+            else Interlocked.Or(ref _writeErrorMask, 1L << tag);
+            Interlocked.CompareExchange(ref _errno, error, 0);
+        }
+        Client.Throttle.IoFinished();
+        if (Interlocked.Decrement(ref _pendingIos) == 0) Client.Worker.IoDone(this);
+    }
+
+    public void ReleaseIssuer()
+    {
+        if (Interlocked.Decrement(ref _pendingIos) == 0) Client.Worker.IoDone(this);
+    }
+
+    public void Reset()
+    {
+        Master = null!;
+        Next = null;
+        PageCount = 0;
+    }
+
+    public void Dispose() => NativeMemory.Free(_vectors);
+}

@@ -1,0 +1,114 @@
+using System.Runtime.InteropServices;
+using Kcopyd.Engine.Memory;
+using Kcopyd.Engine.Native;
+using Tmds.Linux;
+
+namespace Kcopyd.Engine.Io;
+
+/// <summary>Performs one request with blocking system calls. Returns 0 or a positive errno.</summary>
+internal static unsafe class SyncIo
+{
+    public static int Execute(int fd, bool isBlockDevice, in BlockRequest request)
+    {
+        return request.Operation switch
+        {
+            BlockOperation.Read => Transfer(fd, request, write: false),
+            BlockOperation.Write => Transfer(fd, request, write: true),
+            BlockOperation.WriteZeroes => WriteZeroes(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
+            BlockOperation.Flush => LibC.fdatasync(fd) == 0 ? 0 : Errno.Last,
+            BlockOperation.Discard => Discard(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
+            _ => Errno.EINVAL,
+        };
+    }
+
+    /// <summary>preadv/pwritev until every byte moved; a short transfer carries on from where it stopped.</summary>
+    private static int Transfer(int fd, in BlockRequest request, bool write)
+    {
+        var vectors = (IoVec*)request.Buffers.Vectors;
+        int count = request.Buffers.Count;
+        long done = 0;
+        IoVec* rest = stackalloc IoVec[count];
+        while (done < request.LengthBytes)
+        {
+            int restCount = Skip(vectors, count, done, rest);
+            nint n = write
+                ? BlockIoctl.pwritev(fd, rest, restCount, request.OffsetBytes + done)
+                : BlockIoctl.preadv(fd, rest, restCount, request.OffsetBytes + done);
+            if (n < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == LibC.EINTR) continue;
+                return errno;
+            }
+            if (n == 0) return Errno.EIO; // past the end of a file: the range check should have stopped this
+            done += n;
+        }
+        return 0;
+    }
+
+    /// <summary>Copies the vectors that remain after <paramref name="skipBytes"/> into <paramref name="rest"/>.</summary>
+    private static int Skip(IoVec* vectors, int count, long skipBytes, IoVec* rest)
+    {
+        int n = 0;
+        for (int i = 0; i < count; i++)
+        {
+            long length = vectors[i].Length;
+            if (skipBytes >= length) { skipBytes -= length; continue; }
+            rest[n].Base = vectors[i].Base + (nint)skipBytes;
+            rest[n].Length = (nint)(length - skipBytes);
+            skipBytes = 0;
+            n++;
+        }
+        return n;
+    }
+
+    private static int WriteZeroes(int fd, bool isBlockDevice, long offset, long length)
+    {
+        int rc;
+        if (isBlockDevice)
+        {
+            ulong* range = stackalloc ulong[2] { (ulong)offset, (ulong)length };
+            rc = LibC.ioctl(fd, BlockIoctl.BLKZEROOUT, range);
+        }
+        else
+        {
+            rc = LibC.fallocate(fd, BlockIoctl.FALLOC_FL_ZERO_RANGE | BlockIoctl.FALLOC_FL_KEEP_SIZE, offset, length);
+        }
+        if (rc == 0) return 0;
+        int errno = Errno.Last;
+        // No zero-range fast path on this device or filesystem: write zeros instead.
+        return errno is Errno.EOPNOTSUPP or Errno.EINVAL or Errno.ENOTTY ? WriteZeroPages(fd, offset, length) : errno;
+    }
+
+    private static int WriteZeroPages(int fd, long offset, long length)
+    {
+        IoVec vector;
+        while (length > 0)
+        {
+            long chunk = Math.Min(length, ZeroBuffer.LengthBytes);
+            vector.Base = ZeroBuffer.Address;
+            vector.Length = (nint)chunk;
+            var request = new BlockRequest(BlockOperation.Write, offset, chunk, new IoBuffers((nint)(&vector), 1), null!, 0);
+            int error = Transfer(fd, request, write: true);
+            if (error != 0) return error;
+            offset += chunk;
+            length -= chunk;
+        }
+        return 0;
+    }
+
+    private static int Discard(int fd, bool isBlockDevice, long offset, long length)
+    {
+        int rc;
+        if (isBlockDevice)
+        {
+            ulong* range = stackalloc ulong[2] { (ulong)offset, (ulong)length };
+            rc = LibC.ioctl(fd, BlockIoctl.BLKDISCARD, range);
+        }
+        else
+        {
+            rc = LibC.fallocate(fd, BlockIoctl.FALLOC_FL_PUNCH_HOLE | BlockIoctl.FALLOC_FL_KEEP_SIZE, offset, length);
+        }
+        return rc == 0 ? 0 : Errno.Last;
+    }
+}

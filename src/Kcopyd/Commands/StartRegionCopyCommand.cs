@@ -1,0 +1,126 @@
+using System.Management.Automation;
+using Kcopyd.Engine;
+using Kcopyd.Engine.Copy;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Copies a region from one block device or image file to up to eight destinations, reading it once.</summary>
+[Cmdlet(VerbsLifecycle.Start, "RegionCopy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+[OutputType(typeof(CopyJob))]
+public sealed class StartRegionCopyCommand : PSCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Source { get; set; } = null!;
+
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateNotNullOrEmpty]
+    [ValidateCount(1, CopyRequest.MaxDestinations)]
+    public string[] Destination { get; set; } = null!;
+
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long SourceOffset { get; set; }
+
+    /// <summary>One offset for every destination, or one per destination.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ValidateCount(1, CopyRequest.MaxDestinations)]
+    public long[] DestinationOffset { get; set; } = [0];
+
+    /// <summary>Bytes to copy; by default the rest of the source after SourceOffset.</summary>
+    [Parameter]
+    [ValidateRange(1, long.MaxValue)]
+    public long Length { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string Client { get; set; } = KcopydSession.DefaultClientName;
+
+    [Parameter]
+    public SwitchParameter IgnoreErrors { get; set; }
+
+    [Parameter]
+    public SwitchParameter Wait { get; set; }
+
+    /// <summary>Write to destinations that are mounted or held open exclusively by another program.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void EndProcessing()
+    {
+        if (DestinationOffset.Length != 1 && DestinationOffset.Length != Destination.Length)
+        {
+            ThrowTerminatingError(ErrorRecords.Create("DestinationOffsetCount", ErrorCategory.InvalidArgument, DestinationOffset,
+                $"Give one DestinationOffset for all destinations or one for each of the {Destination.Length} destinations."));
+        }
+        if (DestinationOffset.Any(o => o < 0))
+        {
+            ThrowTerminatingError(ErrorRecords.Create("RegionOutOfRange", ErrorCategory.InvalidArgument, DestinationOffset,
+                "DestinationOffset cannot be negative."));
+        }
+
+        var opened = new List<IBlockDevice>();
+        CopyJob job;
+        try
+        {
+            var client = KcopydSession.GetClient(Client);
+            var source = Open(Source, DeviceOpenOptions.ReadOnly, opened);
+            var destinationOptions = DeviceOpenOptions.ReadWrite with { Exclusive = !Force };
+            var destinations = Destination
+                .Select((path, i) => new CopyDestination(Open(path, destinationOptions, opened), DestinationOffset.Length == 1 ? DestinationOffset[0] : DestinationOffset[i]))
+                .ToArray();
+            var request = new CopyRequest
+            {
+                Source = source,
+                SourceOffsetBytes = SourceOffset,
+                Destinations = destinations,
+                LengthBytes = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : source.SizeBytes - SourceOffset,
+                IgnoreErrors = IgnoreErrors,
+                Completed = _ => opened.ForEach(d => d.Dispose()),
+            };
+            request.Validate();
+
+            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
+            if (!ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {SourceOffset}"))
+            {
+                opened.ForEach(d => d.Dispose());
+                return;
+            }
+            job = client.Copy(request);
+        }
+        catch (KcopydException ex)
+        {
+            opened.ForEach(d => d.Dispose());
+            ThrowTerminatingError(ErrorRecords.From(ex));
+            return;
+        }
+        catch (ItemNotFoundException ex)
+        {
+            opened.ForEach(d => d.Dispose());
+            ThrowTerminatingError(new ErrorRecord(ex, "ClientNotFound", ErrorCategory.ObjectNotFound, Client));
+            return;
+        }
+
+        KcopydSession.AddJob(job);
+        if (Wait)
+        {
+            JobProgress.WaitWithProgress(this, job, $"Copying {job.Source}", () => Stopping);
+            if (job.State == CopyJobState.Failed)
+            {
+                var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
+                WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
+            }
+        }
+        WriteObject(job);
+    }
+
+    private IBlockDevice Open(string path, DeviceOpenOptions options, List<IBlockDevice> opened)
+    {
+        var device = LinuxBlockDevice.Open(SessionState.Path.GetUnresolvedProviderPathFromPSPath(path), options);
+        opened.Add(device);
+        return device;
+    }
+}

@@ -1,0 +1,56 @@
+# Real loop devices over sparse image files for the Pester suites. Every device attached through
+# New-TestLoopDevice is detached by Remove-TestLoopDevices, which AfterAll blocks call even when tests fail.
+
+$script:Folder = $null
+$script:Devices = [Collections.Generic.List[string]]::new()
+
+function New-TestLoopDevice {
+    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 64MB)
+    if (-not $script:Folder) {
+        $script:Folder = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-pester-$PID-$(Get-Random)"
+        New-Item -ItemType Directory $script:Folder | Out-Null
+    }
+    $image = New-TestImage -Name $Name -Size $Size
+    $device = losetup --find --show $image
+    if ($LASTEXITCODE) { throw "losetup failed for $image" }
+    $script:Devices.Add($device)
+    $device
+}
+
+function New-TestImage {
+    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 64MB)
+    if (-not $script:Folder) {
+        $script:Folder = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-pester-$PID-$(Get-Random)"
+        New-Item -ItemType Directory $script:Folder | Out-Null
+    }
+    $image = Join-Path $script:Folder $Name
+    $file = [IO.File]::Create($image); $file.SetLength($Size); $file.Dispose()
+    $image
+}
+
+function Remove-TestLoopDevices {
+    foreach ($device in $script:Devices) { losetup -d $device 2>$null }
+    $script:Devices.Clear()
+    if ($script:Folder) { Remove-Item $script:Folder -Recurse -Force -ErrorAction Ignore; $script:Folder = $null }
+}
+
+function Write-RandomRegion {
+    param([string] $Path, [long] $Offset, [long] $Length, [int] $Seed = 1)
+    $bytes = [byte[]]::new($Length)
+    [Random]::new($Seed).NextBytes($bytes)
+    $stream = [IO.File]::Open($Path, 'Open', 'Write', 'ReadWrite')
+    try { $stream.Position = $Offset; $stream.Write($bytes, 0, $bytes.Length); $stream.Flush($true) } finally { $stream.Dispose() }
+}
+
+function Get-RegionHash {
+    param([string] $Path, [long] $Offset, [long] $Length)
+    $stream = [IO.File]::Open($Path, 'Open', 'Read', 'ReadWrite')
+    try {
+        $stream.Position = $Offset
+        $buffer = [byte[]]::new($Length)
+        $stream.ReadExactly($buffer)
+        [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($buffer))
+    } finally { $stream.Dispose() }
+}
+
+Export-ModuleMember -Function New-TestLoopDevice, New-TestImage, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash
