@@ -33,9 +33,20 @@ public sealed class Scratch : IDisposable
     {
         string image = Image(name, sizeBytes);
         string args = logicalBlockSize is { } b ? $"--sector-size {b} " : "";
-        string device = Run("losetup", $"--find --show {args}{image}").Trim();
-        lock (_loops) _loops.Add(device);
-        return device;
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                string device = Run("losetup", $"--find --show {args}{image}").Trim();
+                lock (_loops) _loops.Add(device);
+                return device;
+            }
+            catch (InvalidOperationException) when (attempt < 5)
+            {
+                // Another test took the free device between losetup's find and its attach.
+                Thread.Sleep(50 * attempt);
+            }
+        }
     }
 
     /// <summary>Fills a region of a file or device with random bytes from a fixed seed.</summary>

@@ -6,12 +6,13 @@ $script:Devices = [Collections.Generic.List[string]]::new()
 
 function New-TestLoopDevice {
     param([Parameter(Mandatory)] [string] $Name, [long] $Size = 64MB)
-    if (-not $script:Folder) {
-        $script:Folder = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-pester-$PID-$(Get-Random)"
-        New-Item -ItemType Directory $script:Folder | Out-Null
-    }
     $image = New-TestImage -Name $Name -Size $Size
-    $device = losetup --find --show $image
+    foreach ($attempt in 1..5) {
+        # Another test may take the free device between losetup's find and its attach: try again.
+        $device = losetup --find --show $image 2>$null
+        if (-not $LASTEXITCODE) { break }
+        Start-Sleep -Milliseconds (50 * $attempt)
+    }
     if ($LASTEXITCODE) { throw "losetup failed for $image" }
     $script:Devices.Add($device)
     $device
