@@ -65,9 +65,10 @@ public sealed class CopyThrottle
             long rate = BytesPerSecond;
             if (rate > 0)
             {
-                if (now < _nextStart) return Stopwatch.GetElapsedTime(now, _nextStart);
-                // Allow at most a tenth of a second of burst after an idle spell.
-                _nextStart = Math.Max(_nextStart, now - OneSecond / 10) + (long)((double)bytes / rate * OneSecond);
+                // Within a millisecond of its slot is on time: waits are timed in milliseconds.
+                if (_nextStart - now > OneSecond / 1000) return Stopwatch.GetElapsedTime(now, _nextStart);
+                // No credit is saved up while idle: each chunk starts a chunk's time after the one before.
+                _nextStart = Math.Max(_nextStart, now) + (long)((double)bytes / rate * OneSecond);
             }
             return TimeSpan.Zero;
         }

@@ -71,7 +71,7 @@ internal sealed class CopyWorker : IDisposable
         {
             long wakeAt = Interlocked.Exchange(ref _wakeAtTimestamp, 0);
             int timeoutMs = wakeAt == 0 ? Timeout.Infinite
-                : (int)Math.Clamp(Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), wakeAt).TotalMilliseconds, 0, int.MaxValue);
+                : (int)Math.Clamp(Math.Ceiling(Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), wakeAt).TotalMilliseconds), 0, int.MaxValue);
             _wake.Wait(timeoutMs);
             _wake.Reset();
             DoWork();
