@@ -205,6 +205,31 @@ public sealed class JobLifeTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Thousands_of_small_jobs_reuse_pooled_sub_jobs()
+    {
+        string source = _scratch.Image("src.img", 64 * MiB);
+        string target = _scratch.Image("dst.img", 64 * MiB);
+        Scratch.FillRandom(source, 0, 64 * MiB, seed: 16);
+        using var client = new CopyClient(new CopyClientOptions { Name = "pool-test" });
+        using var from = LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly);
+        using var to = LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite);
+
+        for (int batch = 0; batch < 4; batch++)
+        {
+            var jobs = Enumerable.Range(0, 256).Select(i => client.Copy(new CopyRequest
+            {
+                Source = from, SourceOffsetBytes = (batch * 256 + i) * 64 * 1024L, LengthBytes = 64 * 1024,
+                Destinations = [new CopyDestination(to, (batch * 256 + i) * 64 * 1024L)],
+            })).ToArray();
+            await Task.WhenAll(jobs.Select(j => j.WaitAsync())).WaitAsync(Bounded);
+        }
+
+        Scratch.AssertSameBytes(source, 0, target, 0, 64 * MiB);
+        // 1,024 jobs of one chunk each; at most 256 were ever in flight at once.
+        Assert.InRange(client.SubJobsCreated, 1, 256);
+    }
+
     internal static string[] ThreadNames()
         => Directory.GetDirectories("/proc/self/task")
             .Select(t => { try { return File.ReadAllText(Path.Combine(t, "comm")).Trim(); } catch (IOException) { return ""; } })

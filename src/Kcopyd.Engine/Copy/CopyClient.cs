@@ -12,9 +12,11 @@ namespace Kcopyd.Engine.Copy;
 /// </summary>
 public sealed class CopyClient : IDisposable
 {
+    private const int MaxRetainedSubJobs = 1024;
     private readonly object _stateLock = new();
     private readonly ManualResetEventSlim _idle = new(true);
     private readonly bool _ownsWorker;
+    private readonly SubJobPolicy _subJobPolicy;
     private readonly ObjectPool<SubJob> _subJobs;
     private int _activeJobs;
     private bool _disposed;
@@ -34,8 +36,9 @@ public sealed class CopyClient : IDisposable
         Pages = new PagePool(Options.PageCount, Options.PageSizeBytes);
         int maxPagesPerSubJob = Options.SubJobSizeBytes / Options.PageSizeBytes;
         // SubJob is IDisposable, so the provider's pool frees the native vectors of sub-jobs it drops or holds.
-        _subJobs = new DefaultObjectPoolProvider { MaximumRetained = Options.SubJobsInFlight * 4 }
-            .Create(new SubJobPolicy(maxPagesPerSubJob));
+        _subJobPolicy = new SubJobPolicy(maxPagesPerSubJob);
+        // Keep enough for bursts of many small jobs (each is one sub-job); a sub-job is a few hundred bytes.
+        _subJobs = new DefaultObjectPoolProvider { MaximumRetained = MaxRetainedSubJobs }.Create(_subJobPolicy);
         Queue = IoQueueFactory.Create(Options.Name, Options.IoDepth, Options.IoBackend);
         _ownsWorker = sharedWorker == null;
         Worker = sharedWorker ?? new CopyWorker(Options.Name);
@@ -62,6 +65,9 @@ public sealed class CopyClient : IDisposable
     internal IIoQueue Queue { get; }
 
     internal CopyWorker Worker { get; }
+
+    /// <summary>Sub-jobs ever allocated: stays small however many jobs run, because the pool reuses them.</summary>
+    internal int SubJobsCreated => _subJobPolicy.Created;
 
     /// <summary>Validates the request, then starts it. The job runs on this client's worker.</summary>
     public CopyJob Copy(CopyRequest request)
@@ -119,7 +125,15 @@ public sealed class CopyClient : IDisposable
 
     private sealed class SubJobPolicy(int maxPages) : PooledObjectPolicy<SubJob>
     {
-        public override SubJob Create() => new(maxPages);
+        private int _created;
+
+        public int Created => Volatile.Read(ref _created);
+
+        public override SubJob Create()
+        {
+            Interlocked.Increment(ref _created);
+            return new SubJob(maxPages);
+        }
 
         public override bool Return(SubJob job)
         {
