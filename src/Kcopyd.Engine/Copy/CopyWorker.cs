@@ -179,8 +179,9 @@ internal sealed class CopyWorker : IDisposable
             // This may block, e.g. in a mirror's request pool: only this client's worker waits.
             device.Submit(new BlockRequest(operation, baseOffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, buffers, job, tag), client.Queue);
         }
-        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+        catch (Exception)
         {
+            // A device that cannot take the request (closed, torn down) fails this I/O, not the client's worker.
             job.Completed(tag, Native.Errno.EIO);
         }
     }
