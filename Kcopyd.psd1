@@ -12,6 +12,7 @@
     CmdletsToExport      = @(
         'Start-RegionCopy'
         'Get-CopyJob'
+        'Clear-Region'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

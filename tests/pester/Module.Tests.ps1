@@ -33,5 +33,6 @@ Describe 'The Kcopyd module' {
         $LASTEXITCODE | Should -Be 0
         $names | Should -Match 'Start-RegionCopy'
         $names | Should -Match 'Get-CopyJob'
+        $names | Should -Match 'Clear-Region'
     }
 }
