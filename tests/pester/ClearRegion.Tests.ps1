@@ -91,12 +91,8 @@ Describe 'Clear-Region with bad input' {
     }
 
     It 'refuses a mounted device with DeviceInUse, and zeroes it only with -Force' {
-        $disk = New-TestLoopDevice -Name 'clear-mounted.img' -Size 32MB
-        mkfs.ext4 -q -F $disk
-        $mountPoint = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-clear-mnt-$PID"
-        New-Item -ItemType Directory $mountPoint -Force | Out-Null
-        mount $disk $mountPoint
-        try {
+        Invoke-WithMountedLoopDevice -Name 'clear-mounted.img' -ScriptBlock {
+            param($disk)
             $before = Get-RegionHash $disk 0 32MB
             $err = { Clear-Region $disk 16MB 1MB -Confirm:$false } | Should -Throw -PassThru
             $err.FullyQualifiedErrorId | Should -BeLike 'DeviceInUse,*'
@@ -107,9 +103,6 @@ Describe 'Clear-Region with bad input' {
             # A region the filesystem does not use yet, so zeroing it under the mount harms nothing.
             (Clear-Region $disk 31MB 1MB -Force -Wait -Confirm:$false).State | Should -Be 'Completed'
             Get-RegionHash $disk 31MB 1MB | Should -Be (Get-ZeroHash 1MB)
-        } finally {
-            umount $mountPoint
-            Remove-Item $mountPoint
-        }
+        } | Out-Null
     }
 }
