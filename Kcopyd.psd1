@@ -8,10 +8,13 @@
     Description          = 'Region copies (dm-kcopyd) and mirrors (dm-raid1) over Linux block devices and image files, as cmdlets.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
+    # Loaded on import, so scripts can use the engine's types ([Kcopyd.Engine.Copy.CopyClient]) straight away.
+    RequiredAssemblies   = @('bin/Kcopyd.Engine.dll')
     FormatsToProcess     = @('bin/Kcopyd.format.ps1xml')
     CmdletsToExport      = @(
         'Start-RegionCopy'
         'Get-CopyJob'
+        'Clear-Region'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

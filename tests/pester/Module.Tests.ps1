@@ -22,6 +22,12 @@ Describe 'The Kcopyd module' {
         } finally { Remove-Module Kcopyd }
     }
 
+    It 'makes the engine types usable from a script right after import' {
+        $location = dotnet pwsh -NoProfile -Command "Import-Module '$Manifest'; [Kcopyd.Engine.Copy.CopyClient].Assembly.Location"
+        $LASTEXITCODE | Should -Be 0
+        $location | Should -BeLike '*/bin/Kcopyd.Engine.dll'
+    }
+
     It 'packages into a folder that imports from any directory' {
         # build.ps1 Test packages before it runs this suite.
         $folder = Join-Path $Root 'out/Kcopyd'
@@ -33,5 +39,6 @@ Describe 'The Kcopyd module' {
         $LASTEXITCODE | Should -Be 0
         $names | Should -Match 'Start-RegionCopy'
         $names | Should -Match 'Get-CopyJob'
+        $names | Should -Match 'Clear-Region'
     }
 }

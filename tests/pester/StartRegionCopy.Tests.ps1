@@ -79,21 +79,14 @@ Describe 'Start-RegionCopy with bad input' {
     }
 
     It 'refuses a mounted destination, and writes to it only with -Force' {
-        $disk = New-TestLoopDevice -Name 'mounted.img' -Size 32MB
-        mkfs.ext4 -q -F $disk
-        $mountPoint = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-mnt-$PID"
-        New-Item -ItemType Directory $mountPoint -Force | Out-Null
-        mount $disk $mountPoint
-        try {
+        $disk = Invoke-WithMountedLoopDevice -Name 'mounted.img' -ScriptBlock {
+            param($disk)
             $before = Get-RegionHash $disk 0 32MB
             $err = { Start-RegionCopy $Source $disk -Length 1MB -Confirm:$false } | Should -Throw -PassThru
             $err.FullyQualifiedErrorId | Should -BeLike 'DeviceInUse,*'
             $err.CategoryInfo.Category | Should -Be 'ResourceBusy'
             $err.TargetObject | Should -Be $disk
             Get-RegionHash $disk 0 32MB | Should -Be $before
-        } finally {
-            umount $mountPoint
-            Remove-Item $mountPoint
         }
         # Unmounted, the same copy goes through; -Force is what allows a device that is still claimed.
         (Start-RegionCopy $Source $disk -Length 1MB -Wait -Confirm:$false).State | Should -Be 'Completed'

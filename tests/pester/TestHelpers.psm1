@@ -29,6 +29,22 @@ function New-TestImage {
     $image
 }
 
+function Invoke-WithMountedLoopDevice {
+    # Runs $ScriptBlock with the path of a new loop device whose ext4 filesystem is mounted, unmounts it even when
+    # the block fails, and returns the path. Remove-TestLoopDevices detaches the device as usual.
+    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 32MB, [Parameter(Mandatory)] [scriptblock] $ScriptBlock)
+    $disk = New-TestLoopDevice -Name $Name -Size $Size
+    mkfs.ext4 -q -F $disk
+    $mountPoint = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-mnt-$PID-$(Get-Random)"
+    New-Item -ItemType Directory $mountPoint -Force | Out-Null
+    mount $disk $mountPoint
+    try { & $ScriptBlock $disk | Out-Null } finally {
+        umount $mountPoint
+        Remove-Item $mountPoint
+    }
+    $disk
+}
+
 function Remove-TestLoopDevices {
     foreach ($device in $script:Devices) { losetup -d $device 2>$null }
     $script:Devices.Clear()
@@ -54,4 +70,4 @@ function Get-RegionHash {
     } finally { $stream.Dispose() }
 }
 
-Export-ModuleMember -Function New-TestLoopDevice, New-TestImage, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash
+Export-ModuleMember -Function New-TestLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash

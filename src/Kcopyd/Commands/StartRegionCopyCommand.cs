@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Session;
@@ -62,15 +61,11 @@ public sealed class StartRegionCopyCommand : PSCmdlet
                 "DestinationOffset cannot be negative."));
         }
 
-        var opened = new List<IBlockDevice>();
-        CopyJob job;
-        try
+        var job = JobLauncher.Start(this, Client, (client, devices) =>
         {
-            var client = KcopydSession.GetClient(Client);
-            var source = Open(Source, DeviceOpenOptions.ReadOnly, opened);
-            var destinationOptions = DeviceOpenOptions.ReadWrite with { Exclusive = !Force };
+            var source = devices.Open(Source, DeviceOpenOptions.ReadOnly);
             var destinations = Destination
-                .Select((path, i) => new CopyDestination(Open(path, destinationOptions, opened), DestinationOffset.Length == 1 ? DestinationOffset[0] : DestinationOffset[i]))
+                .Select((path, i) => new CopyDestination(devices.OpenForWrite(path, Force), DestinationOffset.Length == 1 ? DestinationOffset[0] : DestinationOffset[i]))
                 .ToArray();
             var request = new CopyRequest
             {
@@ -79,48 +74,15 @@ public sealed class StartRegionCopyCommand : PSCmdlet
                 Destinations = destinations,
                 LengthBytes = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : source.SizeBytes - SourceOffset,
                 IgnoreErrors = IgnoreErrors,
-                Completed = _ => opened.ForEach(d => d.Dispose()),
+                Completed = _ => devices.CloseAll(),
             };
             request.Validate();
 
             string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
-            if (!ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {SourceOffset}"))
-            {
-                opened.ForEach(d => d.Dispose());
-                return;
-            }
-            job = client.Copy(request);
-        }
-        catch (KcopydException ex)
-        {
-            opened.ForEach(d => d.Dispose());
-            ThrowTerminatingError(ErrorRecords.From(ex));
-            return;
-        }
-        catch (ItemNotFoundException ex)
-        {
-            opened.ForEach(d => d.Dispose());
-            ThrowTerminatingError(new ErrorRecord(ex, "ClientNotFound", ErrorCategory.ObjectNotFound, Client));
-            return;
-        }
-
-        KcopydSession.AddJob(job);
-        if (Wait)
-        {
-            JobProgress.WaitWithProgress(this, job, $"Copying {job.Source}", () => Stopping);
-            if (job.State == CopyJobState.Failed)
-            {
-                var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
-                WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
-            }
-        }
-        WriteObject(job);
-    }
-
-    private IBlockDevice Open(string path, DeviceOpenOptions options, List<IBlockDevice> opened)
-    {
-        var device = LinuxBlockDevice.Open(SessionState.Path.GetUnresolvedProviderPathFromPSPath(path), options);
-        opened.Add(device);
-        return device;
+            return ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {SourceOffset}")
+                ? client.Copy(request)
+                : null;
+        });
+        if (job != null) JobLauncher.Output(this, job, Wait, $"Copying {job.Source}");
     }
 }
