@@ -19,7 +19,8 @@ internal sealed class BlockingIoQueue : IIoQueue
         Name = name;
         _threads = new Thread[Math.Max(1, threadCount)];
         _osThreadIds = new int[_threads.Length];
-        using var started = new CountdownEvent(_threads.Length);
+        // Not disposed: the last thread may still be inside Signal when Wait returns. It holds no kernel handle.
+        var started = new CountdownEvent(_threads.Length);
         for (int i = 0; i < _threads.Length; i++)
         {
             int index = i;
