@@ -15,7 +15,7 @@ public sealed record CopyClientOptions
     /// <summary>Big jobs are split into sub-jobs of this size.</summary>
     /// <remarks>
     /// 2 MiB x 4 in flight holds the same 8 MiB as 1 MiB x 8 but pays each request's round trip through the queue
-    /// half as often: io_uring copied 1 GiB loop-to-loop about 30% faster, the blocking backend no slower.
+    /// half as often: copying 1 GiB loop-to-loop, io_uring went about 20% faster and the blocking backend about 10%.
     /// </remarks>
     public int SubJobSizeBytes { get; init; } = 2 * 1024 * 1024;
 
