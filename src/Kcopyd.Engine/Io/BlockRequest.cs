@@ -12,7 +12,10 @@ public enum BlockOperation : byte
     Discard,
 }
 
-/// <summary>Receives the end of a block request, exactly once, on whichever thread finished it.</summary>
+/// <summary>
+/// Receives the end of a block request, exactly once, on whichever thread finished it. That is usually a queue's
+/// completion thread, which every other request of the queue waits on: a completion must be short and never block.
+/// </summary>
 public interface IBlockCompletion
 {
     /// <param name="tag">The tag the request was submitted with (a destination index, say).</param>

@@ -12,21 +12,35 @@ internal sealed class BlockingIoQueue : IIoQueue
 
     private readonly BlockingCollection<Work> _work = new(new ConcurrentQueue<Work>());
     private readonly Thread[] _threads;
+    private readonly int[] _osThreadIds;
 
     public BlockingIoQueue(string name, int threadCount)
     {
         Name = name;
         _threads = new Thread[Math.Max(1, threadCount)];
+        _osThreadIds = new int[_threads.Length];
+        // Not disposed: the last thread may still be inside Signal when Wait returns. It holds no kernel handle.
+        var started = new CountdownEvent(_threads.Length);
         for (int i = 0; i < _threads.Length; i++)
         {
-            _threads[i] = new Thread(Run) { IsBackground = true, Name = $"kcopyd-io/{name}/{i}" };
+            int index = i;
+            _threads[i] = new Thread(() =>
+            {
+                _osThreadIds[index] = OsThread.CurrentId();
+                started.Signal();
+                Run();
+            }) { IsBackground = true, Name = $"kcopyd-io/{name}/{i}" };
             _threads[i].Start();
         }
+        started.Wait();
     }
 
     public string Name { get; }
 
     public string Backend => "blocking";
+
+    /// <summary>OS ids of the queue's threads.</summary>
+    internal IReadOnlyList<int> OsThreadIds => _osThreadIds;
 
     public void Submit(int fd, bool isBlockDevice, in BlockRequest request)
         => _work.Add(new Work(fd, isBlockDevice, request));

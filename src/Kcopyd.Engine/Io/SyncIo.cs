@@ -47,7 +47,7 @@ internal static unsafe class SyncIo
     }
 
     /// <summary>Copies the vectors that remain after <paramref name="skipBytes"/> into <paramref name="rest"/>.</summary>
-    private static int Skip(IoVec* vectors, int count, long skipBytes, IoVec* rest)
+    internal static int Skip(IoVec* vectors, int count, long skipBytes, IoVec* rest)
     {
         int n = 0;
         for (int i = 0; i < count; i++)
