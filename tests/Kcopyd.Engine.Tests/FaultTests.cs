@@ -101,7 +101,7 @@ public sealed class FaultTests : IDisposable
         // One bad 4 KiB sector in the third 1 MiB chunk.
         using var faulty = FaultyDisk.WithBadSectors(_scratch.Folder, image, (2 * MiB + 8192, 4096));
 
-        using var client = new CopyClient(new CopyClientOptions { Name = "fault-partial" });
+        using var client = new CopyClient(new CopyClientOptions { Name = "fault-partial", SubJobSizeBytes = (int)MiB });
         using var from = LinuxBlockDevice.Open(faulty.Device, DeviceOpenOptions.ReadOnly);
         using var to = LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite);
         var job = client.Copy(new CopyRequest

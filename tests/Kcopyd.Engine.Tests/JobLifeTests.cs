@@ -138,7 +138,7 @@ public sealed class JobLifeTests : IDisposable
     {
         string source = _scratch.Image("src.img", 16 * MiB);
         string target = _scratch.Image("dst.img", 16 * MiB);
-        using var client = new CopyClient(new CopyClientOptions { Name = "throttle-test" });
+        using var client = new CopyClient(new CopyClientOptions { Name = "throttle-test", SubJobSizeBytes = (int)MiB });
         client.Throttle.BytesPerSecond = 32 * MiB;
         using var from = LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly);
         using var to = LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite);
