@@ -123,6 +123,7 @@ internal sealed class CopyWorker : IDisposable
         {
             job.Skipped = true;
             Push(_completeJobs, job);
+            Wake(); // the complete list was already run in this pass: without a wake the job would never end
             return StageResult.Done;
         }
         if (job.Phase != SubJobPhase.Zero)

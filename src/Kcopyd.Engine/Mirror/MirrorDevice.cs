@@ -1,0 +1,364 @@
+using Kcopyd.Engine.Copy;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Io;
+using Kcopyd.Engine.Native;
+
+namespace Kcopyd.Engine.Mirror;
+
+/// <summary>
+/// A mirror of 2 to 9 block devices (dm-raid1): every write goes to every live leg, reads are balanced, and a
+/// recovery copies out-of-sync regions from the default leg to the others. It owns its copy client (worker,
+/// pages, I/O queue), its request pool and its daemon thread (kmirrord), so a caller blocked in this mirror's
+/// pool never stalls another device's progress, and this mirror's progress never waits on another's threads.
+/// </summary>
+public sealed partial class MirrorDevice : IBlockDevice
+{
+    /// <summary>dm-raid1's limit: one source and up to eight kcopyd destinations.</summary>
+    public const int MaxLegs = CopyRequest.MaxDestinations + 1;
+
+    private static readonly object s_legsLock = new();
+    private static readonly Dictionary<DeviceIdentity, MirrorDevice> s_legsInUse = new();
+    private static long s_lastId;
+
+    private readonly MirrorLeg[] _legs;
+    private readonly ulong _allLegs;
+    private readonly IDirtyLog _log;
+    private readonly RegionHash _regions;
+    private readonly MirrorOptions _options;
+    private readonly Action<RegionIo> _readDone;
+    private readonly Action<RegionIo> _writeDone;
+    private readonly Action<RegionIo> _flushDone;
+    private int _defaultLeg;
+    private long _readCursor;
+    private int _submitters;
+    private int _closing;
+
+    public MirrorDevice(IReadOnlyList<IBlockDevice> legs, MirrorOptions? options = null)
+        : this(legs, options, sharedWorker: null, log: null)
+    {
+    }
+
+    /// <summary>
+    /// With <paramref name="sharedWorker"/> the mirror's copy client runs on a worker shared with other clients:
+    /// the single kcopyd thread of the pre-patch kernel, for the deadlock test only. <paramref name="log"/> replaces
+    /// the log the options would open (it must fit this mirror).
+    /// </summary>
+    internal MirrorDevice(IReadOnlyList<IBlockDevice> legs, MirrorOptions? options, CopyWorker? sharedWorker, IDirtyLog? log)
+    {
+        ArgumentNullException.ThrowIfNull(legs);
+        _options = options ?? new MirrorOptions();
+        CheckLegs(legs);
+        int blockSize = legs[0].LogicalBlockSize;
+        CheckRegionSize(_options.RegionSizeBytes, blockSize);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.RequestPoolSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.RecoveryRegionsInFlight, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(_options.RecoveryBytesPerSecond);
+
+        Id = Interlocked.Increment(ref s_lastId);
+        Name = _options.Name ?? $"mirror{Id}";
+        Identity = new DeviceIdentity(DeviceKind.Mirror, (ulong)Id, 0);
+        LogicalBlockSize = legs.Max(l => l.LogicalBlockSize);
+        SizeBytes = legs.Min(l => l.SizeBytes) / LogicalBlockSize * LogicalBlockSize;
+        if (SizeBytes == 0)
+            throw new KcopydException("LegTooSmall", KcopydErrorKind.InvalidArgument, "The smallest leg holds no whole block.", legs);
+        RegionSizeBytes = _options.RegionSizeBytes;
+        RegionCount = (SizeBytes + RegionSizeBytes - 1) / RegionSizeBytes;
+        _legs = legs.Select((device, i) => new MirrorLeg(device, i)).ToArray();
+        _allLegs = (1UL << _legs.Length) - 1;
+        _readDone = ReadDone;
+        _writeDone = WriteDone;
+        _flushDone = FlushDone;
+
+        ClaimLegs();
+        try
+        {
+            _log = log ?? OpenLog(legs);
+            if (_log.RegionCount != RegionCount || _log.RegionSizeBytes != RegionSizeBytes)
+                throw new KcopydException("LogMismatch", KcopydErrorKind.InvalidArgument,
+                    $"The log holds {_log.RegionCount} regions of {_log.RegionSizeBytes} bytes; the mirror has {RegionCount} of {RegionSizeBytes}.", _log.Path);
+            _regions = new RegionHash(_log);
+            RequestPool = new RequestPool(_options.RequestPoolSize);
+            Client = new CopyClient(new CopyClientOptions
+            {
+                Name = $"mirror/{Name}",
+                PageCount = _options.PageCount,
+                SubJobSizeBytes = (int)Math.Min(1024 * 1024, (long)_options.PageCount * 64 * 1024),
+                IoDepth = _options.IoDepth,
+            }, sharedWorker);
+            Client.Throttle.BytesPerSecond = _options.RecoveryBytesPerSecond;
+        }
+        catch
+        {
+            if (log == null) _log?.Dispose();
+            ReleaseLegs();
+            throw;
+        }
+        _daemon = new Thread(RunDaemon) { IsBackground = true, Name = $"kmirrord/{Name}" };
+        _daemon.Start();
+        Wake(); // the first pass starts the recovery
+    }
+
+    public long Id { get; }
+
+    public string Name { get; }
+
+    public long SizeBytes { get; }
+
+    public int LogicalBlockSize { get; }
+
+    public bool CanWrite => true;
+
+    public DeviceIdentity Identity { get; }
+
+    public long RegionSizeBytes { get; }
+
+    public long RegionCount { get; }
+
+    public IReadOnlyList<MirrorLeg> Legs => _legs;
+
+    /// <summary>The leg recovery copies from and out-of-sync regions are read from and written to.</summary>
+    public MirrorLeg DefaultLeg => _legs[Volatile.Read(ref _defaultLeg)];
+
+    /// <summary>Every request holds a slot of this pool for its whole life; its size can be changed while running.</summary>
+    public RequestPool RequestPool { get; }
+
+    /// <summary>The recovery's limit: the throttle of the mirror's own copy client.</summary>
+    public CopyThrottle RecoveryThrottle => Client.Throttle;
+
+    public MirrorState State
+        => _legs.Any(l => !l.IsAlive) ? MirrorState.Degraded
+            : _log.SyncCount == RegionCount ? MirrorState.InSync
+            : MirrorState.Recovering;
+
+    public long InSyncRegions => _log.SyncCount;
+
+    internal CopyClient Client { get; }
+
+    internal RegionState StateOfRegion(long region) => _regions.StateOf(region);
+
+    /// <summary>
+    /// Starts a read, write, zeroing, discard or flush. Takes a request slot first, waiting while the pool is
+    /// empty; the slot is held until the request ends. The legs' I/O goes through the mirror's own queue, not
+    /// <paramref name="queue"/>.
+    /// </summary>
+    public void Submit(in BlockRequest request, IIoQueue queue)
+    {
+        Interlocked.Increment(ref _submitters);
+        try
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _closing) != 0, this);
+            if (request.Operation == BlockOperation.Flush)
+            {
+                if (!TakeSlot(request)) return;
+                var flush = new RegionIo(new MirrorRequest(request, RequestPool, 1), region: -1, 0, 0, _flushDone);
+                Queue(_flushes, flush, atFront: false);
+                return;
+            }
+            if (request.OffsetBytes < 0 || request.LengthBytes < 0 || request.OffsetBytes > SizeBytes - request.LengthBytes
+                || request.OffsetBytes % LogicalBlockSize != 0 || request.LengthBytes % LogicalBlockSize != 0)
+            {
+                request.Completion.Completed(request.Tag, Errno.EINVAL);
+                return;
+            }
+            if (request.LengthBytes == 0)
+            {
+                request.Completion.Completed(request.Tag, 0);
+                return;
+            }
+            if (!TakeSlot(request)) return;
+
+            var pieces = Split(request);
+            if (request.Operation == BlockOperation.Read)
+            {
+                foreach (var io in pieces) IssueRead(io);
+            }
+            else
+            {
+                lock (_queueLock) _writes.AddRange(pieces);
+                Wake();
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _submitters);
+        }
+    }
+
+    /// <summary>Flushes the log and every live leg, and waits for it.</summary>
+    public void Flush()
+    {
+        var done = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Submit(new BlockRequest(BlockOperation.Flush, 0, 0, IoBuffers.None, new TaskCompletion(done), 0), Client.Queue);
+        int errno = done.Task.GetAwaiter().GetResult();
+        if (errno != 0)
+            throw new KcopydException("MirrorFlushFailed", KcopydErrorKind.DeviceError, $"Flushing mirror '{Name}' failed: {Errno.Describe(errno)}.", Name);
+    }
+
+    /// <summary>True once every region is in sync on every leg; false if <paramref name="timeout"/> passed first.</summary>
+    public async Task<bool> WaitForSyncAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Task inSync;
+        lock (_syncLock) inSync = _inSync.Task;
+        try
+        {
+            await inSync.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    public bool WaitForSync(TimeSpan timeout) => WaitForSyncAsync(timeout).GetAwaiter().GetResult();
+
+    public MirrorStatus GetStatus()
+    {
+        int defaultLeg = Volatile.Read(ref _defaultLeg);
+        return new MirrorStatus
+        {
+            Name = Name,
+            SizeBytes = SizeBytes,
+            RegionSizeBytes = RegionSizeBytes,
+            RegionCount = RegionCount,
+            InSyncRegions = _log.SyncCount,
+            State = State,
+            Legs = _legs.Select(l => new MirrorLegStatus
+            {
+                Path = l.Name, Name = l.Name, Health = l.Health, IsDefault = l.Index == defaultLeg,
+                Reads = l.Reads, ReadErrors = l.ReadErrors, WriteErrors = l.WriteErrors,
+            }).ToArray(),
+            LogKind = _log.Kind,
+            LogPath = _log.Path,
+            RequestPoolInUse = RequestPool.InUse,
+            RequestPoolSize = RequestPool.Size,
+            RequestPoolWaiters = RequestPool.Waiters,
+            RecoveredBytes = Interlocked.Read(ref _recoveredBytes),
+            RecoveryBytesPerSecond = RecoveryRate(),
+            RecoveredRegions = Interlocked.Read(ref _recoveredRegions),
+            RecoveringRegions = _regions.RecoveringRegions,
+            HeldWrites = _regions.HeldWrites,
+        };
+    }
+
+    public override string ToString() => Name;
+
+    /// <summary>
+    /// Stops the recovery (its jobs end as Stopped, their regions stay out of sync), lets every request in flight
+    /// end (held writes are released as their regions' recovery ends), flushes the log, then frees the client.
+    /// The legs are disposed too with <see cref="MirrorOptions.OwnsLegs"/>.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0) return;
+        StopRecovery();
+        SpinWait.SpinUntil(() => Volatile.Read(ref _submitters) == 0);
+        RequestPool.WaitIdle(Timeout.InfiniteTimeSpan);
+        StopDaemon();
+        try
+        {
+            _log.Flush();
+        }
+        finally
+        {
+            _log.Dispose();
+            Client.Dispose();
+            ReleaseLegs();
+            if (_options.OwnsLegs)
+                foreach (var leg in _legs) leg.Device.Dispose();
+        }
+    }
+
+    private bool TakeSlot(in BlockRequest request)
+    {
+        if (RequestPool.Acquire()) return true;
+        request.Completion.Completed(request.Tag, Errno.EIO); // the pool was aborted
+        return false;
+    }
+
+    /// <summary>Cuts a request at region boundaries: each piece is routed by its own region's state.</summary>
+    private List<RegionIo> Split(in BlockRequest request)
+    {
+        long first = request.OffsetBytes / RegionSizeBytes;
+        long last = (request.OffsetBytes + request.LengthBytes - 1) / RegionSizeBytes;
+        var parent = new MirrorRequest(request, RequestPool, checked((int)(last - first + 1)));
+        var done = request.Operation == BlockOperation.Read ? _readDone : _writeDone;
+        var pieces = new List<RegionIo>((int)(last - first + 1));
+        for (long region = first; region <= last; region++)
+        {
+            long start = Math.Max(request.OffsetBytes, region * RegionSizeBytes);
+            long end = Math.Min(request.OffsetBytes + request.LengthBytes, (region + 1) * RegionSizeBytes);
+            var io = new RegionIo(parent, region, start, end - start, done);
+            io.SliceBuffers(start - request.OffsetBytes);
+            pieces.Add(io);
+        }
+        return pieces;
+    }
+
+    private IDirtyLog OpenLog(IReadOnlyList<IBlockDevice> legs)
+        => _options.LogPath == null
+            ? new CoreDirtyLog(RegionSizeBytes, RegionCount, _options.NoSync)
+            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, legs, _options.NoSync);
+
+    private static void CheckLegs(IReadOnlyList<IBlockDevice> legs)
+    {
+        if (legs.Count < 2)
+            throw new KcopydException("TooFewLegs", KcopydErrorKind.InvalidArgument, $"A mirror needs at least 2 legs, not {legs.Count}.", legs);
+        if (legs.Count > MaxLegs)
+            throw new KcopydException("TooManyLegs", KcopydErrorKind.InvalidArgument, $"A mirror has at most {MaxLegs} legs, not {legs.Count}.", legs);
+        foreach (var leg in legs) ArgumentNullException.ThrowIfNull(leg, nameof(legs));
+        var odd = legs.FirstOrDefault(l => l.LogicalBlockSize != legs[0].LogicalBlockSize);
+        if (odd != null)
+            throw new KcopydException("LegBlockSizeMismatch", KcopydErrorKind.InvalidArgument,
+                $"'{odd.Name}' has {odd.LogicalBlockSize}-byte blocks, '{legs[0].Name}' {legs[0].LogicalBlockSize}-byte ones.", odd.Name);
+        for (int i = 0; i < legs.Count; i++)
+        {
+            for (int j = 0; j < i; j++)
+            {
+                if (ReferenceEquals(legs[i], legs[j]) || legs[i].Identity == legs[j].Identity)
+                    throw new KcopydException("LegInUse", KcopydErrorKind.InvalidArgument, $"'{legs[i].Name}' is given twice.", legs[i].Name);
+            }
+            if (!legs[i].CanWrite)
+                throw new KcopydException("DeviceReadOnly", KcopydErrorKind.InvalidArgument, $"'{legs[i].Name}' is open read-only.", legs[i].Name);
+        }
+    }
+
+    private static void CheckRegionSize(long regionSizeBytes, int blockSize)
+    {
+        if (regionSizeBytes <= 0 || (regionSizeBytes & (regionSizeBytes - 1)) != 0 || regionSizeBytes % blockSize != 0)
+            throw new KcopydException("InvalidRegionSize", KcopydErrorKind.InvalidArgument,
+                $"The region size {regionSizeBytes} must be a power of two and a multiple of the legs' block size {blockSize}.", regionSizeBytes);
+    }
+
+    /// <summary>A device is a leg of one live mirror at a time: two mirrors writing one device would corrupt each other.</summary>
+    private void ClaimLegs()
+    {
+        lock (s_legsLock)
+        {
+            foreach (var leg in _legs)
+            {
+                if (s_legsInUse.TryGetValue(leg.Device.Identity, out var owner))
+                    throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
+                        $"'{leg.Name}' is already a leg of mirror '{owner.Name}'.", leg.Name);
+            }
+            foreach (var leg in _legs) s_legsInUse.Add(leg.Device.Identity, this);
+        }
+    }
+
+    private void ReleaseLegs()
+    {
+        lock (s_legsLock)
+        {
+            foreach (var leg in _legs)
+            {
+                if (s_legsInUse.TryGetValue(leg.Device.Identity, out var owner) && owner == this) s_legsInUse.Remove(leg.Device.Identity);
+            }
+        }
+    }
+
+    /// <summary>Turns a request's end into a task, for the mirror's own synchronous helpers.</summary>
+    private sealed class TaskCompletion(TaskCompletionSource<int> done) : IBlockCompletion
+    {
+        public void Completed(int tag, int error) => done.TrySetResult(error);
+    }
+}

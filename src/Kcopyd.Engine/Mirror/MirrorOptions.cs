@@ -1,0 +1,37 @@
+namespace Kcopyd.Engine.Mirror;
+
+/// <summary>How a mirror is built. Sizes are bytes.</summary>
+public sealed record MirrorOptions
+{
+    public const long DefaultRegionSizeBytes = 512 * 1024;
+
+    /// <summary>The mirror's name; a unique "mirrorN" when null.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>A power of two and a multiple of the legs' logical block size.</summary>
+    public long RegionSizeBytes { get; init; } = DefaultRegionSizeBytes;
+
+    /// <summary>A file for a persistent dirty-region log; null keeps the log in memory (the "core" log).</summary>
+    public string? LogPath { get; init; }
+
+    /// <summary>Take every region as in sync without copying. A persistent log that already exists wins over this.</summary>
+    public bool NoSync { get; init; }
+
+    /// <summary>Requests the mirror works on at once; further submitters wait for a slot.</summary>
+    public int RequestPoolSize { get; init; } = 64;
+
+    /// <summary>Regions recovered at once (dm-raid1 copies them one after the other; a few overlap here).</summary>
+    public int RecoveryRegionsInFlight { get; init; } = 2;
+
+    /// <summary>The recovery's bandwidth limit from the start, in bytes per second; 0 is unlimited.</summary>
+    public long RecoveryBytesPerSecond { get; init; }
+
+    /// <summary>Pages (64 KiB) in the page pool of the mirror's own copy client.</summary>
+    public int PageCount { get; init; } = 64;
+
+    /// <summary>I/O the mirror keeps in flight to its legs (threads of its own I/O queue).</summary>
+    public int IoDepth { get; init; } = 8;
+
+    /// <summary>Dispose the legs when the mirror is disposed.</summary>
+    public bool OwnsLegs { get; init; }
+}

@@ -1,0 +1,79 @@
+namespace Kcopyd.Engine.Mirror;
+
+/// <summary>The health of a mirror as a whole.</summary>
+public enum MirrorState
+{
+    /// <summary>Every leg is alive and some regions are still to be copied.</summary>
+    Recovering,
+    InSync,
+    /// <summary>A leg is dead: the mirror serves from the live ones.</summary>
+    Degraded,
+}
+
+/// <summary>One leg in a mirror's status.</summary>
+public sealed class MirrorLegStatus
+{
+    public string Path { get; init; } = "";
+
+    public string Name { get; init; } = "";
+
+    public LegHealth Health { get; init; }
+
+    public bool IsDefault { get; init; }
+
+    public long Reads { get; init; }
+
+    public long ReadErrors { get; init; }
+
+    public long WriteErrors { get; init; }
+
+    public override string ToString() => $"{Path} ({Health})";
+}
+
+/// <summary>A snapshot of a mirror, like <c>dmsetup status</c> of a dm-raid1 target, with plain properties.</summary>
+public sealed class MirrorStatus
+{
+    public string Name { get; init; } = "";
+
+    public long SizeBytes { get; init; }
+
+    public long RegionSizeBytes { get; init; }
+
+    public long RegionCount { get; init; }
+
+    public long InSyncRegions { get; init; }
+
+    public double SyncPercent => RegionCount == 0 ? 100 : Math.Round(100.0 * InSyncRegions / RegionCount, 2);
+
+    public MirrorState State { get; init; }
+
+    public MirrorLegStatus[] Legs { get; init; } = [];
+
+    /// <summary>"core" or "disk".</summary>
+    public string LogKind { get; init; } = "core";
+
+    public string? LogPath { get; init; }
+
+    public int RequestPoolInUse { get; init; }
+
+    public int RequestPoolSize { get; init; }
+
+    /// <summary>Threads waiting for a request slot.</summary>
+    public int RequestPoolWaiters { get; init; }
+
+    /// <summary>Average rate of the recovery so far.</summary>
+    public long RecoveryBytesPerSecond { get; init; }
+
+    /// <summary>Bytes the recovery copied.</summary>
+    public long RecoveredBytes { get; init; }
+
+    /// <summary>Regions this mirror brought in sync by copying (not counting those in sync from the start).</summary>
+    public long RecoveredRegions { get; init; }
+
+    public int RecoveringRegions { get; init; }
+
+    /// <summary>Writes waiting for their region's recovery to end.</summary>
+    public int HeldWrites { get; init; }
+
+    public override string ToString() => $"{Name}: {State}, {InSyncRegions}/{RegionCount} regions in sync";
+}
