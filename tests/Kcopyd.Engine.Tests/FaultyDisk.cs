@@ -51,7 +51,15 @@ public sealed class FaultyDisk : IDisposable
             Thread.Sleep(20);
         }
         // --direct-io=on: the loop driver must pass our requests straight to the FUSE file so errors reach us.
-        Device = Scratch.Run("losetup", $"--find --show --direct-io=on {disk}").Trim();
+        try
+        {
+            Device = Scratch.Attach(disk, "--direct-io=on");
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     /// <summary>

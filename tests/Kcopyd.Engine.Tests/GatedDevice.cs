@@ -4,10 +4,11 @@ using Kcopyd.Engine.Io;
 namespace Kcopyd.Engine.Tests;
 
 /// <summary>
-/// A real device behind a gate: a write submitted while the gate is shut blocks the submitting thread until
-/// someone opens it, as a write into a mirror with an exhausted request pool blocks in mempool_alloc.
+/// A real device behind a gate that blocks the submitting thread: a write submitted while the gate is shut waits
+/// in Submit until someone opens it, as a write into a mirror with an exhausted request pool waits in
+/// mempool_alloc.
 /// </summary>
-public sealed class GatedDevice(IBlockDevice inner) : IBlockDevice
+internal sealed class BlockingGateDevice(IBlockDevice inner) : DelegatingDevice(inner)
 {
     private readonly ManualResetEventSlim _open = new(false);
     private readonly ManualResetEventSlim _entered = new(false);
@@ -15,21 +16,11 @@ public sealed class GatedDevice(IBlockDevice inner) : IBlockDevice
     /// <summary>Name of the thread that blocked at the gate first.</summary>
     public string? BlockedThread { get; private set; }
 
-    public string Name => inner.Name;
-
-    public long SizeBytes => inner.SizeBytes;
-
-    public int LogicalBlockSize => inner.LogicalBlockSize;
-
-    public bool CanWrite => inner.CanWrite;
-
-    public DeviceIdentity Identity => inner.Identity;
-
     public bool WaitUntilSomeoneBlocks(TimeSpan timeout) => _entered.Wait(timeout);
 
     public void Open() => _open.Set();
 
-    public void Submit(in BlockRequest request, IIoQueue queue)
+    public override void Submit(in BlockRequest request, IIoQueue queue)
     {
         if (request.Operation != BlockOperation.Read && !_open.IsSet)
         {
@@ -37,12 +28,12 @@ public sealed class GatedDevice(IBlockDevice inner) : IBlockDevice
             _entered.Set();
             _open.Wait();
         }
-        inner.Submit(request, queue);
+        Inner.Submit(request, queue);
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
         _open.Set();
-        inner.Dispose();
+        base.Dispose();
     }
 }

@@ -75,10 +75,10 @@ public sealed class IsolationTests : IDisposable
             Scratch.FillRandom(_source, 0, 8 * MiB, seed: 21);
             _from = LinuxBlockDevice.Open(_source, DeviceOpenOptions.ReadOnly);
             _toB = LinuxBlockDevice.Open(_targetB, DeviceOpenOptions.ReadWrite);
-            Gate = new GatedDevice(LinuxBlockDevice.Open(_targetA, DeviceOpenOptions.ReadWrite));
+            Gate = new BlockingGateDevice(LinuxBlockDevice.Open(_targetA, DeviceOpenOptions.ReadWrite));
         }
 
-        public GatedDevice Gate { get; }
+        public BlockingGateDevice Gate { get; }
 
         public (CopyJob A, CopyJob B) Run(CopyClient clientA, CopyClient clientB)
         {

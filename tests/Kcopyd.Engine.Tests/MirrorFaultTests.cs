@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Mirror;
 
@@ -31,7 +30,7 @@ public sealed class MirrorFaultTests : IDisposable
         Assert.Equal(0, PendingIo.WriteAndWait(mirror, 1 * MiB, before, Bounded));
         Assert.Equal(MirrorState.InSync, mirror.GetStatus().State);
 
-        faulty.FailWrites();
+        faulty.FailWrites(true);
         var data = new byte[128 * 1024];
         new Random(92).NextBytes(data);
         Assert.Equal(0, PendingIo.WriteAndWait(mirror, 3 * MiB, data, Bounded));
@@ -59,7 +58,7 @@ public sealed class MirrorFaultTests : IDisposable
             new MirrorOptions { NoSync = true }));
         Assert.True(mirror.WaitForSync(Bounded));
 
-        faulty.FailReads();
+        faulty.FailReads(true);
         // Regions never touched before, so no page cache under the loop device can answer for the faulty disk.
         for (long offset = 8 * MiB; offset < 12 * MiB; offset += 512 * 1024)
             Assert.Equal(new byte[64 * 1024], PendingIo.ReadAndWait(mirror, offset, 64 * 1024, Bounded));
@@ -73,76 +72,5 @@ public sealed class MirrorFaultTests : IDisposable
     {
         _cleanup.Add(disposable);
         return disposable;
-    }
-
-    /// <summary>
-    /// A memory disk from nbdkit whose reads or writes fail with EIO while a trigger file exists, exposed through
-    /// nbdfuse as a file and through losetup as a real block device. Dispose detaches and unmounts it whatever happened.
-    /// </summary>
-    private sealed class FaultyDisk : IDisposable
-    {
-        private readonly string _mount;
-        private readonly string _readTrigger;
-        private readonly string _writeTrigger;
-        private readonly Process _nbdfuse;
-
-        public FaultyDisk(string folder, long sizeBytes)
-        {
-            _mount = Path.Combine(folder, "faulty-mnt");
-            _readTrigger = Path.Combine(folder, "rfail");
-            _writeTrigger = Path.Combine(folder, "wfail");
-            Directory.CreateDirectory(_mount);
-            string file = Path.Combine(_mount, "disk");
-            _nbdfuse = Process.Start(new ProcessStartInfo("nbdfuse",
-                $"{file} [ nbdkit --filter=error memory {sizeBytes} error-pread-rate=100% error-pread=EIO error-pread-file={_readTrigger} " +
-                $"error-pwrite-rate=100% error-pwrite=EIO error-pwrite-file={_writeTrigger} ]")
-            { RedirectStandardOutput = true, RedirectStandardError = true })!;
-            try
-            {
-                Wait.Until(() => File.Exists(file) || _nbdfuse.HasExited, TimeSpan.FromSeconds(30), "nbdfuse exposes the disk");
-                // Its error output is read only once it has exited: reading a live process's stream would wait for ever.
-                if (_nbdfuse.HasExited) Assert.Fail($"nbdfuse exited: {_nbdfuse.StandardError.ReadToEnd()}");
-                Device = Attach(file);
-            }
-            catch
-            {
-                Dispose();
-                throw;
-            }
-        }
-
-        /// <summary>The loop device over the faulty disk.</summary>
-        public string Device { get; private set; } = "";
-
-        public void FailWrites() => File.WriteAllText(_writeTrigger, "");
-
-        public void FailReads() => File.WriteAllText(_readTrigger, "");
-
-        public void Dispose()
-        {
-            if (Device != "")
-            {
-                try { Scratch.Run("losetup", $"-d {Device}"); } catch (InvalidOperationException) { }
-                Device = "";
-            }
-            try { Scratch.Run("fusermount3", $"-u {_mount}"); } catch (InvalidOperationException) { }
-            if (!_nbdfuse.WaitForExit(10_000)) _nbdfuse.Kill(entireProcessTree: true);
-            _nbdfuse.Dispose();
-        }
-
-        private static string Attach(string file)
-        {
-            for (int attempt = 1; ; attempt++)
-            {
-                try
-                {
-                    return Scratch.Run("losetup", $"--find --show {file}").Trim();
-                }
-                catch (InvalidOperationException) when (attempt < 5)
-                {
-                    Thread.Sleep(50 * attempt); // another test took the free device between find and attach
-                }
-            }
-        }
     }
 }

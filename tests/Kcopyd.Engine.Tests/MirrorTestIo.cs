@@ -109,25 +109,15 @@ internal sealed unsafe class PendingIo : IBlockCompletion, IDisposable
 /// A real device whose reads (or another operation) are held while the gate is closed and then passed on: a disk
 /// that is slow exactly when the test wants, so a recovery's I/O can be kept in flight while the test builds a scenario.
 /// </summary>
-internal sealed class GatedDevice(IBlockDevice inner, BlockOperation gated = BlockOperation.Read) : IBlockDevice
+internal sealed class GatedDevice(IBlockDevice inner, BlockOperation gated = BlockOperation.Read) : DelegatingDevice(inner)
 {
     private readonly object _lock = new();
     private readonly List<(BlockRequest Request, IIoQueue Queue)> _held = new();
     private bool _open;
 
-    public string Name => inner.Name;
-
-    public long SizeBytes => inner.SizeBytes;
-
-    public int LogicalBlockSize => inner.LogicalBlockSize;
-
-    public bool CanWrite => inner.CanWrite;
-
-    public DeviceIdentity Identity => inner.Identity;
-
     public int Held { get { lock (_lock) return _held.Count; } }
 
-    public void Submit(in BlockRequest request, IIoQueue queue)
+    public override void Submit(in BlockRequest request, IIoQueue queue)
     {
         lock (_lock)
         {
@@ -137,7 +127,7 @@ internal sealed class GatedDevice(IBlockDevice inner, BlockOperation gated = Blo
                 return;
             }
         }
-        inner.Submit(request, queue);
+        Inner.Submit(request, queue);
     }
 
     public void Open()
@@ -149,10 +139,8 @@ internal sealed class GatedDevice(IBlockDevice inner, BlockOperation gated = Blo
             held = new(_held);
             _held.Clear();
         }
-        foreach (var (request, queue) in held) inner.Submit(request, queue);
+        foreach (var (request, queue) in held) Inner.Submit(request, queue);
     }
-
-    public void Dispose() => inner.Dispose();
 }
 
 internal static class Wait

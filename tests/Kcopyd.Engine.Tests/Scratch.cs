@@ -32,14 +32,19 @@ public sealed class Scratch : IDisposable
     public string Loop(string name, long sizeBytes, int? logicalBlockSize = null)
     {
         string image = Image(name, sizeBytes);
-        string args = logicalBlockSize is { } b ? $"--sector-size {b} " : "";
+        string device = Attach(image, logicalBlockSize is { } b ? $"--sector-size {b}" : "");
+        lock (_loops) _loops.Add(device);
+        return device;
+    }
+
+    /// <summary>Attaches a loop device over a file (losetup --find --show) and returns its path; the caller detaches it.</summary>
+    public static string Attach(string file, string options = "")
+    {
         for (int attempt = 1; ; attempt++)
         {
             try
             {
-                string device = Run("losetup", $"--find --show {args}{image}").Trim();
-                lock (_loops) _loops.Add(device);
-                return device;
+                return Run("losetup", $"--find --show {options} {file}").Trim();
             }
             catch (InvalidOperationException) when (attempt < 5)
             {
