@@ -11,10 +11,16 @@
     # Loaded on import, so scripts can use the engine's types ([Kcopyd.Engine.Copy.CopyClient]) straight away.
     RequiredAssemblies   = @('bin/Kcopyd.Engine.dll')
     FormatsToProcess     = @('bin/Kcopyd.format.ps1xml')
+    TypesToProcess       = @('bin/Kcopyd.types.ps1xml')
     CmdletsToExport      = @(
         'Start-RegionCopy'
         'Get-CopyJob'
         'Clear-Region'
+        'New-MirrorDevice'
+        'Get-MirrorDevice'
+        'Wait-MirrorDevice'
+        'Set-MirrorDevice'
+        'Remove-MirrorDevice'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

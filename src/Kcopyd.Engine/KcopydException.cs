@@ -6,6 +6,7 @@ public enum KcopydErrorKind
     InvalidArgument,
     NotFound,
     ResourceBusy,
+    AlreadyExists,
     PermissionDenied,
     DeviceError,
     InvalidOperation,

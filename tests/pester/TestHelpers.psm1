@@ -3,13 +3,14 @@
 
 $script:Folder = $null
 $script:Devices = [Collections.Generic.List[string]]::new()
+$script:NbdDisks = [Collections.Generic.List[object]]::new()
 
 function New-TestLoopDevice {
-    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 64MB)
+    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 64MB, [int] $SectorSize = 512)
     $image = New-TestImage -Name $Name -Size $Size
     foreach ($attempt in 1..5) {
         # Another test may take the free device between losetup's find and its attach: try again.
-        $device = losetup --find --show $image 2>$null
+        $device = losetup --find --show --sector-size $SectorSize $image 2>$null
         if (-not $LASTEXITCODE) { break }
         Start-Sleep -Milliseconds (50 * $attempt)
     }
@@ -45,9 +46,40 @@ function Invoke-WithMountedLoopDevice {
     $disk
 }
 
+function New-TestNbdLoopDevice {
+    <#
+    .SYNOPSIS
+        A loop device over a disk nbdkit serves through nbdfuse (see FAULTS.md in the shared notes): filters make
+        it slow or failing on demand, e.g. -Nbdkit '--filter=delay', 'memory', '16M', 'wdelay=20ms'.
+    #>
+    param([Parameter(Mandatory)] [string] $Name, [Parameter(Mandatory)] [string[]] $Nbdkit)
+    $mount = Join-Path (Split-Path (New-TestImage -Name "$Name.marker" -Size 0)) $Name
+    New-Item -ItemType Directory $mount | Out-Null
+    $disk = Join-Path $mount 'disk'
+    $start = [Diagnostics.ProcessStartInfo]::new('nbdfuse')
+    foreach ($arg in @($disk, '[', 'nbdkit') + $Nbdkit + ']') { $start.ArgumentList.Add($arg) }
+    $process = [Diagnostics.Process]::Start($start)
+    $script:NbdDisks.Add([pscustomobject]@{ Mount = $mount; Process = $process })
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not (Test-Path $disk)) {
+        if ($process.HasExited -or [DateTime]::UtcNow -gt $deadline) { throw "nbdfuse did not bring up $disk" }
+        Start-Sleep -Milliseconds 20
+    }
+    # Direct I/O in the loop driver, so every request reaches nbdkit (and its delays or errors reach us).
+    $device = losetup --find --show --direct-io=on $disk
+    if ($LASTEXITCODE) { throw "losetup failed for $disk" }
+    $script:Devices.Add($device)
+    $device
+}
+
 function Remove-TestLoopDevices {
     foreach ($device in $script:Devices) { losetup -d $device 2>$null }
     $script:Devices.Clear()
+    foreach ($nbd in $script:NbdDisks) {
+        fusermount3 -u $nbd.Mount 2>$null
+        if (-not $nbd.Process.WaitForExit(10000)) { $nbd.Process.Kill($true) }
+    }
+    $script:NbdDisks.Clear()
     if ($script:Folder) { Remove-Item $script:Folder -Recurse -Force -ErrorAction Ignore; $script:Folder = $null }
 }
 
@@ -70,4 +102,4 @@ function Get-RegionHash {
     } finally { $stream.Dispose() }
 }
 
-Export-ModuleMember -Function New-TestLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash
+Export-ModuleMember -Function New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash

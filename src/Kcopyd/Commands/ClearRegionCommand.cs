@@ -9,9 +9,11 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJob))]
 public sealed class ClearRegionCommand : PSCmdlet
 {
+    /// <summary>A block device, an image file, or a mirror device.</summary>
     [Parameter(Mandatory = true, Position = 0)]
-    [ValidateNotNullOrEmpty]
-    public string Path { get; set; } = null!;
+    [ValidateNotNull]
+    [DeviceArgumentTransformation]
+    public DeviceArgument Path { get; set; } = null!;
 
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateRange(0, long.MaxValue)]

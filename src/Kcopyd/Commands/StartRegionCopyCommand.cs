@@ -10,14 +10,18 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJob))]
 public sealed class StartRegionCopyCommand : PSCmdlet
 {
+    /// <summary>A block device, an image file, or a mirror device.</summary>
     [Parameter(Mandatory = true, Position = 0)]
-    [ValidateNotNullOrEmpty]
-    public string Source { get; set; } = null!;
+    [ValidateNotNull]
+    [DeviceArgumentTransformation]
+    public DeviceArgument Source { get; set; } = null!;
 
+    /// <summary>Block devices, image files or mirror devices.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
     [ValidateCount(1, CopyRequest.MaxDestinations)]
-    public string[] Destination { get; set; } = null!;
+    [DeviceArgumentTransformation]
+    public DeviceArgument[] Destination { get; set; } = null!;
 
     [Parameter]
     [ValidateRange(0, long.MaxValue)]

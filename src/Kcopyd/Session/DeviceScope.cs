@@ -11,17 +11,24 @@ internal sealed class DeviceScope(PSCmdlet cmdlet)
 {
     private readonly List<IBlockDevice> _opened = [];
 
-    /// <summary>Opens a path as the user typed it (relative, PSDrive) with the engine's own checks.</summary>
-    public IBlockDevice Open(string path, DeviceOpenOptions options)
+    /// <summary>
+    /// Opens a path as the user typed it (relative, PSDrive) with the engine's own checks, or finds a mirror of
+    /// this session. Mirrors stay open: they belong to the session, not to the job.
+    /// </summary>
+    public IBlockDevice Open(DeviceArgument argument, DeviceOpenOptions options)
     {
-        var device = LinuxBlockDevice.Open(cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(path), options);
+        if (argument.MirrorName != null) return KcopydSession.GetMirror(argument.MirrorName);
+        var device = LinuxBlockDevice.Open(cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(argument.Path), options);
         _opened.Add(device);
         return device;
     }
 
     /// <summary>Opens a destination: exclusively, so a mounted or claimed device is refused, unless forced.</summary>
-    public IBlockDevice OpenForWrite(string path, bool force)
-        => Open(path, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+    public IBlockDevice OpenForWrite(DeviceArgument argument, bool force)
+        => Open(argument, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+
+    /// <summary>The path devices opened so far (not the session's mirrors).</summary>
+    public IReadOnlyList<IBlockDevice> Opened => _opened;
 
     public void CloseAll() => _opened.ForEach(d => d.Dispose());
 }

@@ -16,6 +16,7 @@ internal static class ErrorRecords
         KcopydErrorKind.InvalidArgument => ErrorCategory.InvalidArgument,
         KcopydErrorKind.NotFound => ErrorCategory.ObjectNotFound,
         KcopydErrorKind.ResourceBusy => ErrorCategory.ResourceBusy,
+        KcopydErrorKind.AlreadyExists => ErrorCategory.ResourceExists,
         KcopydErrorKind.PermissionDenied => ErrorCategory.PermissionDenied,
         KcopydErrorKind.DeviceError => ErrorCategory.DeviceError,
         KcopydErrorKind.InvalidOperation => ErrorCategory.InvalidOperation,

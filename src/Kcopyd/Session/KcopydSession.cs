@@ -1,19 +1,26 @@
 using System.Collections.Concurrent;
 using System.Management.Automation;
+using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Mirror;
 
 namespace Kcopyd.Session;
 
 /// <summary>
-/// What the module keeps for the life of the process: named copy clients and the jobs started on them.
-/// Removing the module waits for running jobs and frees every client.
+/// What the module keeps for the life of the process: named copy clients, the jobs started on them, and the
+/// mirror devices with the legs opened for them. Removing the module stops and frees all of it.
 /// </summary>
 public static class KcopydSession
 {
     public const string DefaultClientName = "default";
 
+    private sealed record MirrorEntry(MirrorDevice Mirror, IReadOnlyList<IBlockDevice> OpenedLegs);
+
     private static readonly ConcurrentDictionary<string, CopyClient> s_clients = new(StringComparer.OrdinalIgnoreCase);
     private static readonly ConcurrentDictionary<long, CopyJob> s_jobs = new();
+    private static readonly ConcurrentDictionary<string, MirrorEntry> s_mirrors = new(StringComparer.OrdinalIgnoreCase);
+    private static readonly object s_mirrorsLock = new();
 
     /// <summary>The named client; the default one is created on first use.</summary>
     public static CopyClient GetClient(string? name)
@@ -31,13 +38,67 @@ public static class KcopydSession
 
     public static CopyJob? FindJob(long id) => s_jobs.TryGetValue(id, out var job) ? job : null;
 
-    /// <summary>Stops running jobs, waits for them, and frees every client.</summary>
+    public static IEnumerable<MirrorDevice> Mirrors => s_mirrors.Values.Select(e => e.Mirror).OrderBy(m => m.Id);
+
+    public static bool MirrorExists(string name) => s_mirrors.ContainsKey(name);
+
+    public static MirrorDevice GetMirror(string name)
+        => s_mirrors.TryGetValue(name, out var entry)
+            ? entry.Mirror
+            : throw new KcopydException("MirrorNotFound", KcopydErrorKind.NotFound, $"There is no mirror device named '{name}'.", name);
+
+    /// <summary>Keeps a new mirror, with the legs opened for it that must be closed after it.</summary>
+    public static void AddMirror(MirrorDevice mirror, IReadOnlyList<IBlockDevice> openedLegs)
+    {
+        if (!s_mirrors.TryAdd(mirror.Name, new MirrorEntry(mirror, openedLegs)))
+            throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{mirror.Name}' exists already.", mirror.Name);
+    }
+
+    /// <summary>Flushes and stops a mirror, then closes the legs opened for it. A mirror that is a leg of another is refused.</summary>
+    public static void RemoveMirror(string name)
+    {
+        lock (s_mirrorsLock)
+        {
+            var mirror = GetMirror(name);
+            var user = s_mirrors.Values.FirstOrDefault(e => e.Mirror.Legs.Any(l => ReferenceEquals(l.Device, mirror)));
+            if (user != null)
+                throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
+                    $"Mirror '{name}' is a leg of mirror '{user.Mirror.Name}'; remove that one first.", name);
+            s_mirrors.TryRemove(mirror.Name, out var entry);
+            Close(entry!);
+        }
+    }
+
+    /// <summary>Stops running jobs, waits for them, removes mirrors top-down, and frees every client.</summary>
     internal static void Close()
     {
         foreach (var job in s_jobs.Values) job.Stop();
+        foreach (var job in s_jobs.Values) job.Wait(Timeout.InfiniteTimeSpan);
+        lock (s_mirrorsLock)
+        {
+            while (!s_mirrors.IsEmpty)
+            {
+                // A mirror stacked on another goes first, so no mirror is closed under a live one.
+                var top = s_mirrors.Values.First(e => !s_mirrors.Values.Any(o => o.Mirror.Legs.Any(l => ReferenceEquals(l.Device, e.Mirror))));
+                s_mirrors.TryRemove(top.Mirror.Name, out _);
+                Close(top);
+            }
+        }
         foreach (var client in s_clients.Values) client.Dispose();
         s_clients.Clear();
         s_jobs.Clear();
+    }
+
+    private static void Close(MirrorEntry entry)
+    {
+        try
+        {
+            entry.Mirror.Dispose();
+        }
+        finally
+        {
+            foreach (var leg in entry.OpenedLegs) leg.Dispose();
+        }
     }
 }
 

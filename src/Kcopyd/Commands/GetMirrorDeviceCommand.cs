@@ -1,0 +1,21 @@
+using System.Management.Automation;
+using Kcopyd.Engine.Mirror;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Gets the status of the session's mirror devices, as dmsetup status gives it, fresh on every call.</summary>
+[Cmdlet(VerbsCommon.Get, "MirrorDevice")]
+[OutputType(typeof(MirrorStatus))]
+public sealed class GetMirrorDeviceCommand : PSCmdlet
+{
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    public string[]? Name { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var mirror in MirrorSelection.Select(this, Name)) WriteObject(mirror.GetStatus());
+    }
+}

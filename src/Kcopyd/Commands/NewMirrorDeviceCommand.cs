@@ -1,0 +1,94 @@
+using System.Management.Automation;
+using Kcopyd.Engine;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Mirror;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>
+/// Creates a mirror device (dm-raid1) over 2 or more legs: block devices, image files or other mirrors. Unless
+/// -NoSync, recovery starts at once and copies every out-of-sync region from the first leg to the others.
+/// </summary>
+[Cmdlet(VerbsCommon.New, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+[OutputType(typeof(MirrorStatus))]
+public sealed class NewMirrorDeviceCommand : PSCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidatePattern("^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    public string Name { get; set; } = null!;
+
+    /// <summary>The legs; the first is the default leg that recovery copies from.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateNotNullOrEmpty]
+    [ValidateCount(2, MirrorDevice.MaxLegs)]
+    [DeviceArgumentTransformation]
+    public DeviceArgument[] Leg { get; set; } = null!;
+
+    /// <summary>Bytes per region: a power of two and a multiple of the legs' logical block size.</summary>
+    [Parameter]
+    [ValidateRange(512, 1L << 30)]
+    public long RegionSize { get; set; } = MirrorOptions.DefaultRegionSizeBytes;
+
+    /// <summary>A file for a persistent dirty-region log; an existing log of this mirror resyncs only what it marks.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? LogPath { get; set; }
+
+    /// <summary>Take the legs as identical: no initial recovery.</summary>
+    [Parameter]
+    public SwitchParameter NoSync { get; set; }
+
+    [Parameter]
+    [ValidateRange(1, 1 << 16)]
+    public int RequestPoolSize { get; set; } = 64;
+
+    /// <summary>Limits recovery to this many bytes per second (0: unlimited), so a resync does not starve other I/O.</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long RecoveryBytesPerSecond { get; set; }
+
+    /// <summary>Use legs that are mounted or held open exclusively by another program.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void EndProcessing()
+    {
+        if (KcopydSession.MirrorExists(Name))
+        {
+            ThrowTerminatingError(ErrorRecords.Create("MirrorExists", ErrorCategory.ResourceExists, Name, $"A mirror device named '{Name}' exists already."));
+        }
+        var devices = new DeviceScope(this);
+        MirrorDevice? mirror = null;
+        try
+        {
+            var legs = Leg.Select(l => devices.OpenForWrite(l, Force)).ToArray();
+            string action = NoSync
+                ? $"Create mirror '{Name}' without initial recovery"
+                : $"Create mirror '{Name}' and overwrite every leg after the first with {legs[0].Name}";
+            if (!ShouldProcess(string.Join(", ", legs.Select(l => l.Name)), action))
+            {
+                devices.CloseAll();
+                return;
+            }
+            mirror = new MirrorDevice(legs, new MirrorOptions
+            {
+                Name = Name,
+                RegionSizeBytes = RegionSize,
+                LogPath = LogPath == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(LogPath),
+                NoSync = NoSync,
+                RequestPoolSize = RequestPoolSize,
+                RecoveryBytesPerSecond = RecoveryBytesPerSecond,
+            });
+            KcopydSession.AddMirror(mirror, devices.Opened);
+        }
+        catch (KcopydException ex)
+        {
+            mirror?.Dispose();
+            devices.CloseAll();
+            ThrowTerminatingError(ErrorRecords.From(ex));
+            return;
+        }
+        WriteObject(mirror.GetStatus());
+    }
+}

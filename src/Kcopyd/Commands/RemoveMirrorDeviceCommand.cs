@@ -1,0 +1,32 @@
+using System.Management.Automation;
+using Kcopyd.Engine;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Flushes a mirror device, stops its recovery and releases its legs.</summary>
+[Cmdlet(VerbsCommon.Remove, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(void))]
+public sealed class RemoveMirrorDeviceCommand : PSCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    public string[] Name { get; set; } = null!;
+
+    protected override void ProcessRecord()
+    {
+        foreach (var mirror in MirrorSelection.Select(this, Name))
+        {
+            if (!ShouldProcess(mirror.Name, "Flush, stop recovery and release the legs")) continue;
+            try
+            {
+                KcopydSession.RemoveMirror(mirror.Name);
+            }
+            catch (KcopydException ex)
+            {
+                WriteError(ErrorRecords.From(ex));
+            }
+        }
+    }
+}

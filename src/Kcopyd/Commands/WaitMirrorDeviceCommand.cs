@@ -1,0 +1,56 @@
+using System.Diagnostics;
+using System.Management.Automation;
+using Kcopyd.Engine.Mirror;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Waits until mirror devices are in sync, showing recovery progress; a timeout is an error.</summary>
+[Cmdlet(VerbsLifecycle.Wait, "MirrorDevice")]
+[OutputType(typeof(MirrorStatus))]
+public sealed class WaitMirrorDeviceCommand : PSCmdlet
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+    private readonly List<MirrorDevice> _mirrors = [];
+
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    public string[] Name { get; set; } = null!;
+
+    /// <summary>Seconds to wait at most; by default, for ever.</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int TimeoutSeconds { get; set; } = -1;
+
+    protected override void ProcessRecord() => _mirrors.AddRange(MirrorSelection.Select(this, Name));
+
+    protected override void EndProcessing()
+    {
+        var deadline = TimeoutSeconds < 0 ? TimeSpan.MaxValue : TimeSpan.FromSeconds(TimeoutSeconds);
+        var elapsed = Stopwatch.StartNew();
+        foreach (var mirror in _mirrors)
+        {
+            var progress = new ProgressRecord(1, $"Waiting for mirror '{mirror.Name}' to be in sync", "Recovering");
+            while (!mirror.WaitForSync(Interval))
+            {
+                if (Stopping) return;
+                var status = mirror.GetStatus();
+                if (status.State == MirrorState.Degraded && status.InSyncRegions < status.RegionCount && status.RecoveringRegions == 0)
+                    break; // a dead leg keeps regions out of sync for good; the status below says so
+                if (elapsed.Elapsed >= deadline)
+                {
+                    WriteError(ErrorRecords.Create("MirrorSyncTimeout", ErrorCategory.OperationTimeout, status,
+                        $"Mirror '{mirror.Name}' is not in sync after {TimeoutSeconds} s: {status.InSyncRegions} of {status.RegionCount} regions."));
+                    break;
+                }
+                progress.StatusDescription = $"{status.InSyncRegions} of {status.RegionCount} regions in sync";
+                progress.PercentComplete = (int)Math.Clamp(status.SyncPercent, 0, 100);
+                WriteProgress(progress);
+            }
+            progress.RecordType = ProgressRecordType.Completed;
+            WriteProgress(progress);
+            WriteObject(mirror.GetStatus());
+        }
+    }
+}
