@@ -9,6 +9,8 @@
       fan-out   the same region to three devices: one Start-RegionCopy against three dd runs one after another
       jobs      10,000 copy jobs of 64 KiB through the engine's API from PowerShell (jobs per second)
       zero      the region zeroed: Clear-Region against blkdiscard -z
+      resync    a new mirror of the source and one or two legs brought in sync, against dd to each leg in turn
+      mirror    the region written through a 2-leg mirror, against the same write to one leg directly
       memory    the peak memory of the Kcopyd process for the copy above and for one copy of -MemoryCheckGiB
     Every run starts from a reset destination and dropped page caches, and is checked afterwards (SHA-256 of the
     destination equals the source's; zeroing compared with /dev/zero), so a fast wrong answer fails the run.
@@ -260,6 +262,23 @@ function Get-ZeroContenders([string] $Source, [string] $Target, [long] $Bytes) {
     New-Contender @common -Tool 'blkdiscard -z' -Measure { param($c) Measure-Native "blkdiscard -z -l $($c.Bytes) $($c.Targets[0])" }
 }
 
+function Get-ResyncContenders([string] $Source, [string[]] $Legs, [long] $Bytes, [string] $SourceHash) {
+    # The source is the mirror's default leg: recovery copies it to the others, as dd does here one after another.
+    $common = @{ Row = "resync $(Get-SizeText $Bytes), $($Legs.Count + 1) legs"; Bytes = $Bytes; Source = $Source; Targets = $Legs; SourceHash = $SourceHash }
+    New-Contender @common -Tool 'Kcopyd New-/Wait-MirrorDevice' -Measure { param($c) Measure-Kcopyd Resync $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool "dd x$($Legs.Count), one after another" -Measure {
+        param($c)
+        Measure-Native (($c.Targets | ForEach-Object { "dd if=$($c.Source) of=$_ bs=4M count=$($c.Bytes / 4MB) iflag=direct oflag=direct status=none" }) -join ' && ')
+    }
+}
+
+function Get-MirrorWriteContenders([string] $Source, [string[]] $Legs, [long] $Bytes, [string] $SourceHash) {
+    # What a mirror costs a writer: the same Start-RegionCopy into a 2-leg mirror and into one leg directly.
+    $common = @{ Row = "write $(Get-SizeText $Bytes) via 2-leg mirror"; Bytes = $Bytes; Source = $Source; SourceHash = $SourceHash }
+    New-Contender @common -Targets $Legs -Tool 'Kcopyd Start-RegionCopy into the mirror' -Measure { param($c) Measure-Kcopyd MirrorWrite $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Targets $Legs[0] -Tool 'one leg directly (Start-RegionCopy)' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+}
+
 function Measure-LargeCopy([long] $Bytes) {
     # Once, on devices of its own: the other rows' images are gone by now, so their space is free again.
     $source = New-BenchDevice 'large-source' $Bytes
@@ -390,6 +409,10 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
         '- Options: `dd bs=4M iflag=direct oflag=direct`; `qemu-img convert -n -f raw -O raw -t none -T none -W -m 16`;'
         '  `nbdcopy --flush` (it goes through the page cache, so it waits for the data to reach the destination as'
         '  the O_DIRECT tools do); `blkdiscard -z`; Kcopyd with its default client.'
+        '- Mirrors: the resync rows time `New-MirrorDevice` over the source (the default leg) and the reset legs until'
+        '  `Wait-MirrorDevice` returns, with the default region size; the write row creates the mirror with -NoSync'
+        '  and times the copy into it; the direct row is the same copy into one leg, so its ratio is the cost of the'
+        '  second leg (1 would be free).'
         if ($Facts.Note) { ''; '## Conditions'; ''; $Facts.Note }
     )
     $folder = Split-Path $OutFile
@@ -419,6 +442,9 @@ function Invoke-Benchmark {
         Invoke-Row (Get-FanOutContenders $source.Path $targets.Path $bytes $sourceHash)
         Invoke-Row (Get-JobsContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-ZeroContenders $source.Path $targets[0].Path $bytes)
+        Invoke-Row (Get-ResyncContenders $source.Path $targets[0].Path $bytes $sourceHash)
+        Invoke-Row (Get-ResyncContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
+        Invoke-Row (Get-MirrorWriteContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
     )
     # The memory check's first line is the copy row's Kcopyd runs again, seen for their memory.
     $small = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $bytes)" -Bytes $bytes

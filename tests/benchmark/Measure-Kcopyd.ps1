@@ -9,9 +9,11 @@
       Zero  Clear-Region -Wait of LengthBytes at offset 0 of Destination
       Jobs  JobCount copy jobs of JobBytes each through the engine's API: Seconds runs from the first submit to
             the end of the last job, since a job rate should not include loading the module
+      Resync       New-MirrorDevice over Source (the default leg) and each Destination, then Wait-MirrorDevice
+      MirrorWrite  New-MirrorDevice -NoSync over the Destinations, then Start-RegionCopy -Wait from Source into it
 #>
 param(
-    [Parameter(Mandatory)] [ValidateSet('Copy', 'Zero', 'Jobs')] [string] $Operation,
+    [Parameter(Mandatory)] [ValidateSet('Copy', 'Zero', 'Jobs', 'Resync', 'MirrorWrite')] [string] $Operation,
     [Parameter(Mandatory)] [string] $ModulePath,
     [string] $Source,
     [Parameter(Mandatory)] [string] $Destination,
@@ -71,6 +73,20 @@ $result = switch ($Operation) {
         [pscustomobject]@{ State = "$($job.State)"; Job = $job; IoBackend = [Kcopyd.Session.KcopydSession]::GetClient('default').IoBackend }
     }
     'Jobs' { Invoke-Jobs }
+    'Resync' {
+        New-MirrorDevice bench -Leg (@($Source) + ($Destination -split ',')) -Confirm:$false | Out-Null
+        $status = Wait-MirrorDevice bench
+        $clock.Stop()
+        Remove-MirrorDevice bench -Confirm:$false
+        [pscustomobject]@{ State = if ($status.State -eq 'InSync') { 'Completed' } else { "$($status.State)" }; Job = $null; IoBackend = $null }
+    }
+    'MirrorWrite' {
+        $mirror = New-MirrorDevice bench -Leg ($Destination -split ',') -NoSync -Confirm:$false
+        $job = Start-RegionCopy -Source $Source -Destination $mirror -Length $LengthBytes -Wait -Confirm:$false
+        $clock.Stop()
+        Remove-MirrorDevice bench -Confirm:$false
+        [pscustomobject]@{ State = "$($job.State)"; Job = $job; IoBackend = [Kcopyd.Session.KcopydSession]::GetClient('default').IoBackend }
+    }
 }
 
 $peakKiB = [long]((Get-Content /proc/self/status | Where-Object { $_ -like 'VmHWM:*' }) -replace '\D', '')
