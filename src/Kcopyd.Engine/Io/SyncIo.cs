@@ -64,18 +64,7 @@ internal static unsafe class SyncIo
 
     private static int WriteZeroes(int fd, bool isBlockDevice, long offset, long length)
     {
-        int rc;
-        if (isBlockDevice)
-        {
-            ulong* range = stackalloc ulong[2] { (ulong)offset, (ulong)length };
-            rc = LibC.ioctl(fd, BlockIoctl.BLKZEROOUT, range);
-        }
-        else
-        {
-            rc = LibC.fallocate(fd, BlockIoctl.FALLOC_FL_ZERO_RANGE | BlockIoctl.FALLOC_FL_KEEP_SIZE, offset, length);
-        }
-        if (rc == 0) return 0;
-        int errno = Errno.Last;
+        int errno = RangeOperation(fd, isBlockDevice, BlockIoctl.BLKZEROOUT, BlockIoctl.FALLOC_FL_ZERO_RANGE, offset, length);
         // No zero-range fast path on this device or filesystem: write zeros instead.
         return errno is Errno.EOPNOTSUPP or Errno.EINVAL or Errno.ENOTTY ? WriteZeroPages(fd, offset, length) : errno;
     }
@@ -98,16 +87,20 @@ internal static unsafe class SyncIo
     }
 
     private static int Discard(int fd, bool isBlockDevice, long offset, long length)
+        => RangeOperation(fd, isBlockDevice, BlockIoctl.BLKDISCARD, BlockIoctl.FALLOC_FL_PUNCH_HOLE, offset, length);
+
+    /// <summary>A byte-range ioctl on a block device, or the matching fallocate mode on a file (keeping its size).</summary>
+    private static int RangeOperation(int fd, bool isBlockDevice, int ioctlRequest, int fallocateMode, long offset, long length)
     {
         int rc;
         if (isBlockDevice)
         {
             ulong* range = stackalloc ulong[2] { (ulong)offset, (ulong)length };
-            rc = LibC.ioctl(fd, BlockIoctl.BLKDISCARD, range);
+            rc = LibC.ioctl(fd, ioctlRequest, range);
         }
         else
         {
-            rc = LibC.fallocate(fd, BlockIoctl.FALLOC_FL_PUNCH_HOLE | BlockIoctl.FALLOC_FL_KEEP_SIZE, offset, length);
+            rc = LibC.fallocate(fd, fallocateMode | BlockIoctl.FALLOC_FL_KEEP_SIZE, offset, length);
         }
         return rc == 0 ? 0 : Errno.Last;
     }

@@ -176,9 +176,7 @@ public sealed partial class MirrorDevice
             io.Finish(Errno.EIO);
             return;
         }
-        io.Begin(targets);
-        foreach (var leg in LegsIn(targets)) SubmitToLeg(leg, io);
-        io.ReleaseIssuer();
+        SubmitToLegs(io, targets);
     }
 
     /// <summary>
@@ -187,11 +185,9 @@ public sealed partial class MirrorDevice
     /// </summary>
     private void WriteDone(RegionIo io)
     {
-        ulong failed = io.FailedLegs;
-        foreach (var leg in LegsIn(failed)) FailLeg(leg);
-        ulong written = io.Targets & ~failed;
+        ulong written = FailLegsThatFailed(io);
         if (_regions.EndWrite(io.Region, notOnEveryLeg: written != _allLegs)) Wake();
-        io.Finish(written != 0 ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
+        FinishOnAnyLeg(io, written);
     }
 
     // ---- flushes --------------------------------------------------------------------------------------------
@@ -209,18 +205,29 @@ public sealed partial class MirrorDevice
                 io.Finish(Errno.EIO);
                 continue;
             }
-            io.Begin(targets);
-            foreach (var leg in LegsIn(targets)) SubmitToLeg(leg, io);
-            io.ReleaseIssuer();
+            SubmitToLegs(io, targets);
         }
     }
 
-    private void FlushDone(RegionIo io)
+    private void FlushDone(RegionIo io) => FinishOnAnyLeg(io, FailLegsThatFailed(io));
+
+    /// <summary>Issues one I/O to each of <paramref name="targets"/>; it ends when the last of them does.</summary>
+    private void SubmitToLegs(RegionIo io, ulong targets)
     {
-        ulong failed = io.FailedLegs;
-        foreach (var leg in LegsIn(failed)) FailLeg(leg);
-        io.Finish((io.Targets & ~failed) != 0 ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
+        io.Begin(targets);
+        foreach (var leg in LegsIn(targets)) SubmitToLeg(leg, io);
+        io.ReleaseIssuer();
     }
+
+    /// <summary>Every leg that failed this I/O dies; returns the legs that took it.</summary>
+    private ulong FailLegsThatFailed(RegionIo io)
+    {
+        foreach (var leg in LegsIn(io.FailedLegs)) FailLeg(leg);
+        return io.Targets & ~io.FailedLegs;
+    }
+
+    /// <summary>A write or flush succeeds when any leg took it; a mirror with a live leg keeps serving.</summary>
+    private static void FinishOnAnyLeg(RegionIo io, ulong took) => io.Finish(took != 0 ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
 
     // ---- legs -----------------------------------------------------------------------------------------------
 
