@@ -79,6 +79,7 @@ Describe 'New-MirrorDevice and Wait-MirrorDevice' {
 
     It 'shows mirrors as a table, also after serialization' {
         $legs = 1..2 | ForEach-Object { New-TestLoopDevice -Name "m4-$_.img" -Size 8MB }
+        $out = New-TestLoopDevice -Name 'm4-out.img' -Size 8MB
         $file = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-mirrors-$PID.xml"
         try {
             New-MirrorDevice m4 $legs -NoSync -Confirm:$false | Out-Null
@@ -89,7 +90,7 @@ Describe 'New-MirrorDevice and Wait-MirrorDevice' {
             $back.Size | Should -Be 8MB
             ($back | Format-Table | Out-String) | Should -Match 'm4\s+InSync'
             # A deserialized mirror still names the live one as a copy endpoint.
-            (Start-RegionCopy -Source $back -Destination $legs[1] -Length 1MB -Wait -Confirm:$false -Force -ErrorAction SilentlyContinue) | Out-Null
+            (Start-RegionCopy -Source $back -Destination $out -Length 1MB -Wait -Confirm:$false).Source | Should -Be 'm4'
         } finally {
             Remove-MirrorDevice m4 -Confirm:$false
             Remove-Item $file -ErrorAction Ignore
@@ -130,7 +131,8 @@ Describe 'Stacked mirrors (the seed scenario)' {
             $seen.RequestPoolWaiters | Should -BeGreaterOrEqual 1
             (Get-MirrorDevice seed-a).State | Should -Be 'Recovering'
 
-            Set-MirrorDevice seed-b -RecoveryBytesPerSecond 0
+            (Get-MirrorDevice seed-b).RecoveryLimitBytesPerSecond | Should -Be 256KB
+            (Set-MirrorDevice seed-b -RecoveryBytesPerSecond 0 -PassThru).RecoveryLimitBytesPerSecond | Should -Be 0
             (Wait-MirrorDevice seed-b, seed-a -TimeoutSeconds 120).State | Should -Be @('InSync', 'InSync')
             foreach ($job in $writes) { $job.WaitAsync().Wait(60000) | Should -BeTrue; $job.State | Should -Be 'Completed' }
             $expected = Get-DeviceHash $x 8MB
@@ -176,5 +178,39 @@ Describe 'New-MirrorDevice with bad input' {
         $now = $Legs + $Spare | ForEach-Object { Get-DeviceHash $_ 8MB }
         $now | Should -Be $Before
         @(Get-MirrorDevice).Name | Should -Be @('holder')
+    }
+}
+
+Describe 'A mirror with a failing leg' {
+    It 'marks the leg Dead, keeps every acknowledged write on the live leg, and reports Degraded' {
+        $trigger = Join-Path (Split-Path (New-TestImage -Name 'wfail.marker' -Size 0)) 'wfail'
+        # A real block device whose writes fail with EIO while $trigger exists (nbdkit's error filter).
+        $bad = New-TestNbdLoopDevice -Name 'failing' -Nbdkit '--filter=error', 'memory', '16M', 'error-pwrite=EIO', 'error-pwrite-rate=100%', "error-pwrite-file=$trigger"
+        $good = New-TestLoopDevice -Name 'fail-good.img' -Size 16MB
+        $data = New-TestLoopDevice -Name 'fail-data.img' -Size 16MB
+        Write-RandomRegion -Path $data -Offset 0 -Length 16MB -Seed 130
+        try {
+            $mirror = New-MirrorDevice failing $good, $bad -NoSync -Confirm:$false
+            (Start-RegionCopy $data $mirror -Length 4MB -Wait -Confirm:$false).State | Should -Be 'Completed'
+            Get-RegionHash $bad 0 4MB | Should -Be (Get-RegionHash $data 0 4MB)
+
+            New-Item -ItemType File $trigger | Out-Null
+            $job = Start-RegionCopy $data $mirror -SourceOffset 4MB -DestinationOffset 4MB -Length 4MB -Wait -Confirm:$false
+            $job.State | Should -Be 'Completed'   # acknowledged: the live leg took every write
+
+            $status = Get-MirrorDevice failing
+            $status.State | Should -Be 'Degraded'
+            @($status.Legs.Health) | Should -Be @('Alive', 'Dead')
+            Get-RegionHash $good 0 8MB | Should -Be (Get-RegionHash $data 0 8MB)
+            (Start-RegionCopy $mirror $data -SourceOffset 4MB -DestinationOffset 12MB -Length 4MB -Wait -Confirm:$false -Force).State | Should -Be 'Completed'
+            Get-RegionHash $data 12MB 4MB | Should -Be (Get-RegionHash $data 4MB 4MB)
+
+            $waited = Wait-MirrorDevice failing -TimeoutSeconds 60 -WarningVariable warned -WarningAction SilentlyContinue
+            $waited.State | Should -Be 'Degraded'
+            $warned[0] | Should -Match 'degraded'
+        } finally {
+            Remove-Item $trigger -ErrorAction Ignore
+            Remove-MirrorDevice failing -Confirm:$false
+        }
     }
 }

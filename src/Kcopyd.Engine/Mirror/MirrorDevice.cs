@@ -235,6 +235,7 @@ public sealed partial class MirrorDevice : IBlockDevice
             RequestPoolWaiters = RequestPool.Waiters,
             RecoveredBytes = Interlocked.Read(ref _recoveredBytes),
             RecoveryBytesPerSecond = RecoveryRate(),
+            RecoveryLimitBytesPerSecond = RecoveryThrottle.BytesPerSecond,
             RecoveredRegions = Interlocked.Read(ref _recoveredRegions),
             RecoveringRegions = _regions.RecoveringRegions,
             HeldWrites = _regions.HeldWrites,

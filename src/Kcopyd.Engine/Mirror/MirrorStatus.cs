@@ -64,6 +64,9 @@ public sealed class MirrorStatus
     /// <summary>Average rate of the recovery so far.</summary>
     public long RecoveryBytesPerSecond { get; init; }
 
+    /// <summary>The recovery throttle: at most this many bytes per second, 0 for no limit.</summary>
+    public long RecoveryLimitBytesPerSecond { get; init; }
+
     /// <summary>Bytes the recovery copied.</summary>
     public long RecoveredBytes { get; init; }
 

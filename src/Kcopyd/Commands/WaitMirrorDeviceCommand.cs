@@ -36,8 +36,12 @@ public sealed class WaitMirrorDeviceCommand : PSCmdlet
             {
                 if (Stopping) return;
                 var status = mirror.GetStatus();
-                if (status.State == MirrorState.Degraded && status.InSyncRegions < status.RegionCount && status.RecoveringRegions == 0)
-                    break; // a dead leg keeps regions out of sync for good; the status below says so
+                if (status.State == MirrorState.Degraded && status.RecoveringRegions == 0)
+                {
+                    // A dead leg keeps regions out of sync until it is replaced: waiting longer cannot help.
+                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Path))} dead.");
+                    break;
+                }
                 if (elapsed.Elapsed >= deadline)
                 {
                     WriteError(ErrorRecords.Create("MirrorSyncTimeout", ErrorCategory.OperationTimeout, status,
