@@ -7,7 +7,7 @@ namespace Kcopyd.Commands;
 /// <summary>Zeroes a region of a block device or image file, through the device's zero-range fast path where it has one.</summary>
 [Cmdlet(VerbsCommon.Clear, "Region", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(CopyJob))]
-public sealed class ClearRegionCommand : PSCmdlet
+public sealed class ClearRegionCommand : JobCommand
 {
     /// <summary>A block device, an image file, or a mirror device.</summary>
     [Parameter(Mandatory = true, Position = 0)]
@@ -22,17 +22,6 @@ public sealed class ClearRegionCommand : PSCmdlet
     [Parameter(Mandatory = true, Position = 2)]
     [ValidateRange(1, long.MaxValue)]
     public long Length { get; set; }
-
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string Client { get; set; } = KcopydSession.DefaultClientName;
-
-    [Parameter]
-    public SwitchParameter Wait { get; set; }
-
-    /// <summary>Write to a device that is mounted or held open exclusively by another program.</summary>
-    [Parameter]
-    public SwitchParameter Force { get; set; }
 
     protected override void EndProcessing()
     {

@@ -8,7 +8,7 @@ namespace Kcopyd.Commands;
 /// <summary>Copies a region from one block device or image file to up to eight destinations, reading it once.</summary>
 [Cmdlet(VerbsLifecycle.Start, "RegionCopy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(CopyJob))]
-public sealed class StartRegionCopyCommand : PSCmdlet
+public sealed class StartRegionCopyCommand : JobCommand
 {
     /// <summary>A block device, an image file, or a mirror device.</summary>
     [Parameter(Mandatory = true, Position = 0)]
@@ -39,18 +39,7 @@ public sealed class StartRegionCopyCommand : PSCmdlet
     public long Length { get; set; }
 
     [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string Client { get; set; } = KcopydSession.DefaultClientName;
-
-    [Parameter]
     public SwitchParameter IgnoreErrors { get; set; }
-
-    [Parameter]
-    public SwitchParameter Wait { get; set; }
-
-    /// <summary>Write to destinations that are mounted or held open exclusively by another program.</summary>
-    [Parameter]
-    public SwitchParameter Force { get; set; }
 
     protected override void EndProcessing()
     {
