@@ -17,14 +17,12 @@ public sealed class MirrorDeadlockTests : IDisposable
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan DeadlockWindow = TimeSpan.FromSeconds(6);
     private readonly Scratch _scratch = new();
-    private readonly List<IDisposable> _cleanup = new();
     private Action? _breakDeadlock;
 
     public void Dispose()
     {
         // A failed assertion may leave the scenario stuck: unstick it, or disposing the mirrors would wait for ever.
         _breakDeadlock?.Invoke();
-        for (int i = _cleanup.Count - 1; i >= 0; i--) _cleanup[i].Dispose();
         _scratch.Dispose();
     }
 
@@ -54,7 +52,7 @@ public sealed class MirrorDeadlockTests : IDisposable
     public void The_same_scenario_on_one_shared_kcopyd_worker_deadlocks()
     {
         var shared = new CopyWorker("kcopyd-shared");
-        _cleanup.Add(shared); // disposed after the mirrors that share it
+        _scratch.Track(shared); // disposed after the mirrors that share it
         var s = BuildScenario(shared);
         int sharedThread = shared.ManagedThreadId;
 
@@ -92,12 +90,12 @@ public sealed class MirrorDeadlockTests : IDisposable
         string c = _scratch.Loop("c.img", Size), d = _scratch.Loop("d.img", Size), x = _scratch.Loop("x.img", Size);
         Scratch.FillRandom(c, 0, Size, seed: 11);
         var gate = new GatedDevice(Open(c));
-        _cleanup.Add(gate);
+        _scratch.Track(gate);
         var dDevice = Open(d);
         var xDevice = Open(x);
 
         var b = new MirrorDevice([gate, dDevice], new MirrorOptions { Name = "B", RequestPoolSize = BPoolSize }, sharedWorker, log: null);
-        _cleanup.Add(b);
+        _scratch.Track(b);
         _breakDeadlock = () => { gate.Open(); b.RequestPool.Abort(); };
         Wait.Until(() => gate.Held >= 1, Bounded, "B's recovery reads C");
         Assert.Equal(RegionState.Recovering, b.StateOfRegion(0));
@@ -110,12 +108,12 @@ public sealed class MirrorDeadlockTests : IDisposable
             heldData[i] = new byte[HeldWriteBytes];
             random.NextBytes(heldData[i]);
             heldWrites[i] = PendingIo.Write(b, i * HeldWriteBytes, heldData[i]);
-            _cleanup.Add(heldWrites[i]);
+            _scratch.Track(heldWrites[i]);
         }
         Wait.Until(() => b.GetStatus() is { HeldWrites: BPoolSize, RequestPoolInUse: BPoolSize }, Bounded, "B's pool is full of held writes");
 
         var a = new MirrorDevice([b, xDevice], new MirrorOptions { Name = "A" }, sharedWorker, log: null);
-        _cleanup.Add(a);
+        _scratch.Track(a);
         int aWorker = a.Client.Worker.ManagedThreadId;
         Wait.Until(() => b.RequestPool.WaitingThreadIds.Contains(aWorker), Bounded, "A's kcopyd worker waits in B's request pool");
         Assert.Equal(0, b.GetStatus().InSyncRegions);
@@ -125,7 +123,7 @@ public sealed class MirrorDeadlockTests : IDisposable
     private LinuxBlockDevice Open(string path)
     {
         var device = LinuxBlockDevice.Open(path, DeviceOpenOptions.ReadWrite);
-        _cleanup.Add(device);
+        _scratch.Track(device);
         return device;
     }
 }

@@ -9,13 +9,8 @@ public sealed class MirrorFaultTests : IDisposable
     private const long MiB = 1 << 20;
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(60);
     private readonly Scratch _scratch = new();
-    private readonly List<IDisposable> _cleanup = new();
 
-    public void Dispose()
-    {
-        for (int i = _cleanup.Count - 1; i >= 0; i--) _cleanup[i].Dispose();
-        _scratch.Dispose();
-    }
+    public void Dispose() => _scratch.Dispose();
 
     [Fact]
     public void A_failed_write_kills_its_leg_and_is_acknowledged_from_the_live_one()
@@ -68,9 +63,5 @@ public sealed class MirrorFaultTests : IDisposable
         Assert.Equal(MirrorState.InSync, status.State); // a read error alone does not kill a leg
     }
 
-    private T Track<T>(T disposable) where T : IDisposable
-    {
-        _cleanup.Add(disposable);
-        return disposable;
-    }
+    private T Track<T>(T disposable) where T : IDisposable => _scratch.Track(disposable);
 }

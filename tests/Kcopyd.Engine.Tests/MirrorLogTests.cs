@@ -9,13 +9,8 @@ public sealed class MirrorLogTests : IDisposable
     private const long Region = 512 * 1024;
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(60);
     private readonly Scratch _scratch = new();
-    private readonly List<IDisposable> _cleanup = new();
 
-    public void Dispose()
-    {
-        for (int i = _cleanup.Count - 1; i >= 0; i--) _cleanup[i].Dispose();
-        _scratch.Dispose();
-    }
+    public void Dispose() => _scratch.Dispose();
 
     [Fact]
     public void A_fresh_log_file_starts_out_of_sync_and_a_mirror_recreated_from_it_after_recovery_copies_nothing()
@@ -107,7 +102,7 @@ public sealed class MirrorLogTests : IDisposable
     private LinuxBlockDevice Open(string path)
     {
         var device = LinuxBlockDevice.Open(path, DeviceOpenOptions.ReadWrite);
-        _cleanup.Add(device);
+        _scratch.Track(device);
         return device;
     }
 

@@ -9,13 +9,8 @@ public sealed class MirrorTests : IDisposable
     private const long KiB = 1 << 10;
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(60);
     private readonly Scratch _scratch = new();
-    private readonly List<IDisposable> _cleanup = new();
 
-    public void Dispose()
-    {
-        for (int i = _cleanup.Count - 1; i >= 0; i--) _cleanup[i].Dispose();
-        _scratch.Dispose();
-    }
+    public void Dispose() => _scratch.Dispose();
 
     [Fact]
     public void Writes_during_recovery_end_up_on_every_leg_and_every_leg_matches_the_default_after_it()
@@ -39,7 +34,7 @@ public sealed class MirrorTests : IDisposable
             random.NextBytes(data);
             data.CopyTo(expected, offset);
             var write = PendingIo.Write(mirror, offset, data);
-            _cleanup.Add(write);
+            _scratch.Track(write);
             Assert.Equal(0, write.Wait(Bounded)); // one at a time: overlapping writes land in order
             writes.Add(write);
         }
@@ -162,13 +157,13 @@ public sealed class MirrorTests : IDisposable
     private LinuxBlockDevice Open(string path)
     {
         var device = LinuxBlockDevice.Open(path, DeviceOpenOptions.ReadWrite);
-        _cleanup.Add(device);
+        _scratch.Track(device);
         return device;
     }
 
     private MirrorDevice Track(MirrorDevice mirror)
     {
-        _cleanup.Add(mirror);
+        _scratch.Track(mirror);
         return mirror;
     }
 }

@@ -9,7 +9,6 @@ public sealed class MirrorValidationTests : IDisposable
     private const long MiB = 1 << 20;
     private static readonly DeviceOpenOptions Shared = new() { Write = true, Exclusive = false };
     private readonly Scratch _scratch = new();
-    private readonly List<IDisposable> _cleanup = new();
     private readonly string[] _paths;
     private readonly LinuxBlockDevice[] _legs;
     private readonly string[] _hashes;
@@ -22,11 +21,7 @@ public sealed class MirrorValidationTests : IDisposable
         _legs = _paths.Select(p => Track(LinuxBlockDevice.Open(p, DeviceOpenOptions.ReadWrite))).ToArray();
     }
 
-    public void Dispose()
-    {
-        for (int i = _cleanup.Count - 1; i >= 0; i--) _cleanup[i].Dispose();
-        _scratch.Dispose();
-    }
+    public void Dispose() => _scratch.Dispose();
 
     [Fact]
     public void Fewer_than_two_legs_is_TooFewLegs()
@@ -94,9 +89,5 @@ public sealed class MirrorValidationTests : IDisposable
         if (checkLegs) new MirrorDevice([_legs[0], _legs[1]], new MirrorOptions { NoSync = true }).Dispose();
     }
 
-    private T Track<T>(T disposable) where T : IDisposable
-    {
-        _cleanup.Add(disposable);
-        return disposable;
-    }
+    private T Track<T>(T disposable) where T : IDisposable => _scratch.Track(disposable);
 }

@@ -4,12 +4,14 @@ using System.Security.Cryptography;
 namespace Kcopyd.Engine.Tests;
 
 /// <summary>
-/// A temporary folder of sparse image files and the loop devices attached over them. Disposing detaches every
-/// loop device and deletes the folder, also when the test failed.
+/// A temporary folder of sparse image files and the loop devices attached over them, plus whatever a test hands
+/// to <see cref="Track{T}"/>. Disposing disposes the tracked objects (last first), detaches every loop device and
+/// deletes the folder, also when the test failed.
 /// </summary>
 public sealed class Scratch : IDisposable
 {
     private readonly List<string> _loops = new();
+    private readonly List<IDisposable> _tracked = new();
 
     public Scratch()
     {
@@ -100,8 +102,16 @@ public sealed class Scratch : IDisposable
         return output;
     }
 
+    /// <summary>Disposes <paramref name="disposable"/> with the scratch, before the loop devices and after anything tracked later.</summary>
+    public T Track<T>(T disposable) where T : IDisposable
+    {
+        lock (_tracked) _tracked.Add(disposable);
+        return disposable;
+    }
+
     public void Dispose()
     {
+        for (int i = _tracked.Count - 1; i >= 0; i--) _tracked[i].Dispose();
         foreach (var device in _loops)
         {
             try { Run("losetup", $"-d {device}"); } catch (InvalidOperationException) { /* already gone */ }
