@@ -6,7 +6,7 @@ namespace Kcopyd.Engine.Tests;
 
 /// <summary>
 /// The seed's scenario: mirror A has mirror B as a leg, B has device C as a leg, both are recovering, and B's
-/// request pool is full of writes held on B's recovering region while A's recovery reads from B. With a worker per
+/// request pool is full of writes held on B's recovering region while A's recovery copies into B. With a worker per
 /// copy client it completes; with one worker shared by A's and B's clients (the pre-patch kcopyd) it hangs.
 /// </summary>
 public sealed class MirrorDeadlockTests : IDisposable
@@ -40,7 +40,7 @@ public sealed class MirrorDeadlockTests : IDisposable
         Assert.Equal(MirrorState.InSync, s.B.GetStatus().State);
 
         s.A.Flush();
-        foreach (var leg in new[] { s.D, s.X }) Scratch.AssertSameBytes(s.C, 0, leg, 0, Size);
+        foreach (var leg in new[] { s.C, s.D }) Scratch.AssertSameBytes(s.X, 0, leg, 0, Size);
         for (int i = 0; i < s.HeldData.Length; i++)
         {
             foreach (var leg in new[] { s.C, s.D, s.X })
@@ -56,7 +56,7 @@ public sealed class MirrorDeadlockTests : IDisposable
         var s = BuildScenario(shared);
         int sharedThread = shared.ManagedThreadId;
 
-        s.Gate.Open(); // B's recovery read completes, but the only kcopyd thread is stuck inside B's pool for A
+        s.Gate.Open(); // B's recovery read completes, but the only kcopyd thread is stuck inside B's pool for A's write
 
         Assert.False(s.A.WaitForSync(DeadlockWindow), "A got in sync: the shared worker did not deadlock.");
         var b = s.B.GetStatus();
@@ -83,12 +83,15 @@ public sealed class MirrorDeadlockTests : IDisposable
 
     /// <summary>
     /// Builds the seed's state: B = [C (reads gated), D] recovering region 0 with its copy's read held at C;
-    /// B's pool (4 slots) full of writes held on region 0; A = [B, X] recovering, its worker stuck in B's pool.
+    /// B's pool (4 slots) full of writes held on region 0; A = [X, B] recovering, its worker stuck in B's pool
+    /// with the write of A's copy into B. The held writes carry X's own bytes, so whichever of them and A's copy
+    /// reaches B last, every leg of A and B ends up equal to X.
     /// </summary>
     private Scenario BuildScenario(CopyWorker? sharedWorker)
     {
         string c = _scratch.Loop("c.img", Size), d = _scratch.Loop("d.img", Size), x = _scratch.Loop("x.img", Size);
         Scratch.FillRandom(c, 0, Size, seed: 11);
+        Scratch.FillRandom(x, 0, Size, seed: 12);
         var gate = new GatedDevice(Open(c));
         _scratch.Track(gate);
         var dDevice = Open(d);
@@ -100,19 +103,17 @@ public sealed class MirrorDeadlockTests : IDisposable
         Wait.Until(() => gate.Held >= 1, Bounded, "B's recovery reads C");
         Assert.Equal(RegionState.Recovering, b.StateOfRegion(0));
 
-        var random = new Random(12);
         var heldData = new byte[BPoolSize][];
         var heldWrites = new PendingIo[BPoolSize];
         for (int i = 0; i < BPoolSize; i++)
         {
-            heldData[i] = new byte[HeldWriteBytes];
-            random.NextBytes(heldData[i]);
+            heldData[i] = Scratch.Read(x, i * HeldWriteBytes, HeldWriteBytes);
             heldWrites[i] = PendingIo.Write(b, i * HeldWriteBytes, heldData[i]);
             _scratch.Track(heldWrites[i]);
         }
         Wait.Until(() => b.GetStatus() is { HeldWrites: BPoolSize, RequestPoolInUse: BPoolSize }, Bounded, "B's pool is full of held writes");
 
-        var a = new MirrorDevice([b, xDevice], new MirrorOptions { Name = "A" }, sharedWorker, log: null);
+        var a = new MirrorDevice([xDevice, b], new MirrorOptions { Name = "A" }, sharedWorker, log: null);
         _scratch.Track(a);
         int aWorker = a.Client.Worker.ManagedThreadId;
         Wait.Until(() => b.RequestPool.WaitingThreadIds.Contains(aWorker), Bounded, "A's kcopyd worker waits in B's request pool");
