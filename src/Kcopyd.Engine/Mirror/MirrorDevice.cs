@@ -21,7 +21,7 @@ public sealed partial class MirrorDevice : IBlockDevice
     private static long s_lastId;
 
     private readonly MirrorLeg[] _legs;
-    private readonly ulong _allLegs;
+    private readonly object _legLock = new();
     private readonly IDirtyLog _log;
     private readonly RegionHash _regions;
     private readonly MirrorOptions _options;
@@ -64,7 +64,6 @@ public sealed partial class MirrorDevice : IBlockDevice
         RegionSizeBytes = _options.RegionSizeBytes;
         RegionCount = (SizeBytes + RegionSizeBytes - 1) / RegionSizeBytes;
         _legs = legs.Select((device, i) => new MirrorLeg(device, i)).ToArray();
-        _allLegs = (1UL << _legs.Length) - 1;
         _readDone = ReadDone;
         _writeDone = WriteDone;
         _flushDone = FlushDone;
@@ -72,10 +71,11 @@ public sealed partial class MirrorDevice : IBlockDevice
         ClaimLegs();
         try
         {
-            _log = log ?? OpenLog(legs);
+            _log = log ?? OpenLog();
             if (_log.RegionCount != RegionCount || _log.RegionSizeBytes != RegionSizeBytes)
                 throw new KcopydException("LogMismatch", KcopydErrorKind.InvalidArgument,
                     $"The log holds {_log.RegionCount} regions of {_log.RegionSizeBytes} bytes; the mirror has {RegionCount} of {RegionSizeBytes}.", _log.Path);
+            TakeLegStatesFromLog();
             _regions = new RegionHash(_log);
             RequestPool = new RequestPool(_options.RequestPoolSize);
             Client = new CopyClient(new CopyClientOptions
@@ -87,10 +87,16 @@ public sealed partial class MirrorDevice : IBlockDevice
             }, sharedWorker);
             Client.Throttle.BytesPerSecond = _options.RecoveryBytesPerSecond;
         }
-        catch
+        catch (Exception ex)
         {
-            if (log == null) _log?.Dispose();
+            if (log == null && _log != null)
+            {
+                if (_log is DiskDirtyLog { IsNew: true } created) created.File.DeleteIfCreated();
+                _log.Dispose();
+            }
             ReleaseLegs();
+            if (ex is IOException)
+                throw new KcopydException("LogWriteFailed", KcopydErrorKind.DeviceError, $"Cannot write the mirror log '{_options.LogPath}': {ex.Message}", _options.LogPath, ex);
             throw;
         }
         _daemon = new Thread(RunDaemon) { IsBackground = true, Name = $"kmirrord/{Name}" };
@@ -126,8 +132,8 @@ public sealed partial class MirrorDevice : IBlockDevice
     public CopyThrottle RecoveryThrottle => Client.Throttle;
 
     public MirrorState State
-        => _legs.Any(l => !l.IsAlive) ? MirrorState.Degraded
-            : _log.SyncCount == RegionCount ? MirrorState.InSync
+        => _legs.Any(l => l.Health == LegHealth.Dead) ? MirrorState.Degraded
+            : _log.SyncCount == RegionCount && _legs.All(l => l.IsAlive) ? MirrorState.InSync
             : MirrorState.Recovering;
 
     public long InSyncRegions => _log.SyncCount;
@@ -223,9 +229,11 @@ public sealed partial class MirrorDevice : IBlockDevice
             RegionCount = RegionCount,
             InSyncRegions = _log.SyncCount,
             State = State,
+            DefaultLeg = _legs[defaultLeg].Name,
+            Warnings = Warnings,
             Legs = _legs.Select(l => new MirrorLegStatus
             {
-                Path = l.Name, Name = l.Name, Health = l.Health, IsDefault = l.Index == defaultLeg,
+                Path = l.Name, Name = l.Name, StableId = l.StableId, Health = l.Health, IsDefault = l.Index == defaultLeg,
                 Reads = l.Reads, ReadErrors = l.ReadErrors, WriteErrors = l.WriteErrors,
             }).ToArray(),
             LogKind = _log.Kind,
@@ -258,7 +266,8 @@ public sealed partial class MirrorDevice : IBlockDevice
         StopDaemon();
         try
         {
-            _log.Flush();
+            // The clears go out only after the legs hold the data on their media.
+            _log.Flush(includeClears: FlushLegs());
         }
         finally
         {
@@ -296,10 +305,32 @@ public sealed partial class MirrorDevice : IBlockDevice
         return pieces;
     }
 
-    private IDirtyLog OpenLog(IReadOnlyList<IBlockDevice> legs)
+    private IDirtyLog OpenLog()
         => _options.LogPath == null
             ? new CoreDirtyLog(RegionSizeBytes, RegionCount, _options.NoSync)
-            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, legs, _options.NoSync);
+            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, _legs.Select(l => l.ToLogLeg()).ToArray(), _options.NoSync, _options.ResetLog);
+
+    /// <summary>
+    /// A persistent log knows the legs' health and the default leg from the last run. The default holds every
+    /// acknowledged write (it only moves while the mirror is in sync), so it comes back alive even if it had died;
+    /// any other leg that was dead or stale comes back stale: written to and resynced, read from only once in sync.
+    /// </summary>
+    private void TakeLegStatesFromLog()
+    {
+        var recorded = _log.RecordedLegs;
+        if (recorded == null) return;
+        _defaultLeg = _log.RecordedDefaultLeg;
+        bool changed = false;
+        foreach (var leg in _legs)
+        {
+            var health = leg.Index == _defaultLeg || recorded[leg.Index].Health == LegHealth.Alive ? LegHealth.Alive : LegHealth.Stale;
+            changed |= health != recorded[leg.Index].Health;
+            leg.SetHealth(health);
+        }
+        if (!changed) return;
+        _log.RecordLegs(_legs.Select(l => l.ToLogLeg()).ToArray(), _defaultLeg);
+        _log.Flush(includeClears: false);
+    }
 
     private static void CheckLegs(IReadOnlyList<IBlockDevice> legs)
     {
