@@ -46,6 +46,7 @@ public sealed partial class MirrorDevice
     /// </summary>
     private void DoMirror()
     {
+        DoDaemonWork();
         DoFailures();
         EndRecoveredRegions();
         PromoteStaleLegs();

@@ -36,6 +36,7 @@ public sealed partial class MirrorDevice
         }
         foreach (long region in _regions.TakeQuiesced())
         {
+            if (HandToScrub(region)) continue;
             if (_recoveryStopped) _regions.RecoveryCopied(region, success: false);
             else StartRecoveryCopy(region);
         }
@@ -97,9 +98,10 @@ public sealed partial class MirrorDevice
     {
         foreach (var (region, copied) in _regions.TakeRecovered())
         {
-            lock (_recoveryJobs) _recoveryJobs.Remove(region);
+            bool wasCopy;
+            lock (_recoveryJobs) wasCopy = _recoveryJobs.Remove(region);
             bool inSync = copied && LegsTakingWrites() == AllLegs;
-            if (inSync) Interlocked.Increment(ref _recoveredRegions);
+            if (inSync && wasCopy) Interlocked.Increment(ref _recoveredRegions);
             var held = _regions.EndRecovery(region, inSync);
             lock (_queueLock) _writes.InsertRange(0, held);
             Interlocked.Exchange(ref _recoveryEndTimestamp, Stopwatch.GetTimestamp());
@@ -135,6 +137,8 @@ public sealed partial class MirrorDevice
         double seconds = Stopwatch.GetElapsedTime(start, Math.Max(end, start)).TotalSeconds;
         return seconds > 0 ? (long)(Interlocked.Read(ref _recoveredBytes) / seconds) : 0;
     }
+
+    private void PauseRecovery() => StopRecovery();
 
     /// <summary>No new region starts; running copies stop after their chunks in flight and their regions stay out of sync.</summary>
     private void StopRecovery()

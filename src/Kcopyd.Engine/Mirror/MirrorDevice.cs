@@ -20,7 +20,8 @@ public sealed partial class MirrorDevice : IBlockDevice
     private static readonly Dictionary<DeviceIdentity, MirrorDevice> s_legsInUse = new();
     private static long s_lastId;
 
-    private readonly MirrorLeg[] _legs;
+    /// <summary>Replaced whole (never changed in place) by a leg change, which runs with the mirror suspended.</summary>
+    private volatile MirrorLeg[] _legs;
     private readonly object _legLock = new();
     private readonly IDirtyLog _log;
     private readonly RegionHash _regions;
@@ -149,7 +150,7 @@ public sealed partial class MirrorDevice : IBlockDevice
     /// </summary>
     public void Submit(in BlockRequest request, IIoQueue queue)
     {
-        Interlocked.Increment(ref _submitters);
+        EnterSubmit();
         try
         {
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _closing) != 0, this);
@@ -260,6 +261,7 @@ public sealed partial class MirrorDevice : IBlockDevice
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _closing, 1) != 0) return;
+        _running.Set(); // submitters held by a leg change see the mirror closing
         StopRecovery();
         SpinWait.SpinUntil(() => Volatile.Read(ref _submitters) == 0);
         RequestPool.WaitIdle(Timeout.InfiniteTimeSpan);
@@ -363,27 +365,32 @@ public sealed partial class MirrorDevice : IBlockDevice
     }
 
     /// <summary>A device is a leg of one live mirror at a time: two mirrors writing one device would corrupt each other.</summary>
-    private void ClaimLegs()
+    private void ClaimLegs() => Claim(_legs.Select(l => l.Device));
+
+    private void ReleaseLegs() => Release(_legs.Select(l => l.Device));
+
+    private void Claim(IEnumerable<IBlockDevice> devices)
     {
         lock (s_legsLock)
         {
-            foreach (var leg in _legs)
+            var list = devices.ToList();
+            foreach (var device in list)
             {
-                if (s_legsInUse.TryGetValue(leg.Device.Identity, out var owner))
+                if (s_legsInUse.TryGetValue(device.Identity, out var owner))
                     throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
-                        $"'{leg.Name}' is already a leg of mirror '{owner.Name}'.", leg.Name);
+                        $"'{device.Name}' is already a leg of mirror '{owner.Name}'.", device.Name);
             }
-            foreach (var leg in _legs) s_legsInUse.Add(leg.Device.Identity, this);
+            foreach (var device in list) s_legsInUse.Add(device.Identity, this);
         }
     }
 
-    private void ReleaseLegs()
+    private void Release(IEnumerable<IBlockDevice> devices)
     {
         lock (s_legsLock)
         {
-            foreach (var leg in _legs)
+            foreach (var device in devices)
             {
-                if (s_legsInUse.TryGetValue(leg.Device.Identity, out var owner) && owner == this) s_legsInUse.Remove(leg.Device.Identity);
+                if (s_legsInUse.TryGetValue(device.Identity, out var owner) && owner == this) s_legsInUse.Remove(device.Identity);
             }
         }
     }
