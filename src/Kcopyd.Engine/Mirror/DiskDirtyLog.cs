@@ -166,6 +166,32 @@ public sealed class DiskDirtyLog : IDirtyLog
         return count;
     }
 
+    /// <summary>
+    /// The stable ids of the legs an existing log records (opened as safely as for use), or none when the file does
+    /// not exist or does not check (the mirror then refuses it itself). Lets a mirror re-created from its own log
+    /// skip the checks for legs holding data: they are its own.
+    /// </summary>
+    public static IReadOnlySet<string> RecordedLegIds(string path)
+    {
+        LogFile file;
+        try
+        {
+            file = LogFile.Open(path, createIfMissing: false);
+        }
+        catch (KcopydException ex) when (ex.Kind == KcopydErrorKind.NotFound)
+        {
+            return new HashSet<string>();
+        }
+        using (file)
+        {
+            long length = RandomAccess.GetLength(file.Handle);
+            var bytes = new byte[Math.Min(length, MaxReadBytes)];
+            int read = RandomAccess.Read(file.Handle, bytes, 0);
+            var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out _);
+            return found?.Header.Legs.Select(l => l.StableId).ToHashSet() ?? new HashSet<string>();
+        }
+    }
+
     /// <summary>The header of a log file, or null when no slot of it checks.</summary>
     public static LogHeader? ReadHeader(string path) => ReadFile(path)?.Header;
 

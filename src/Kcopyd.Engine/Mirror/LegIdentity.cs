@@ -3,7 +3,7 @@ using Kcopyd.Engine.Devices;
 namespace Kcopyd.Engine.Mirror;
 
 /// <summary>What a log records to know a leg again after its path changed (renamed files, /dev/sdX swapped at boot).</summary>
-internal static class LegIdentity
+public static class LegIdentity
 {
     public static string Of(IBlockDevice device) => device switch
     {

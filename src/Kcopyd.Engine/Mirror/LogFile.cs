@@ -26,6 +26,7 @@ public sealed class LogFile : IDisposable
     public static LogFile Open(string path, bool createIfMissing)
     {
         bool existed = File.Exists(path);
+        if (!existed && !createIfMissing) throw new KcopydException("InvalidLogPath", KcopydErrorKind.NotFound, $"The mirror log '{path}' does not exist.", path);
         var handle = File.OpenHandle(path, createIfMissing ? FileMode.OpenOrCreate : FileMode.Open, FileAccess.ReadWrite, FileShare.None);
         return new LogFile(path, handle, !existed);
     }

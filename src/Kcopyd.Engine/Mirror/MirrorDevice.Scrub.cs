@@ -114,6 +114,30 @@ public sealed partial class MirrorDevice
             $"Reading leg '{leg.Name}' of mirror '{Name}' at {offset} failed: {Errno.Describe(errno)}.", leg.Name);
     }
 
+    /// <summary>
+    /// Compares 64 KiB samples spread over the legs (for a mirror created with NoSync, which trusts them to be the
+    /// same): the first offset where a leg differs from the default one, or null when every sample matched.
+    /// </summary>
+    public long? FindSampledDifference(int samples = 64)
+    {
+        const int sampleBytes = 64 * 1024;
+        int length = (int)Math.Min(sampleBytes, SizeBytes);
+        using var expected = new LegBuffer(length);
+        using var actual = new LegBuffer(length);
+        for (int i = 0; i < samples; i++)
+        {
+            long offset = (SizeBytes - length) / Math.Max(1, samples - 1) * i / LogicalBlockSize * LogicalBlockSize;
+            if (expected.Transfer(DefaultLeg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) return null;
+            foreach (var leg in _legs.Where(l => l != DefaultLeg && l.TakesWrites))
+            {
+                if (actual.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
+                int at = actual.Span.CommonPrefixLength(expected.Span);
+                if (at < length) return offset + at;
+            }
+        }
+        return null;
+    }
+
     /// <summary>The daemon hands a quiesced region to its waiting scrub instead of starting a copy.</summary>
     private bool HandToScrub(long region)
     {

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
 
 namespace Kcopyd.Session;
@@ -23,9 +24,21 @@ internal sealed class DeviceScope(PSCmdlet cmdlet)
         return device;
     }
 
-    /// <summary>Opens a destination: exclusively, so a mounted or claimed device is refused, unless forced.</summary>
-    public IBlockDevice OpenForWrite(DeviceArgument argument, bool force)
-        => Open(argument, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+    /// <summary>
+    /// Opens a destination: exclusively, so a mounted or claimed device (or an image file another writer holds)
+    /// is refused, unless forced. For a mirror leg the refusal is LegInUse.
+    /// </summary>
+    public IBlockDevice OpenForWrite(DeviceArgument argument, bool force, bool asLeg = false)
+    {
+        try
+        {
+            return Open(argument, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+        }
+        catch (KcopydException ex) when (asLeg && ex.ErrorId == "DeviceInUse")
+        {
+            throw new KcopydException("LegInUse", ex.Kind, ex.Message, ex.Target, ex);
+        }
+    }
 
     /// <summary>The path devices opened so far (not the session's mirrors).</summary>
     public IReadOnlyList<IBlockDevice> Opened => _opened;
