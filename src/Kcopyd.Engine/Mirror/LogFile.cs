@@ -212,9 +212,9 @@ public sealed unsafe class LogFile : IDisposable
             if (pathFd < 0)
             {
                 int errno = Errno.Last;
-                if (errno != LibC.ENOENT) throw Failed(_path, errno, $"Cannot open the mirror log '{shown}'");
+                if (errno != LibC.ENOENT) throw Failed(_path, errno, $"Cannot open the mirror log {Named(shown)}");
                 if (!createIfMissing)
-                    throw new KcopydException("InvalidLogPath", KcopydErrorKind.NotFound, $"The mirror log '{shown}' does not exist.", _path);
+                    throw new KcopydException("InvalidLogPath", KcopydErrorKind.NotFound, $"The mirror log {Named(shown)} does not exist.", _path);
                 return Create(name, shown);
             }
             try
@@ -241,7 +241,7 @@ public sealed unsafe class LogFile : IDisposable
         {
             // O_NONBLOCK: should a FIFO take the file's place after all, opening it must not wait for a writer.
             int fd = OpenAt(name, LibC.O_RDWR | LibC.O_NOFOLLOW | LibC.O_NONBLOCK | LibC.O_CLOEXEC);
-            if (fd < 0) throw Failed(_path, Errno.Last, $"Cannot open the mirror log '{shown}'");
+            if (fd < 0) throw Failed(_path, Errno.Last, $"Cannot open the mirror log {Named(shown)}");
             try
             {
                 stat st = Stat(fd, shown);
@@ -252,7 +252,7 @@ public sealed unsafe class LogFile : IDisposable
                 Lock(fd, shown);
                 // After the lock: a log that another mirror holds is left exactly as it was.
                 if (((ushort)st.st_mode & PermissionBits) != LogMode && LibC.fchmod(fd, LogMode) != 0)
-                    throw Failed(_path, Errno.Last, $"Cannot make the mirror log '{shown}' mode 0600");
+                    throw Failed(_path, Errno.Last, $"Cannot make the mirror log {Named(shown)} mode 0600");
                 var log = new LogFile(_path, new SafeFileHandle(fd, ownsHandle: true), created: false, st, -1, null);
                 fd = -1;
                 return log;
@@ -270,15 +270,15 @@ public sealed unsafe class LogFile : IDisposable
             {
                 int errno = Errno.Last;
                 if (errno == LibC.EEXIST) throw Invalid(_path, $"'{shown}' appeared while the log was being created; look at what it is and try again");
-                throw Failed(_path, errno, $"Cannot create the mirror log '{shown}'");
+                throw Failed(_path, errno, $"Cannot create the mirror log {Named(shown)}");
             }
             try
             {
                 // The umask may have taken bits from 0600, and a log the owner cannot write is no log.
-                if (LibC.fchmod(fd, LogMode) != 0) throw Failed(_path, Errno.Last, $"Cannot make the new mirror log '{shown}' mode 0600");
+                if (LibC.fchmod(fd, LogMode) != 0) throw Failed(_path, Errno.Last, $"Cannot make the new mirror log {Named(shown)} mode 0600");
                 stat st = Stat(fd, shown);
                 Lock(fd, shown);
-                if (LibC.fsync(fd) != 0) throw Failed(_path, Errno.Last, $"Cannot fsync the new mirror log '{shown}'");
+                if (LibC.fsync(fd) != 0) throw Failed(_path, Errno.Last, $"Cannot fsync the new mirror log {Named(shown)}");
                 // The entry lives in the directory: without this a crash can lose the log the mirror goes on to trust.
                 FsyncDirectory(_path, _dirFd);
                 var log = new LogFile(_path, new SafeFileHandle(fd, ownsHandle: true), created: true, st, _dirFd, name);
@@ -309,7 +309,7 @@ public sealed unsafe class LogFile : IDisposable
             fixed (byte* empty = "\0"u8)
             fixed (byte* b = buffer)
                 length = LibC.readlinkat(linkFd, empty, b, (size_t)(ulong)buffer.Length); // "" reads the link the O_PATH fd holds
-            if (length < 0) throw Failed(_path, Errno.Last, $"Cannot read the symbolic link '{shown}'");
+            if (length < 0) throw Failed(_path, Errno.Last, $"Cannot read the symbolic link '{shown}' on the way to the mirror log '{_path}'");
             if (length == 0) throw Invalid(_path, $"'{shown}' is an empty symbolic link");
             if (length >= buffer.Length) throw Invalid(_path, $"'{shown}' is a symbolic link whose target is longer than {MaxLinkTargetBytes - 1} bytes");
             Push(buffer[..(int)length]);
@@ -325,7 +325,7 @@ public sealed unsafe class LogFile : IDisposable
             uint othersWrite = (uint)(ushort)(LibC.S_IWGRP | LibC.S_IWOTH);
             // The sticky bit (/tmp) keeps others from renaming or removing a name they do not own.
             if ((mode & othersWrite) != 0 && (mode & (ushort)LibC.S_ISVTX) == 0)
-                throw Invalid(_path, $"the directory '{shown}' (mode {Octal(mode)}) is writable by {WhoWrites(mode)} and not sticky, so they could swap the log for a link to any file or device; remove that write permission or keep the log elsewhere");
+                throw Invalid(_path, $"the directory '{shown}' (mode {Octal(mode & PermissionBits)}) is writable by {WhoWrites(mode)} and not sticky, so they could swap the log for a link to any file or device; remove that write permission or keep the log elsewhere");
         }
 
         private void CheckLogFile(string shown, in stat st)
@@ -342,7 +342,7 @@ public sealed unsafe class LogFile : IDisposable
         {
             int flags = LibC.fcntl(fd, LibC.F_GETFL);
             if (flags < 0 || LibC.fcntl(fd, LibC.F_SETFL, flags & ~LibC.O_NONBLOCK) != 0)
-                throw Failed(_path, Errno.Last, $"Cannot clear O_NONBLOCK on the mirror log '{shown}'");
+                throw Failed(_path, Errno.Last, $"Cannot clear O_NONBLOCK on the mirror log {Named(shown)}");
         }
 
         /// <summary>An OFD write lock on the whole file: it conflicts with any other open, in this process too.</summary>
@@ -357,8 +357,8 @@ public sealed unsafe class LogFile : IDisposable
             int errno = Errno.Last;
             if (errno == LibC.EAGAIN || errno == LibC.EACCES)
                 throw new KcopydException("LogInUse", KcopydErrorKind.ResourceBusy,
-                    $"The mirror log '{shown}' is the log of a mirror that is live (in this or another process).", _path);
-            throw Failed(_path, errno, $"Cannot lock the mirror log '{shown}'");
+                    $"The mirror log {Named(shown)} is the log of a mirror that is live (in this or another process).", _path);
+            throw Failed(_path, errno, $"Cannot lock the mirror log {Named(shown)}");
         }
 
         private int OpenAt(byte[] name, int flags, ushort mode = 0)
@@ -376,9 +376,12 @@ public sealed unsafe class LogFile : IDisposable
         private stat Stat(int fd, string shown)
         {
             stat st;
-            if (LibC.fstat(fd, &st) != 0) throw Failed(_path, Errno.Last, $"Cannot stat '{shown}'");
+            if (LibC.fstat(fd, &st) != 0) throw Failed(_path, Errno.Last, $"Cannot stat '{shown}' on the way to the mirror log '{_path}'");
             return st;
         }
+
+        /// <summary>The log as the caller gave it, and where it led if that reads differently.</summary>
+        private string Named(string shown) => shown == _path ? $"'{_path}'" : $"'{_path}' (at '{shown}')";
 
         private string Shown(byte[] name) => Shown(Encoding.UTF8.GetString(name));
 
