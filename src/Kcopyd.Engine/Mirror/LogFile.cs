@@ -19,7 +19,7 @@ public sealed unsafe class LogFile : IDisposable
     private const ushort PermissionBits = 0xFFF;
 
     private int _directoryFd; // O_PATH fd of the directory this call created the file in, so DeleteIfCreated removes that very entry
-    private readonly byte[]? _name;
+    private readonly byte[]? _name; // NUL-terminated
     private bool _deleted;
 
     private LogFile(string path, SafeFileHandle handle, bool created, in stat st, int directoryFd, byte[]? name)
@@ -281,13 +281,13 @@ public sealed unsafe class LogFile : IDisposable
                 if (LibC.fsync(fd) != 0) throw Failed(_path, Errno.Last, $"Cannot fsync the new mirror log {Named(shown)}");
                 // The entry lives in the directory: without this a crash can lose the log the mirror goes on to trust.
                 FsyncDirectory(_path, _dirFd);
-                var log = new LogFile(_path, new SafeFileHandle(fd, ownsHandle: true), created: true, st, _dirFd, name);
+                var log = new LogFile(_path, new SafeFileHandle(fd, ownsHandle: true), created: true, st, _dirFd, Terminated(name));
                 fd = -1;
                 return log;
             }
             catch
             {
-                fixed (byte* n = name) LibC.unlinkat(_dirFd, n, 0);
+                fixed (byte* n = Terminated(name)) LibC.unlinkat(_dirFd, n, 0);
                 try { FsyncDirectory(_path, _dirFd); } catch (KcopydException) { /* the first error is the one to report */ }
                 throw;
             }
@@ -363,9 +363,7 @@ public sealed unsafe class LogFile : IDisposable
 
         private int OpenAt(byte[] name, int flags, ushort mode = 0)
         {
-            byte[] z = new byte[name.Length + 1];
-            name.CopyTo(z, 0);
-            fixed (byte* p = z)
+            fixed (byte* p = Terminated(name))
             {
                 int fd;
                 do { fd = LibC.openat(_dirFd, p, flags, mode); } while (fd < 0 && Errno.Last == LibC.EINTR);
@@ -426,6 +424,13 @@ public sealed unsafe class LogFile : IDisposable
     }
 
     private static string Octal(uint mode) => "0" + Convert.ToString(mode & 0xFFFF, 8);
+
+    private static byte[] Terminated(byte[] name)
+    {
+        byte[] z = new byte[name.Length + 1];
+        name.CopyTo(z, 0);
+        return z;
+    }
 
     private static bool IsDot(byte[] name) => name is [(byte)'.'];
 
