@@ -356,6 +356,19 @@ public sealed class LogFileTests : IDisposable
         Assert.True(again.Created);
     }
 
+    [Fact]
+    public void DeleteIfCreated_leaves_a_file_that_took_the_created_name_since()
+    {
+        string path = Path.Combine(_sticky, "mirror.log");
+        using var log = LogFile.Open(path, createIfMissing: true);
+        File.Move(path, Path.Combine(_sticky, "moved.log"));
+        File.WriteAllBytes(path, "someone else's"u8.ToArray());
+
+        log.DeleteIfCreated();
+
+        Assert.Equal("someone else's"u8.ToArray(), File.ReadAllBytes(path));
+    }
+
     /// <summary>
     /// Opens <paramref name="path"/> expecting a refusal, within a bounded time (a FIFO must not hang it), and checks
     /// the refusal left no descriptor open.
@@ -377,9 +390,9 @@ public sealed class LogFileTests : IDisposable
         return refusal;
     }
 
-    /// <summary>What each of this process's descriptors refers to.</summary>
+    /// <summary>What each of this process's descriptors refers to (one closed while being listed has no target and is left out).</summary>
     private static string[] OpenDescriptors() =>
-        new DirectoryInfo("/proc/self/fd").GetFileSystemInfos().Select(fd => fd.LinkTarget ?? "").ToArray();
+        new DirectoryInfo("/proc/self/fd").GetFileSystemInfos().Select(fd => fd.LinkTarget).OfType<string>().ToArray();
 
     private string Dir(string name, UnixFileMode mode)
     {
