@@ -285,6 +285,11 @@ public sealed unsafe class LogFile : IDisposable
                 fd = -1;
                 return log;
             }
+            catch (KcopydException e) when (e.ErrorId == "LogInUse")
+            {
+                // Another open found the new file and locked it first: it is that mirror's log now, not ours to remove.
+                throw;
+            }
             catch
             {
                 fixed (byte* n = Terminated(name)) LibC.unlinkat(_dirFd, n, 0);
