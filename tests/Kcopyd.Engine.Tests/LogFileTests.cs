@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.Versioning;
 using Kcopyd.Engine.Devices;
@@ -66,7 +67,7 @@ public sealed class LogFileTests : IDisposable
     }
 
     [Fact]
-    public void A_created_log_is_still_there_after_a_crash_right_after_Open_returns()
+    public void A_created_log_survives_a_crash_right_after_Open_and_knows_the_disk_under_its_filesystem()
     {
         // The loop device's backing file holds exactly what the filesystem sent to its disk, so a copy of it taken
         // now is the disk a power cut would leave; mounting the copy replays the journal as a reboot would.
@@ -78,7 +79,11 @@ public sealed class LogFileTests : IDisposable
         _scratch.Track(new Undo(() => Unmount(live)));
 
         using (var log = LogFile.Open(Path.Combine(live, "mirror.log"), createIfMissing: true))
+        using (var disk = LinuxBlockDevice.Open(device, DeviceOpenOptions.ReadOnly))
+        {
             Assert.True(log.Created);
+            Assert.Equal(disk.Identity.Device, log.FilesystemDevice); // what a mirror compares with its legs
+        }
         File.WriteAllText(Path.Combine(live, "control"), "created without fsync");
 
         string crashedImage = Path.Combine(_scratch.Folder, "crashed.img");
@@ -303,6 +308,34 @@ public sealed class LogFileTests : IDisposable
 
         using var again = LogFile.Open(path, createIfMissing: false);
         Assert.False(again.Created);
+    }
+
+    [Fact]
+    public async Task A_log_another_process_holds_is_LogInUse_and_left_as_it_was()
+    {
+        string path = Path.Combine(_sticky, "mirror.log");
+        File.WriteAllBytes(path, "bitmap"u8.ToArray());
+        File.SetUnixFileMode(path, (UnixFileMode)0x1A4);
+        // Another mirror's process: an OFD write lock on the whole file, held until its stdin closes.
+        const string holdLock = "import fcntl, os, struct, sys\n"
+            + "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            + "fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqixxxx', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
+            + "print('locked', flush=True)\n"
+            + "sys.stdin.read()\n";
+        var start = new ProcessStartInfo("python3", new[] { "-c", holdLock, path }) { RedirectStandardInput = true, RedirectStandardOutput = true };
+        using var holder = Process.Start(start)!;
+        try
+        {
+            Assert.Equal("locked", await holder.StandardOutput.ReadLineAsync().WaitAsync(Bounded));
+
+            Refused(path, createIfMissing: true, "LogInUse");
+            Assert.Equal((UnixFileMode)0x1A4, File.GetUnixFileMode(path));
+        }
+        finally
+        {
+            holder.StandardInput.Close();
+            if (!holder.WaitForExit(Bounded)) holder.Kill();
+        }
     }
 
     [Fact]
