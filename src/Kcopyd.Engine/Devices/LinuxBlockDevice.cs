@@ -137,11 +137,11 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
     /// </summary>
     private static int DirectAlignmentOfFile(ulong dev)
     {
-        ulong major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfffUL);
-        ulong minor = (dev & 0xff) | ((dev >> 12) & ~0xffUL);
-        foreach (var candidate in new[] { "queue/logical_block_size", "../queue/logical_block_size" })
+        // A filesystem on a partition: the partition has no queue/ of its own, its disk (the folder around it) has.
+        string folder = DeviceNumber.RealSysfsFolder(dev);
+        foreach (var candidate in new[] { folder, Path.GetDirectoryName(folder) ?? folder })
         {
-            string file = $"/sys/dev/block/{major}:{minor}/{candidate}";
+            string file = Path.Combine(candidate, "queue", "logical_block_size");
             if (File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), out int size) && size > 0)
                 return size;
         }
