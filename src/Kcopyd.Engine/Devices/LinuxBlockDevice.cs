@@ -13,7 +13,8 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
 
     private int _fd;
 
-    private LinuxBlockDevice(string path, int fd, bool isBlockDevice, bool direct, bool canWrite, long sizeBytes, int logicalBlockSize, DeviceIdentity identity)
+    private LinuxBlockDevice(string path, int fd, bool isBlockDevice, bool direct, bool canWrite, long sizeBytes, int logicalBlockSize,
+        DeviceIdentity identity, StorageResolver.Resolved storage)
     {
         Name = path;
         _fd = fd;
@@ -23,6 +24,8 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         SizeBytes = sizeBytes;
         LogicalBlockSize = logicalBlockSize;
         Identity = identity;
+        Storage = storage.Storage;
+        StableId = storage.StableId;
     }
 
     public string Name { get; }
@@ -34,6 +37,17 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
     public bool CanWrite { get; }
 
     public DeviceIdentity Identity { get; }
+
+    /// <summary>Resolved at open: a partition's disk, a loop device's backing file (at their offsets), a file itself.</summary>
+    public StorageExtent Storage { get; }
+
+    /// <summary>
+    /// <c>file:&lt;st_dev&gt;:&lt;st_ino&gt;</c> for an image file; <c>loop:&lt;st_dev&gt;:&lt;st_ino&gt;@&lt;offset&gt;</c> for a
+    /// loop device (its backing file, not its number); <c>wwid:…</c> or <c>serial:…</c> for a disk sysfs names, with
+    /// <c>@&lt;start in bytes&gt;</c> for a partition of it; otherwise <c>dev:&lt;major&gt;:&lt;minor&gt;</c>, which is
+    /// NOT stable: the next boot or hot-plug may give that number to another disk.
+    /// </summary>
+    public string StableId { get; }
 
     public bool IsBlockDevice { get; }
 
@@ -74,6 +88,7 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
             long size;
             int blockSize;
             DeviceIdentity identity;
+            StorageResolver.Resolved storage;
             if (isBlock)
             {
                 ulong bytes;
@@ -83,14 +98,16 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
                 size = (long)bytes;
                 blockSize = ssz;
                 identity = new DeviceIdentity(DeviceKind.BlockDevice, (ulong)st.st_rdev, 0);
+                storage = StorageResolver.OfBlockDevice(fd, (ulong)st.st_rdev);
             }
             else
             {
                 size = st.st_size;
                 blockSize = direct ? DirectAlignmentOfFile((ulong)st.st_dev) : BufferedAlignment;
                 identity = new DeviceIdentity(DeviceKind.ImageFile, (ulong)st.st_dev, (ulong)st.st_ino);
+                storage = StorageResolver.OfFile(st);
             }
-            return new LinuxBlockDevice(path, fd, isBlock, direct, options.Write, size, blockSize, identity);
+            return new LinuxBlockDevice(path, fd, isBlock, direct, options.Write, size, blockSize, identity, storage);
         }
         catch
         {
