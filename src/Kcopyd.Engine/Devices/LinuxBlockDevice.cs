@@ -54,7 +54,11 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
     /// <summary>True when opened with O_DIRECT: buffers must be aligned to <see cref="LogicalBlockSize"/>.</summary>
     public bool IsDirect { get; }
 
-    /// <summary>Opens a block device or image file, checking it exists, is not claimed by others, and its geometry.</summary>
+    /// <summary>
+    /// Opens a block device or image file, checking it exists, is not claimed by others, and its geometry. An image
+    /// file opened for writing with <see cref="DeviceOpenOptions.Exclusive"/> is locked against other writers
+    /// (an OFD lock, so also against a second open in this process) until the device is disposed.
+    /// </summary>
     public static LinuxBlockDevice Open(string path, DeviceOpenOptions options)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -106,6 +110,7 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
                 blockSize = direct ? DirectAlignmentOfFile((ulong)st.st_dev) : BufferedAlignment;
                 identity = new DeviceIdentity(DeviceKind.ImageFile, (ulong)st.st_dev, (ulong)st.st_ino);
                 storage = StorageResolver.OfFile(st);
+                if (options.Write && options.Exclusive) LockAgainstOtherWriters(fd, path);
             }
             return new LinuxBlockDevice(path, fd, isBlock, direct, options.Write, size, blockSize, identity, storage);
         }
@@ -163,6 +168,25 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
                 return size;
         }
         return FallbackDirectAlignment;
+    }
+
+    /// <summary>
+    /// Takes a non-blocking OFD write lock on the whole file. OFD locks belong to the open file, not the process, so
+    /// a second writer in this process conflicts too, and closing some other fd of the file does not drop the lock.
+    /// </summary>
+    private static void LockAgainstOtherWriters(int fd, string path)
+    {
+        flock whole = default;
+        whole.l_type = (short)LibC.F_WRLCK;
+        whole.l_whence = (short)LibC.SEEK_SET; // l_start = l_len = 0: from byte 0 to any future end
+        if (LibC.fcntl(fd, LibC.F_OFD_SETLK, &whole) == 0) return;
+        int errno = Errno.Last;
+        if (errno == LibC.EAGAIN || errno == LibC.EACCES)
+            throw new KcopydException("DeviceInUse", KcopydErrorKind.ResourceBusy,
+                $"'{path}' is held by another writer (a mirror leg or a running copy, in this or another process). " +
+                "Use -Force to open it anyway.", path);
+        // ENOLCK (NFS without a lock manager), EINVAL (a filesystem without locks): the file is still usable,
+        // it just cannot be guarded; refusing it would take away image files on those filesystems altogether.
     }
 
     private static KcopydException OpenError(string path, int errno) => errno switch
