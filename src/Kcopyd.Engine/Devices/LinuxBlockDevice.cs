@@ -11,7 +11,12 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
     private const int FallbackDirectAlignment = 4096;
     private const int BufferedAlignment = 512;
 
-    private int _fd;
+    // Set in _state once disposed; the bits below it count requests submitted and not yet completed.
+    private const int DisposedFlag = 1 << 30;
+
+    private readonly int _fd;
+    private int _state;
+    private int _closed;
 
     private LinuxBlockDevice(string path, int fd, bool isBlockDevice, bool direct, bool canWrite, long sizeBytes, int logicalBlockSize,
         DeviceIdentity identity, StorageResolver.Resolved storage)
@@ -123,22 +128,55 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
 
     public void Submit(in BlockRequest request, IIoQueue queue)
     {
-        int fd = Volatile.Read(ref _fd);
-        ObjectDisposedException.ThrowIf(fd < 0, this);
         // The last line of defence: never touch a byte past the end, whatever the caller checked.
         if (request.OffsetBytes < 0 || request.LengthBytes < 0 || request.OffsetBytes + request.LengthBytes > SizeBytes
             || (!CanWrite && request.Operation != BlockOperation.Read))
         {
+            ObjectDisposedException.ThrowIf((Volatile.Read(ref _state) & DisposedFlag) != 0, this);
             request.Completion.Completed(request.Tag, Errno.EINVAL);
             return;
         }
-        queue.Submit(fd, IsBlockDevice, request);
+        // Counted before the disposed check, so Dispose either sees this request or we see Dispose: never neither.
+        if ((Interlocked.Increment(ref _state) & DisposedFlag) != 0)
+        {
+            EndRequest();
+            throw new ObjectDisposedException(Name);
+        }
+        var completion = InFlightCompletion.Rent(this, request.Completion);
+        try
+        {
+            queue.Submit(_fd, IsBlockDevice, request with { Completion = completion });
+        }
+        catch
+        {
+            // The queue refused it (disposed): no completion will come for it.
+            completion.Abandon();
+            EndRequest();
+            throw;
+        }
     }
 
+    /// <summary>
+    /// Refuses new requests at once but closes the fd only when the last request in flight has completed: closed
+    /// earlier, its number could go to another open file while the kernel or a queue still has the request.
+    /// </summary>
     public void Dispose()
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) LibC.close(fd);
+        int before = Interlocked.Or(ref _state, DisposedFlag);
+        if (before == 0) CloseOnce();
+    }
+
+    /// <summary>Called once per completed request (by <see cref="InFlightCompletion"/>).</summary>
+    internal void EndRequest()
+    {
+        if (Interlocked.Decrement(ref _state) == DisposedFlag) CloseOnce();
+    }
+
+    // A Submit that raced Dispose counts itself in and out again after the fd may already be closed; the flag
+    // keeps that from closing whatever file has the number now.
+    private void CloseOnce()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) == 0) LibC.close(_fd);
     }
 
     public override string ToString() => Name;
