@@ -81,6 +81,50 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
         Assert.Empty(FdsOf(image));
     }
 
+    [Theory]
+    [InlineData(IoBackend.IoUring)]
+    [InlineData(IoBackend.Blocking)]
+    public void Dispose_racing_busy_submitters_completes_every_accepted_request_once_and_then_closes_the_fd(IoBackend backend)
+    {
+        string image = _scratch.Image("busy.img", MiB);
+        using var queue = IoQueueFactory.Create("dispose-race", 16, backend);
+        var device = LinuxBlockDevice.Open(image, DeviceOpenOptions.ReadOnly);
+        using var read = new PendingRead();
+        var counter = new CountingCompletion();
+        var request = read.At(0, counter);
+        long accepted = 0;
+        using var started = new CountdownEvent(4);
+        var submitters = Enumerable.Range(0, 4).Select(_ => new Thread(() =>
+        {
+            started.Signal();
+            try
+            {
+                // Every thread reads into the same buffer: only the counting matters here, not the bytes.
+                while (true)
+                {
+                    device.Submit(request, queue);
+                    Interlocked.Increment(ref accepted);
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                // Dispose won the race for this thread: the request it was submitting was refused, not lost.
+            }
+        })).ToArray();
+        foreach (var thread in submitters) thread.Start();
+        Assert.True(started.Wait(Bounded));
+        Thread.Sleep(50);
+
+        device.Dispose();
+
+        foreach (var thread in submitters) Assert.True(thread.Join(Bounded), "a submitter never saw the device disposed");
+        Assert.True(WaitUntil(() => Interlocked.Read(ref counter.Count) == Interlocked.Read(ref accepted)),
+            $"{Interlocked.Read(ref accepted)} requests accepted, {Interlocked.Read(ref counter.Count)} completed");
+        Assert.True(accepted > 0);
+        Assert.Equal(0, Interlocked.Read(ref counter.Errors));
+        Assert.True(WaitUntil(() => FdsOf(image).Length == 0), "the fd stayed open after the last request completed");
+    }
+
     /// <summary>Fills the first MiB with seeded random bytes and returns them (FillRandom's first 1 MiB chunk).</summary>
     private static byte[] FillWithSeed(string device, int seed)
     {
@@ -119,6 +163,19 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
         return true;
     }
 
+    private sealed class CountingCompletion : IBlockCompletion
+    {
+        public long Count;
+        public long Errors;
+
+        // No asserting here: this runs on the queue's thread, where an exception would take the process down.
+        public void Completed(int tag, int error)
+        {
+            if (error != 0) Interlocked.Increment(ref Errors);
+            Interlocked.Increment(ref Count);
+        }
+    }
+
     /// <summary>A read's native buffer and its completion; disposing waits for the read before freeing the buffer.</summary>
     private sealed class PendingRead : IBlockCompletion, IDisposable
     {
@@ -139,10 +196,11 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
 
         public byte[] Bytes => new ReadOnlySpan<byte>(_buffer, ReadBytes).ToArray();
 
-        public BlockRequest At(long offsetBytes)
+        /// <summary>A read into this buffer; with a completion of the caller's, the caller waits for it before disposing.</summary>
+        public BlockRequest At(long offsetBytes, IBlockCompletion? completion = null)
         {
-            _submitted = true;
-            return new BlockRequest(BlockOperation.Read, offsetBytes, ReadBytes, new IoBuffers((nint)_vector, 1), this, 0);
+            _submitted |= completion == null;
+            return new BlockRequest(BlockOperation.Read, offsetBytes, ReadBytes, new IoBuffers((nint)_vector, 1), completion ?? this, 0);
         }
 
         public bool Wait() => _done.Wait(Bounded);
