@@ -101,6 +101,19 @@ public sealed class StorageExtentTests : IDisposable
     }
 
     [Fact]
+    public void A_loop_device_over_a_partition_is_the_partitions_disk_from_the_partition_start_plus_the_loop_offset()
+    {
+        string image = _scratch.Image("parted.img", 16 * MiB);
+        AttachedLoop.WriteMbr(image, startSector: 4096, sectorCount: 16384); // 2 MiB to 10 MiB
+        var disk = _scratch.Track(AttachedLoop.WithPartitions(image));
+        var loop = _scratch.Track(AttachedLoop.Over(disk.FirstPartition, $"--offset {1 * MiB}"));
+        var file = Open(image, DeviceOpenOptions.ReadOnly);
+        var device = Open(loop.Device, DeviceOpenOptions.ReadOnly);
+
+        Assert.Equal(new StorageExtent(file.Identity, 3 * MiB), device.Storage);
+    }
+
+    [Fact]
     public void Two_image_files_are_two_storages_even_at_the_same_offsets()
     {
         var a = Open(_scratch.Image("a.img", 1 * MiB), DeviceOpenOptions.ReadOnly);
