@@ -25,4 +25,16 @@ public readonly record struct StorageExtent(DeviceIdentity Base, long OffsetByte
         long startB = storageB.OffsetBytes + offsetB;
         return startA < startB + lengthBytes && startB < startA + lengthBytes;
     }
+
+    /// <summary>True when the two devices, whole, share any byte of storage (a partition and its disk, say).</summary>
+    public static bool Overlap(IBlockDevice a, IBlockDevice b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (ReferenceEquals(a, b)) return true;
+        var storageA = a.Storage;
+        var storageB = b.Storage;
+        if (storageA.Base != storageB.Base) return false;
+        return storageA.OffsetBytes < storageB.OffsetBytes + b.SizeBytes && storageB.OffsetBytes < storageA.OffsetBytes + a.SizeBytes;
+    }
 }

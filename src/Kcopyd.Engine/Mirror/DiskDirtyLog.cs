@@ -209,7 +209,7 @@ public sealed class DiskDirtyLog : IDirtyLog
         byte[] name = System.Text.Encoding.UTF8.GetBytes(path + "\0");
         fixed (byte* p = name)
         {
-            int fd = LibC.open(p, LibC.O_RDONLY | LibC.O_CLOEXEC | LibC.O_NOFOLLOW, 0);
+            int fd = LibC.open(p, LibC.O_RDONLY | LibC.O_CLOEXEC | LibC.O_NOFOLLOW | LibC.O_NONBLOCK, 0); // a FIFO must not hang a reader
             if (fd < 0) throw new IOException($"Cannot open '{path}': {Errno.Describe(Errno.Last)}.");
             return fd;
         }

@@ -5,9 +5,12 @@ namespace Kcopyd.Engine.Mirror;
 /// <summary>What a log records to know a leg again after its path changed (renamed files, /dev/sdX swapped at boot).</summary>
 public static class LegIdentity
 {
-    public static string Of(IBlockDevice device) => device switch
+    /// <summary>The device's serial/WWN, its file's device and inode, or a mirror's name; at most 255 bytes, as the log stores it.</summary>
+    public static string Of(IBlockDevice device)
     {
-        MirrorDevice mirror => $"mirror:{mirror.Name}",
-        _ => $"{device.Identity.Kind}:{device.Identity.Device}:{device.Identity.Inode}",
-    };
+        string id = device.StableId;
+        if (System.Text.Encoding.UTF8.GetByteCount(id) <= LogFormat.MaxIdBytes) return id;
+        // A long serial is kept whole in meaning: a hash of it is just as stable.
+        return "sha256:" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(id)));
+    }
 }

@@ -17,7 +17,7 @@ public sealed partial class MirrorDevice : IBlockDevice
     public const int MaxLegs = CopyRequest.MaxDestinations + 1;
 
     private static readonly object s_legsLock = new();
-    private static readonly Dictionary<DeviceIdentity, MirrorDevice> s_legsInUse = new();
+    private static readonly List<(IBlockDevice Device, MirrorDevice Owner)> s_legsInUse = new();
     private static long s_lastId;
 
     /// <summary>Replaced whole (never changed in place) by a leg change, which runs with the mirror suspended.</summary>
@@ -76,6 +76,7 @@ public sealed partial class MirrorDevice : IBlockDevice
             if (_log.RegionCount != RegionCount || _log.RegionSizeBytes != RegionSizeBytes)
                 throw new KcopydException("LogMismatch", KcopydErrorKind.InvalidArgument,
                     $"The log holds {_log.RegionCount} regions of {_log.RegionSizeBytes} bytes; the mirror has {RegionCount} of {RegionSizeBytes}.", _log.Path);
+            if (_log is DiskDirtyLog disk) RefuseLogOnALeg(disk.File);
             TakeLegStatesFromLog();
             _regions = new RegionHash(_log);
             RequestPool = new RequestPool(_options.RequestPoolSize);
@@ -116,6 +117,9 @@ public sealed partial class MirrorDevice : IBlockDevice
     public bool CanWrite => true;
 
     public DeviceIdentity Identity { get; }
+
+    /// <summary>A mirror is known by its name: that is what a mirror stacked on it records in its log.</summary>
+    public string StableId => $"mirror:{Name}";
 
     public long RegionSizeBytes { get; }
 
@@ -349,11 +353,31 @@ public sealed partial class MirrorDevice : IBlockDevice
         {
             for (int j = 0; j < i; j++)
             {
-                if (ReferenceEquals(legs[i], legs[j]) || legs[i].Identity == legs[j].Identity)
-                    throw new KcopydException("LegInUse", KcopydErrorKind.InvalidArgument, $"'{legs[i].Name}' is given twice.", legs[i].Name);
+                if (StorageExtent.Overlap(legs[i], legs[j]))
+                    throw new KcopydException("LegInUse", KcopydErrorKind.InvalidArgument,
+                        legs[i].Name == legs[j].Name ? $"'{legs[i].Name}' is given twice." : $"'{legs[i].Name}' and '{legs[j].Name}' share storage.", legs[i].Name);
             }
             if (!legs[i].CanWrite)
                 throw new KcopydException("DeviceReadOnly", KcopydErrorKind.InvalidArgument, $"'{legs[i].Name}' is open read-only.", legs[i].Name);
+        }
+    }
+
+    /// <summary>
+    /// A log stored in a leg would be overwritten by the mirror it protects: refuse a log file that is a leg (or
+    /// the file under a loop leg), or that lives on a filesystem on a leg's disk.
+    /// </summary>
+    private void RefuseLogOnALeg(LogFile file)
+    {
+        var (logDisk, logStart, logLength) = StorageResolver.RangeOf(file.FilesystemDevice);
+        foreach (var leg in _legs)
+        {
+            var storage = leg.Device.Storage;
+            bool isLeg = storage.Base == file.Identity
+                || (storage.Base.Kind == DeviceKind.BlockDevice && storage.Base.Device == logDisk
+                    && storage.OffsetBytes < logStart + logLength && logStart < storage.OffsetBytes + leg.Device.SizeBytes);
+            if (isLeg)
+                throw new KcopydException("InvalidLogPath", KcopydErrorKind.InvalidArgument,
+                    $"The mirror log '{file.Path}' is stored on leg '{leg.Name}' of the mirror, which would overwrite it.", file.Path);
         }
     }
 
@@ -365,6 +389,12 @@ public sealed partial class MirrorDevice : IBlockDevice
     }
 
     /// <summary>A device is a leg of one live mirror at a time: two mirrors writing one device would corrupt each other.</summary>
+    /// <summary>The live mirror (of this process) with a leg sharing storage with <paramref name="device"/>, if any.</summary>
+    public static MirrorDevice? MirrorUsing(IBlockDevice device)
+    {
+        lock (s_legsLock) return s_legsInUse.FirstOrDefault(e => StorageExtent.Overlap(e.Device, device)).Owner;
+    }
+
     private void ClaimLegs() => Claim(_legs.Select(l => l.Device));
 
     private void ReleaseLegs() => Release(_legs.Select(l => l.Device));
@@ -376,11 +406,13 @@ public sealed partial class MirrorDevice : IBlockDevice
             var list = devices.ToList();
             foreach (var device in list)
             {
-                if (s_legsInUse.TryGetValue(device.Identity, out var owner))
+                // By storage, not name: a partition and its disk, or a loop device and its file, are one leg.
+                var (used, owner) = s_legsInUse.FirstOrDefault(e => StorageExtent.Overlap(e.Device, device));
+                if (owner != null)
                     throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
-                        $"'{device.Name}' is already a leg of mirror '{owner.Name}'.", device.Name);
+                        $"'{device.Name}' is {(used.Name == device.Name ? "" : $"the storage of '{used.Name}', ")}already a leg of mirror '{owner.Name}'.", device.Name);
             }
-            foreach (var device in list) s_legsInUse.Add(device.Identity, this);
+            foreach (var device in list) s_legsInUse.Add((device, this));
         }
     }
 
@@ -388,10 +420,7 @@ public sealed partial class MirrorDevice : IBlockDevice
     {
         lock (s_legsLock)
         {
-            foreach (var device in devices)
-            {
-                if (s_legsInUse.TryGetValue(device.Identity, out var owner) && owner == this) s_legsInUse.Remove(device.Identity);
-            }
+            foreach (var device in devices) s_legsInUse.RemoveAll(e => ReferenceEquals(e.Device, device) && e.Owner == this);
         }
     }
 
