@@ -28,6 +28,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
     /// <summary>user_data of the doorbell poll; never a slot index.</summary>
     private const ulong DoorbellUserData = ulong.MaxValue;
 
+    /// <summary>user_data of a slot's backoff timer: this bit and the slot index.</summary>
+    private const ulong RetryUserData = 1UL << 32;
+
     private const int ZeroingThreads = 2;
 
     /// <summary>A request in flight. Its index is the SQE's user_data, so nothing is allocated or pinned per request.</summary>
@@ -36,6 +39,8 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         public int Fd;
         public BlockRequest Request;
         public TransferProgress Progress;
+        /// <summary>Transient errors met so far (see <see cref="TransientErrors"/>).</summary>
+        public int Failures;
         /// <summary>What is left of a short transfer; allocated the first time this slot meets one.</summary>
         public IoVec* Rest;
         public int RestCapacity;
@@ -69,6 +74,7 @@ internal sealed unsafe class IoUringQueue : IIoQueue
     private int _slotCount;
     private int _setupError;
     private int _osThreadId;
+    private KernelTimespec* _backoffs; // one per retry, read by the kernel when a timer is submitted
     private readonly int[] _taken;
     private readonly Finished[] _finished;
 
@@ -104,6 +110,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
     /// does too rarely to provoke. Set before submitting.
     /// </summary>
     internal Func<BlockRequest, int, int>? ResultOverride { get; set; }
+
+    /// <summary>Dispose has begun: a test waits for this to show that ECANCELED then counts at once.</summary>
+    internal bool IsDisposing => Volatile.Read(ref _disposing);
 
     /// <summary>Creates a queue with a ring of its own. Returns 0, or the errno that says why io_uring is unavailable.</summary>
     public static int TryCreate(string name, int depth, out IoUringQueue? queue)
@@ -169,6 +178,7 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         s.Fd = fd;
         s.Request = request;
         s.Progress = default;
+        s.Failures = 0;
         _handedOver[_handedOverCount++] = slot;
     }
 
@@ -202,6 +212,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         _slotCount = (int)Math.Min((uint)_depth, _ring!.SqEntries - 1);
         for (int i = 0; i < _slotCount; i++) _freeSlots[i] = _slotCount - 1 - i;
         _freeCount = _slotCount;
+        _backoffs = (KernelTimespec*)NativeMemory.Alloc(TransientErrors.MaxAttempts, (nuint)sizeof(KernelTimespec));
+        for (int failures = 1; failures <= TransientErrors.MaxAttempts; failures++)
+            _backoffs[failures - 1] = new KernelTimespec { Nanoseconds = TransientErrors.BackoffMilliseconds(failures) * 1_000_000 };
         ArmDoorbell();
         return 0;
     }
@@ -319,6 +332,11 @@ internal sealed unsafe class IoUringQueue : IIoQueue
                 doorbell = true;
                 continue;
             }
+            if ((cqe.user_data & RetryUserData) != 0)
+            {
+                Prepare((int)(cqe.user_data & ~RetryUserData)); // its backoff is over
+                continue;
+            }
             int slot = (int)cqe.user_data;
             int res = ResultOverride is { } change ? change(_slots[slot].Request, cqe.res) : cqe.res;
             if (Account(slot, res, out int error))
@@ -348,7 +366,8 @@ internal sealed unsafe class IoUringQueue : IIoQueue
 
     /// <summary>
     /// Accounts one CQE of a slot. Returns true when the request is over (with 0 or a positive errno); false when it
-    /// went back on the ring (the rest of a short transfer, or an interrupted one).
+    /// went back on the ring (the rest of a short transfer, an interrupted one, or one that met a transient error and
+    /// waits for its backoff).
     /// </summary>
     private bool Account(int slot, int res, out int error)
     {
@@ -361,6 +380,11 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         }
         if (res < 0)
         {
+            if (TransientErrors.IsTransient(-res, Volatile.Read(ref _disposing)) && ++s.Failures < TransientErrors.MaxAttempts)
+            {
+                RetryLater(slot, s.Failures);
+                return false;
+            }
             error = -res;
             return true;
         }
@@ -368,6 +392,16 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         if (s.Progress.Account(s.Request, res, out error)) return true;
         Prepare(slot);
         return false;
+    }
+
+    /// <summary>
+    /// Puts a slot back on the ring once its backoff is over. A timer on the ring, not a sleep: every other request
+    /// of the queue waits on this thread.
+    /// </summary>
+    private void RetryLater(int slot, int failures)
+    {
+        IoUringRing.PrepareTimeout(NextSqe(), &_backoffs[failures - 1], RetryUserData | (uint)slot);
+        _ring!.Publish();
     }
 
     /// <summary>Frees the batch's slots, hands deferred requests the freed slots, and wakes whoever waits for one.</summary>
@@ -404,6 +438,7 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         _thread.Join();
         _ring!.Dispose();
         LibC.close(_doorbellFd);
+        NativeMemory.Free(_backoffs);
         for (int i = 0; i < _slots.Length; i++)
         {
             NativeMemory.Free(_slots[i].Rest);

@@ -28,6 +28,7 @@ internal static unsafe class SyncIo
         var vectors = (IoVec*)request.Buffers.Vectors;
         int count = request.Buffers.Count;
         var progress = new TransferProgress();
+        int failures = 0;
         IoVec* rest = stackalloc IoVec[count];
         while (true)
         {
@@ -40,7 +41,12 @@ internal static unsafe class SyncIo
             int result = n >= 0 ? (int)n : -Marshal.GetLastPInvokeError();
             if (resultOverride != null) result = resultOverride(request, result);
             if (result == -LibC.EINTR) continue;
-            if (result < 0) return -result;
+            if (result < 0)
+            {
+                if (!TransientErrors.IsTransient(-result, queueDisposing: false) || ++failures >= TransientErrors.MaxAttempts) return -result;
+                Thread.Sleep((int)TransientErrors.BackoffMilliseconds(failures)); // a thread of the blocking queue: it may wait
+                continue;
+            }
             if (progress.Account(request, result, out int error)) return error;
         }
     }
