@@ -7,6 +7,8 @@ namespace Kcopyd.Engine.Tests;
 public sealed class CopyJobStopTests : IDisposable
 {
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan Promptly = TimeSpan.FromSeconds(2);
+    private const int MiB = 1 << 20;
     private readonly Scratch _scratch = new();
 
     public void Dispose() => _scratch.Dispose();
@@ -29,5 +31,27 @@ public sealed class CopyJobStopTests : IDisposable
         Assert.True(job.Wait(Bounded), "The stopped job never ended.");
         Assert.Equal(CopyJobState.Stopped, job.State);
         Assert.Equal(128 * 1024, job.BytesCopied);
+    }
+
+    [Fact]
+    public void Stopping_a_throttled_job_ends_its_chunks_waiting_for_the_throttle_at_once()
+    {
+        var source = _scratch.Track(LinuxBlockDevice.Open(_scratch.Loop("src.img", 16 * MiB), DeviceOpenOptions.ReadOnly));
+        var target = _scratch.Track(LinuxBlockDevice.Open(_scratch.Loop("dst.img", 16 * MiB), DeviceOpenOptions.ReadWrite));
+        var client = _scratch.Track(new CopyClient(new CopyClientOptions { Name = "throttled" }));
+        // The first 2 MiB chunk starts at once; at 64 KiB/s each of the next three waits 32 s more than the one before.
+        client.Throttle.BytesPerSecond = 64 * 1024;
+        var job = client.Copy(new CopyRequest { Source = source, Destinations = [new CopyDestination(target, 0)], LengthBytes = 16 * MiB });
+        Wait.Until(() => job.State == CopyJobState.Running, Bounded, "the job runs");
+
+        job.Stop();
+
+        Assert.True(job.Wait(Promptly), $"The stopped job was still {job.State} after {Promptly}.");
+        Assert.Equal(CopyJobState.Stopped, job.State);
+        Assert.True(job.BytesCopied <= 2 * MiB, $"{job.BytesCopied} bytes were copied: a chunk waiting for the throttle started after Stop.");
+        var disposer = new Thread(client.Dispose);
+        disposer.Start();
+        Assert.True(disposer.Join(Promptly), "The client did not dispose promptly after its job stopped.");
+        job.Stop(); // a job of a disposed client: nothing to wake, nothing to throw
     }
 }

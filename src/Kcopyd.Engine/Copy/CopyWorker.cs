@@ -119,13 +119,7 @@ internal sealed class CopyWorker : IDisposable
     private StageResult RunPagesJob(SubJob job)
     {
         var master = job.Master;
-        if (master.ShouldStopIssuing)
-        {
-            job.Skipped = true;
-            Push(_completeJobs, job);
-            Wake(); // the complete list was already run in this pass: without a wake the job would never end
-            return StageResult.Done;
-        }
+        if (EndIfStopping(job)) return StageResult.Done;
         if (job.Phase != SubJobPhase.Zero)
         {
             var pool = job.Client.Pages;
@@ -145,6 +139,8 @@ internal sealed class CopyWorker : IDisposable
         var master = job.Master;
         if (job.Phase != SubJobPhase.Write)
         {
+            // Nothing of this chunk is issued yet: a stopped job's chunk waiting for the throttle ends here.
+            if (EndIfStopping(job)) return StageResult.Done;
             TimeSpan delay = client.Throttle.DelayBeforeStart(job.LengthBytes);
             if (delay > TimeSpan.Zero)
             {
@@ -168,6 +164,16 @@ internal sealed class CopyWorker : IDisposable
         }
         job.ReleaseIssuer();
         return StageResult.Done;
+    }
+
+    /// <summary>Ends a chunk that has issued nothing when its job stops issuing; true when it did.</summary>
+    private bool EndIfStopping(SubJob job)
+    {
+        if (!job.Master.ShouldStopIssuing) return false;
+        job.Skipped = true;
+        Push(_completeJobs, job);
+        Wake(); // the complete list was already run in this pass: without a wake the job would never end
+        return true;
     }
 
     private static void Issue(SubJob job, Devices.IBlockDevice device, BlockOperation operation, long baseOffsetBytes, int tag)
@@ -202,6 +208,6 @@ internal sealed class CopyWorker : IDisposable
         _stopping = true;
         _wake.Set();
         if (Thread.CurrentThread != _thread) _thread.Join();
-        _wake.Dispose();
+        _wake.Dispose(); // Set stays harmless afterwards: CopyJob.Stop may wake a worker its client just disposed
     }
 }
