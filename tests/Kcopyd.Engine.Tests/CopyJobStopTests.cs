@@ -54,4 +54,33 @@ public sealed class CopyJobStopTests : IDisposable
         Assert.True(disposer.Join(Promptly), "The client did not dispose promptly after its job stopped.");
         job.Stop(); // a job of a disposed client: nothing to wake, nothing to throw
     }
+
+    [Fact]
+    public void Stopping_a_job_whose_chunks_wait_behind_another_jobs_chunk_ends_it_at_once()
+    {
+        var source = _scratch.Track(LinuxBlockDevice.Open(_scratch.Image("src.img", 4 * MiB), DeviceOpenOptions.ReadOnly));
+        var held = _scratch.Track(new GatedDevice(LinuxBlockDevice.Open(_scratch.Image("held.img", 4 * MiB), DeviceOpenOptions.ReadWrite), BlockOperation.Write));
+        var other = _scratch.Track(LinuxBlockDevice.Open(_scratch.Image("other.img", 4 * MiB), DeviceOpenOptions.ReadWrite));
+        // Two pages: A's first chunk takes both and its write is held; A's other chunks wait for pages, B's behind them.
+        var client = _scratch.Track(new CopyClient(new CopyClientOptions { PageCount = 2, SubJobSizeBytes = 128 * 1024, SubJobsInFlight = 4 }));
+        var a = client.Copy(new CopyRequest { Source = source, Destinations = [new CopyDestination(held, 0)], LengthBytes = 4 * MiB });
+        Wait.Until(() => held.Held == 1, Bounded, "A's first chunk writes");
+        try
+        {
+            var b = client.Copy(new CopyRequest { Source = source, Destinations = [new CopyDestination(other, 0)], LengthBytes = 4 * MiB });
+
+            b.Stop();
+
+            Assert.True(b.Wait(Promptly), $"B was still {b.State} after {Promptly}: its chunks waited for A's pages.");
+            Assert.Equal(CopyJobState.Stopped, b.State);
+            Assert.Equal(0, b.BytesCopied);
+            Assert.Equal(CopyJobState.Running, a.State);
+        }
+        finally
+        {
+            held.Open(); // else the client's Dispose waits for A for ever
+        }
+        Assert.True(a.Wait(Bounded), "A never ended.");
+        Assert.Equal(CopyJobState.Completed, a.State);
+    }
 }
