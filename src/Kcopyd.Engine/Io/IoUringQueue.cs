@@ -334,7 +334,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
             }
             if ((cqe.user_data & RetryUserData) != 0)
             {
-                Prepare((int)(cqe.user_data & ~RetryUserData)); // its backoff is over
+                // Its backoff is over (-ETIME). A kernel without ring timers (before 5.4) fails the timer at once,
+                // and the request goes again without a backoff.
+                Prepare((int)(cqe.user_data & ~RetryUserData));
                 continue;
             }
             int slot = (int)cqe.user_data;
