@@ -36,4 +36,31 @@ public sealed class ThrottleTests : IDisposable
             Assert.True(job.Wait(Bounded), "The stopped job never ended.");
         }
     }
+
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(64L * MiB)]
+    public void Lifting_or_raising_the_limit_starts_the_chunks_waiting_for_it_at_once(long newBytesPerSecond)
+    {
+        var source = _scratch.Track(LinuxBlockDevice.Open(_scratch.Loop("src.img", 16 * MiB), DeviceOpenOptions.ReadOnly));
+        var target = _scratch.Track(LinuxBlockDevice.Open(_scratch.Loop("dst.img", 16 * MiB), DeviceOpenOptions.ReadWrite));
+        var client = _scratch.Track(new CopyClient(new CopyClientOptions { Name = "raised" }));
+        client.Throttle.BytesPerSecond = 64 * 1024;
+        var job = client.Copy(new CopyRequest { Source = source, Destinations = [new CopyDestination(target, 0)], LengthBytes = 16 * MiB });
+        try
+        {
+            Wait.Until(() => job.BytesCopied == 2 * MiB, Promptly, "the first chunk is copied and the second waits 32 s for its slot");
+
+            // The slot was reckoned at the old rate: the new one applies from the next chunk on.
+            client.Throttle.BytesPerSecond = newBytesPerSecond;
+
+            Assert.True(job.Wait(Promptly), $"The job was still {job.State} at {job.BytesCopied} bytes {Promptly} after the limit changed.");
+            Assert.Equal(CopyJobState.Completed, job.State);
+        }
+        finally
+        {
+            job.Stop();
+            Assert.True(job.Wait(Bounded), "The stopped job never ended.");
+        }
+    }
 }
