@@ -115,7 +115,12 @@ public sealed class CopyJob
     /// Stops the job: no new chunk starts, chunks in flight finish, and the job ends as Stopped with every page
     /// and request given back. BytesCopied then says what reached the destinations.
     /// </summary>
-    public void Stop() => _stopRequested = true;
+    public void Stop()
+    {
+        _stopRequested = true;
+        // The worker may sleep until a throttle delay is over: chunks waiting on it must end now, not then.
+        Owner.Worker.Wake();
+    }
 
     public override string ToString() => $"CopyJob {Id} ({State}, {BytesCopied}/{BytesTotal} bytes)";
 
