@@ -13,8 +13,17 @@ public sealed partial class MirrorDevice
     private static readonly TimeSpan LegFlushTimeout = TimeSpan.FromSeconds(30);
     private readonly Queue<string> _warnings = new();
 
+    private long _warningCount;
+
     /// <summary>What went wrong, newest last (bounded).</summary>
     public string[] Warnings { get { lock (_warnings) return _warnings.ToArray(); } }
+
+    public long WarningCount { get { lock (_warnings) return _warningCount; } }
+
+    public string[] WarningsSince(long count)
+    {
+        lock (_warnings) return _warnings.Skip((int)Math.Max(0, _warnings.Count - (_warningCount - count))).ToArray();
+    }
 
     /// <summary>Leg I/O always goes through the mirror's own queue: a caller's queue may belong to a client that waits on us.</summary>
     private void SubmitToLeg(MirrorLeg leg, RegionIo io)
@@ -118,6 +127,7 @@ public sealed partial class MirrorDevice
         {
             if (_warnings.Count == MaxWarnings) _warnings.Dequeue();
             _warnings.Enqueue($"{DateTime.UtcNow:yyyy-MM-dd HH:mm:ss}Z {message}");
+            _warningCount++;
         }
     }
 

@@ -11,7 +11,7 @@ namespace Kcopyd.Engine.Mirror;
 /// pages, I/O queue), its request pool and its daemon thread (kmirrord), so a caller blocked in this mirror's
 /// pool never stalls another device's progress, and this mirror's progress never waits on another's threads.
 /// </summary>
-public sealed partial class MirrorDevice : IBlockDevice
+public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
 {
     /// <summary>dm-raid1's limit: one source and up to eight kcopyd destinations.</summary>
     public const int MaxLegs = CopyRequest.MaxDestinations + 1;
