@@ -31,7 +31,7 @@ Describe 'A mirror whose writer is killed again and again, with a leg failing at
         $trigger = Join-Path $folder 'wfail'
         # The first leg, the default one, fails its writes while $trigger exists (nbdkit's error filter); it is slow
         # enough that writes are always in flight when the kill comes.
-        $faulty = New-TestNbdLoopDevice -Name 'loop-faulty' -Nbdkit '--filter=error', '--filter=delay', 'memory', '16M', 'wdelay=5ms',
+        $faulty = New-TestNbdLoopDevice -Name 'loop-faulty' -Nbdkit '--filter=error', '--filter=delay', 'memory', '16M', 'wdelay=10ms',
             'error-pwrite=EIO', 'error-pwrite-rate=100%', "error-pwrite-file=$trigger"
         $good = New-TestLoopDevice -Name 'loop-good.img' -Size 16MB
         $legs = @($faulty, $good)
@@ -42,34 +42,43 @@ Describe 'A mirror whose writer is killed again and again, with a leg failing at
         (Wait-MirrorDevice loop0 -TimeoutSeconds 120).State | Should -Be 'InSync'
         Remove-MirrorDevice loop0 -Confirm:$false
 
+        $totalInFlight = 0
         $summary = foreach ($run in 1..20) {
             $acks = Join-Path $folder "acks-$run"
             $ready = Join-Path $folder "ready-$run"
             $runSeed = $random.Next()
             $failLeg = $run % 2 -eq 0
+            # Every third run starts without a log over the legs the last check left identical: a full resync
+            # from the first leg runs, so the kill (and the leg's failure) land in the middle of a recovery.
+            $reset = $run % 3 -eq 0
+            if ($reset) { Remove-Item $log }
             # The writer re-creates the mirror from its log (its recovery throttled, so kills also land during a
-            # resync), then writes 64 KiB blocks of $data into distinct blocks of the mirror, 16 in flight, noting
-            # each one acknowledged. A failed write is not noted: it was not acknowledged.
+            # resync), then writes 64 KiB blocks of $data into random blocks of the mirror until it is killed, 16 in
+            # flight but never two on one block. It notes each write before it is sent (S) and once it is
+            # acknowledged (A); a failed write is noted too (F): it was not acknowledged.
             $writer = @"
 `$ErrorActionPreference = 'Stop'
 Import-Module '$Manifest'
 `$mirror = New-MirrorDevice crash '$faulty', '$good' -LogPath '$log' -RecoveryBytesPerSecond 4MB -Confirm:`$false
 [IO.File]::WriteAllText('$ready', '')
 `$random = [Random]::new($runSeed)
-`$blocks = [int[]](0..255 | Sort-Object { `$random.Next() })
 `$inFlight = [Collections.Generic.Queue[object]]::new()
-`$next = 0
-while (`$next -lt `$blocks.Length -or `$inFlight.Count -gt 0) {
-    while (`$inFlight.Count -lt 16 -and `$next -lt `$blocks.Length) {
-        `$to = [long]`$blocks[`$next++] * 64KB
+`$busy = [Collections.Generic.HashSet[long]]::new()
+`$notes = [IO.StreamWriter]::new('$acks')
+`$notes.AutoFlush = `$true
+while (`$true) {
+    while (`$inFlight.Count -lt 16) {
+        `$to = [long]`$random.Next(256) * 64KB
+        if (-not `$busy.Add(`$to)) { continue }
         `$from = [long]`$random.Next(1024) * 64KB
+        `$notes.WriteLine("S `$to `$from")
         `$inFlight.Enqueue((Start-RegionCopy -Source '$data' -Destination `$mirror -SourceOffset `$from -DestinationOffset `$to -Length 64KB -Confirm:`$false))
     }
     `$job = `$inFlight.Dequeue()
     `$job.WaitAsync().Wait()
-    if (`$job.State -eq 'Completed') { [IO.File]::AppendAllText('$acks', "`$(`$job.DestinationOffset[0]) `$(`$job.SourceOffset)``n") }
+    `$notes.WriteLine("`$(if (`$job.State -eq 'Completed') { 'A' } else { 'F' }) `$(`$job.DestinationOffset[0]) `$(`$job.SourceOffset)")
+    [void]`$busy.Remove(`$job.DestinationOffset[0])
 }
-Start-Sleep -Seconds 60
 "@
             $start = [Diagnostics.ProcessStartInfo]::new('dotnet')
             foreach ($arg in 'pwsh', '-NoProfile', '-NonInteractive', '-Command', $writer) { $start.ArgumentList.Add($arg) }
@@ -95,7 +104,21 @@ Start-Sleep -Seconds 60
                 $process.WaitForExit()
                 Remove-Item $trigger -ErrorAction Ignore   # the leg works again for the re-creation
             }
-            $acknowledged = if (Test-Path $acks) { @(Get-Content $acks | ForEach-Object { , ([long[]]($_ -split ' ')) }) } else { @() }
+            # What each block may hold: its last acknowledged write, or a write sent after it that never was (in
+            # flight at the kill, or failed). Blocks never acknowledged in this run are not checked.
+            $allowed = @{}
+            $acknowledged = 0
+            $sent = 0
+            $failed = 0
+            foreach ($line in @(if (Test-Path $acks) { Get-Content $acks })) {
+                $kind, $to, $from = $line -split ' '
+                if ($null -eq $from) { continue }   # a note cut by the kill
+                switch ($kind) {
+                    'S' { $sent++; if ($allowed.ContainsKey($to)) { $allowed[$to].Add([long]$from) } }
+                    'A' { $allowed[$to] = [Collections.Generic.List[long]]@([long]$from); $acknowledged++ }
+                    'F' { $failed++ }
+                }
+            }
 
             $mirror = New-MirrorWhenFree "check$run" $legs $log
             try {
@@ -105,16 +128,19 @@ Start-Sleep -Seconds 60
             } finally {
                 Remove-MirrorDevice "check$run" -Confirm:$false
             }
-            foreach ($ack in $acknowledged) {
-                $expected = Get-RegionHash $data $ack[1] 64KB
+            foreach ($to in $allowed.Keys) {
+                $expected = @($allowed[$to] | ForEach-Object { Get-RegionHash $data $_ 64KB })
                 foreach ($leg in $legs) {
-                    Get-RegionHash $leg $ack[0] 64KB | Should -Be $expected -Because "run $run (seed $runSeed) acknowledged the write at $($ack[0])"
+                    Get-RegionHash $leg ([long]$to) 64KB | Should -BeIn $expected -Because "run $run (seed $runSeed) acknowledged a write at $to"
                 }
             }
             Get-RegionHash $good 0 16MB | Should -Be (Get-RegionHash $faulty 0 16MB) -Because "run $run must leave the legs identical"
-            "run $run`: killed after $killAfter ms$(if ($failLeg) { ", leg failed at $failAt ms" }), $($acknowledged.Count) acknowledged, default $($status.DefaultLeg)"
+            $inFlight = $sent - $acknowledged - $failed
+            $totalInFlight += $inFlight
+            "run $run`:$(if ($reset) { ' a full resync,' }) killed after $killAfter ms$(if ($failLeg) { ", leg failed at $failAt ms" }), $acknowledged acknowledged, $failed failed, $inFlight in flight at the kill; default after: $($status.DefaultLeg)"
         }
         $summary | ForEach-Object { Write-Host $_ }
         @($summary).Count | Should -Be 20
+        $totalInFlight | Should -BeGreaterThan 20 -Because 'the kills must land with writes in flight'
     }
 }
