@@ -126,11 +126,13 @@ Describe 'Finding 5: New-MirrorDevice -LogPath takes only a regular file of its 
         $loop = New-TestLoopDevice -Name 'f5-backed.img' -Size 8MB
         $backing = (losetup -nO BACK-FILE $loop).Trim()
         Write-RandomRegion -Path $backing -Offset 0 -Length 8MB -Seed 507
+        chmod 0644 $backing
         $before = Get-DeviceHash $backing
         foreach ($extra in @{}, @{ NoSync = $true }, @{ Force = $true; ResetLog = $true }) {
             $id = Get-ErrorId { New-MirrorDevice f5backed $Legs[0], $loop -LogPath $backing @extra -Confirm:$false -WarningAction SilentlyContinue }
             $id | Should -BeLike 'InvalidLogPath,*' -Because "the log is the file under a leg ($($extra.Keys -join ', '))"
             Get-DeviceHash $backing | Should -Be $before
+            (Get-Item $backing).UnixMode | Should -Be '-rw-r--r--' -Because 'a refused log is not even made 0600'
         }
         Get-DeviceHash $Legs[0] | Should -Be $LegHashes[0]
         Assert-LegsFree $Legs[0], $loop
@@ -206,12 +208,15 @@ Describe 'Finding 6: the image-file legs of a live mirror are written only throu
     }
 
     It 'refuses a second mirror on a leg image in another pwsh process with LegInUse' {
+        # The child prints the ErrorId of each attempt: the leg as a second leg, as a first leg, and as a copy's destination.
         $command = "foreach (`$legs in @('$($Images[1])', '$Other'), @('$Other', '$($Images[0])')) { " +
-            "try { New-MirrorDevice child `$legs -NoSync -Confirm:`$false -ErrorAction Stop | Out-Null; 'created' } catch { `$_.FullyQualifiedErrorId } }"
+            "try { New-MirrorDevice child `$legs -NoSync -Confirm:`$false -ErrorAction Stop | Out-Null; 'created' } catch { `$_.FullyQualifiedErrorId } }; " +
+            "try { Start-RegionCopy '$Data' '$($Images[1])' -Length 1MB -Wait -Confirm:`$false -ErrorAction Stop | Out-Null; 'copied' } catch { `$_.FullyQualifiedErrorId }"
         $ids = Invoke-KcopydInChild $command
-        $ids.Count | Should -Be 2
+        $ids.Count | Should -Be 3
         $ids[0] | Should -BeLike 'LegInUse,*'
         $ids[1] | Should -BeLike 'LegInUse,*'
+        $ids[2] | Should -BeLike 'DeviceInUse,*'
         Assert-MirrorIntact
     }
 }
@@ -287,6 +292,7 @@ Describe 'Finding 8: LegHoldsData guards a leg the recovery would overwrite' {
         Get-ErrorId { New-MirrorDevice f8 $first, $fs -Confirm:$false } | Should -BeLike 'LegHoldsData,*'
         $first, $fs | ForEach-Object { Get-DeviceHash $_ 16MB } | Should -Be $before
         Get-MirrorDevice | Should -BeNullOrEmpty
+        Assert-LegsFree $first, $fs
         try {
             New-MirrorDevice f8 $first, $fs -Force -Confirm:$false | Out-Null
             (Wait-MirrorDevice f8 -TimeoutSeconds 60).State | Should -Be 'InSync'
@@ -331,7 +337,7 @@ Describe 'Finding 8: LegHoldsData guards a leg the recovery would overwrite' {
             Get-ErrorId { New-MirrorDevice f8log $first, $second -Confirm:$false } | Should -BeLike 'LegHoldsData,*'
             $again = New-MirrorDevice f8log $first, $second -LogPath $log -Confirm:$false
             $again.State | Should -Be 'InSync'
-            $again.LogKind | Should -Not -Be 'core'
+            $again.LogKind | Should -Be 'disk'
             $first, $second | ForEach-Object { Get-DeviceHash $_ 16MB } | Should -Be @($data, $data)
         } finally {
             Remove-MirrorDevice f8log -Confirm:$false -ErrorAction Ignore
