@@ -66,12 +66,17 @@ internal static unsafe partial class StorageResolver
     /// <summary>What a loop device reads and writes: a file (st_dev, st_ino) or a block device (st_rdev), from an offset.</summary>
     private readonly record struct LoopBacking(bool IsBlockDevice, ulong Device, ulong Inode, long OffsetBytes);
 
-    /// <summary>The bytes of the disk a block device number covers: a partition's range of its disk, or a whole disk.</summary>
-    public static (ulong Disk, long StartBytes, long LengthBytes) RangeOf(ulong dev)
+    /// <summary>
+    /// The storage the block device number <paramref name="dev"/> (a filesystem's st_dev, say) covers, followed
+    /// through partitions and loop devices like a leg's, and how many bytes of it; read from sysfs, with no fd.
+    /// </summary>
+    public static (StorageExtent Storage, long LengthBytes) ExtentOf(ulong dev)
     {
-        if (!TryReadPartition(dev, out ulong disk, out long start)) return (dev, 0, long.MaxValue);
-        long sectors = long.TryParse(ReadSysfs(Path.Combine(DeviceNumber.SysfsFolder(dev), "size")), out long n) ? n : long.MaxValue / SectorBytes;
-        return (disk, start, sectors * SectorBytes);
+        var storage = OfBlockDevice(-1, dev).Storage;
+        long length = long.TryParse(ReadSysfs(Path.Combine(DeviceNumber.SysfsFolder(dev), "size")), out long sectors) && sectors > 0
+            ? sectors * SectorBytes
+            : long.MaxValue - storage.OffsetBytes; // unknown: as far as the storage goes
+        return (storage, length);
     }
 
     private static bool TryReadPartition(ulong partition, out ulong disk, out long startBytes)

@@ -1,3 +1,4 @@
+using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Native;
 using Tmds.Linux;
 
@@ -56,11 +57,12 @@ public sealed class DiskDirtyLog : IDirtyLog
     /// <paramref name="resetLog"/> a log that fails any of that is started afresh, every region out of sync.
     /// Nothing is written to a file that is refused.
     /// </summary>
-    public static DiskDirtyLog Open(string path, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs, bool noSync, bool resetLog = false)
+    public static DiskDirtyLog Open(string path, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs, bool noSync, bool resetLog = false,
+        Action<DeviceIdentity?, ulong>? checkPlacement = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(legs);
-        var file = LogFile.Open(path, createIfMissing: true);
+        var file = LogFile.Open(path, createIfMissing: true, checkPlacement);
         try
         {
             var log = OpenFile(file, regionSizeBytes, regionCount, legs, noSync, resetLog);
@@ -171,12 +173,12 @@ public sealed class DiskDirtyLog : IDirtyLog
     /// not exist or does not check (the mirror then refuses it itself). Lets a mirror re-created from its own log
     /// skip the checks for legs holding data: they are its own.
     /// </summary>
-    public static IReadOnlySet<string> RecordedLegIds(string path)
+    public static IReadOnlySet<string> RecordedLegIds(string path, Action<DeviceIdentity?, ulong>? checkPlacement = null)
     {
         LogFile file;
         try
         {
-            file = LogFile.Open(path, createIfMissing: false);
+            file = LogFile.Open(path, createIfMissing: false, checkPlacement);
         }
         catch (KcopydException ex) when (ex.Kind == KcopydErrorKind.NotFound)
         {

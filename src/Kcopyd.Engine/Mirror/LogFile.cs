@@ -52,16 +52,18 @@ public sealed unsafe class LogFile : IDisposable
     /// Opens the log at <paramref name="path"/> (relative to the current directory unless absolute), creating it
     /// 0600 when missing and <paramref name="createIfMissing"/>. Anything that is not safely a regular file of the
     /// effective user throws InvalidLogPath, naming what to fix; a log another open holds throws LogInUse. A refusal
-    /// writes nothing, creates nothing and leaves no descriptor open.
+    /// writes nothing, creates nothing and leaves no descriptor open. <paramref name="checkPlacement"/>, if given,
+    /// sees the file's identity (null for a file about to be created) and the st_dev of the filesystem it is or
+    /// would be on before the file is opened for writing, locked, read or created; it throws to refuse the place.
     /// </summary>
-    public static LogFile Open(string path, bool createIfMissing)
+    public static LogFile Open(string path, bool createIfMissing, Action<DeviceIdentity?, ulong>? checkPlacement = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (path.Contains('\0')) throw Invalid(path, $"'{path}' contains a NUL character");
         string absolute = path[0] == '/' ? path : Environment.CurrentDirectory.TrimEnd('/') + "/" + path;
         if (absolute.EndsWith('/')) throw Invalid(path, $"'{path}' ends with '/', so it names a directory; a log is a regular file");
 
-        var walk = new Walk(path);
+        var walk = new Walk(path, checkPlacement);
         try
         {
             walk.Push(Encoding.UTF8.GetBytes(absolute));
@@ -107,13 +109,18 @@ public sealed unsafe class LogFile : IDisposable
     private sealed class Walk : IDisposable
     {
         private readonly string _path;
+        private readonly Action<DeviceIdentity?, ulong>? _checkPlacement;
         private readonly uint _euid = LibC.geteuid();
         private readonly Stack<byte[]> _pending = new();
         private int _dirFd = -1;
         private string _dirShown = ""; // the directory reached, spelled from '/', for messages
         private int _links;
 
-        public Walk(string path) => _path = path;
+        public Walk(string path, Action<DeviceIdentity?, ulong>? checkPlacement)
+        {
+            _path = path;
+            _checkPlacement = checkPlacement;
+        }
 
         /// <summary>Queues a path's names to be walked before those still queued; an absolute one is walked from '/'.</summary>
         public void Push(byte[] path)
@@ -215,6 +222,7 @@ public sealed unsafe class LogFile : IDisposable
                 if (errno != LibC.ENOENT) throw Failed(_path, errno, $"Cannot open the mirror log {Named(shown)}");
                 if (!createIfMissing)
                     throw new KcopydException("InvalidLogPath", KcopydErrorKind.NotFound, $"The mirror log {Named(shown)} does not exist.", _path);
+                _checkPlacement?.Invoke(null, (ulong)Stat(_dirFd, _dirShown + "/").st_dev);
                 return Create(name, shown);
             }
             try
@@ -229,6 +237,8 @@ public sealed unsafe class LogFile : IDisposable
                     return null;
                 }
                 CheckLogFile(shown, st);
+                // Before the lock: a leg given as its own log is that, not a log some mirror holds.
+                _checkPlacement?.Invoke(new DeviceIdentity(DeviceKind.ImageFile, (ulong)st.st_dev, (ulong)st.st_ino), (ulong)st.st_dev);
                 return OpenExisting(name, shown, st);
             }
             finally

@@ -120,7 +120,8 @@ public sealed partial class MirrorDevice
         return consistent;
     }
 
-    private MirrorLeg FindLeg(string legName)
+    /// <summary>The leg named <paramref name="legName"/> (its path as shown, or its stable id); LegNotFound if none.</summary>
+    public MirrorLeg FindLeg(string legName)
         => _legs.FirstOrDefault(l => l.Name == legName || l.StableId == legName)
            ?? throw new KcopydException("LegNotFound", KcopydErrorKind.NotFound,
                $"Mirror '{Name}' has no leg '{legName}'; its legs are {string.Join(", ", _legs.Select(l => l.Name))}.", legName);

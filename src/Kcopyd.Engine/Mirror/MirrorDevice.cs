@@ -314,7 +314,8 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
     private IDirtyLog OpenLog()
         => _options.LogPath == null
             ? new CoreDirtyLog(RegionSizeBytes, RegionCount, _options.NoSync)
-            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, _legs.Select(l => l.ToLogLeg()).ToArray(), _options.NoSync, _options.ResetLog);
+            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, _legs.Select(l => l.ToLogLeg()).ToArray(), _options.NoSync, _options.ResetLog,
+                LogPlacementCheck(_legs.Select(l => l.Device).ToArray(), _options.LogPath));
 
     /// <summary>
     /// A persistent log knows the legs' health and the default leg from the last run. The default holds every
@@ -363,23 +364,29 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
     }
 
     /// <summary>
-    /// A log stored in a leg would be overwritten by the mirror it protects: refuse a log file that is a leg (or
-    /// the file under a loop leg), or that lives on a filesystem on a leg's disk.
+    /// A log stored in a leg would be overwritten by the mirror it protects: the check, for <see cref="LogFile.Open"/>,
+    /// that refuses a log file that is a leg (or the file under a loop leg), or that lives on a filesystem whose
+    /// storage (through partitions and loop devices) is a leg's. It runs before the log is locked, read or created,
+    /// so a refused log, and the leg it is, stay untouched.
     /// </summary>
-    private void RefuseLogOnALeg(LogFile file)
+    public static Action<DeviceIdentity?, ulong> LogPlacementCheck(IReadOnlyList<IBlockDevice> legs, string logPath) => (file, filesystemDevice) =>
     {
-        var (logDisk, logStart, logLength) = StorageResolver.RangeOf(file.FilesystemDevice);
-        foreach (var leg in _legs)
+        var (filesystem, filesystemLength) = StorageResolver.ExtentOf(filesystemDevice);
+        foreach (var leg in legs)
         {
-            var storage = leg.Device.Storage;
-            bool isLeg = storage.Base == file.Identity
-                || (storage.Base.Kind == DeviceKind.BlockDevice && storage.Base.Device == logDisk
-                    && storage.OffsetBytes < logStart + logLength && logStart < storage.OffsetBytes + leg.Device.SizeBytes);
+            var storage = leg.Storage;
+            bool isLeg = (file is { } identity && storage.Base == identity)
+                || (storage.Base == filesystem.Base
+                    && storage.OffsetBytes < filesystem.OffsetBytes + filesystemLength && filesystem.OffsetBytes < storage.OffsetBytes + leg.SizeBytes);
             if (isLeg)
                 throw new KcopydException("InvalidLogPath", KcopydErrorKind.InvalidArgument,
-                    $"The mirror log '{file.Path}' is stored on leg '{leg.Name}' of the mirror, which would overwrite it.", file.Path);
+                    $"The mirror log '{logPath}' is stored on leg '{leg.Name}' of the mirror, which would overwrite it.", logPath);
         }
-    }
+    };
+
+    /// <summary>The same check for a log opened elsewhere (one handed in).</summary>
+    private void RefuseLogOnALeg(LogFile file)
+        => LogPlacementCheck(_legs.Select(l => l.Device).ToArray(), file.Path)(file.Identity, file.FilesystemDevice);
 
     private static void CheckRegionSize(long regionSizeBytes, int blockSize)
     {

@@ -71,7 +71,9 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
             if (!NoSync && !Force)
             {
                 // Legs the mirror's own log knows are its own: re-creating a mirror from its log needs no -Force.
-                var known = logPath == null || ResetLog ? new HashSet<string>() : DiskDirtyLog.RecordedLegIds(logPath);
+                var known = logPath == null || ResetLog
+                    ? new HashSet<string>()
+                    : DiskDirtyLog.RecordedLegIds(logPath, MirrorDevice.LogPlacementCheck(legs, logPath));
                 foreach (var leg in legs.Skip(1).Where(l => !known.Contains(LegIdentity.Of(l))))
                     LegChecks.RefuseIfHoldsData(leg, "a leg after the first");
             }

@@ -27,10 +27,11 @@ public sealed class RemoveMirrorLegCommand : PSCmdlet
         try
         {
             var mirror = KcopydSession.GetMirror(Name);
+            // Before ShouldProcess: -WhatIf on a leg the mirror does not have says so rather than what it would do.
+            var device = mirror.FindLeg(Leg).Device;
             if (!ShouldProcess(Leg, $"Remove from mirror '{mirror.Name}'")) return;
-            var device = mirror.Legs.FirstOrDefault(l => l.Name == Leg)?.Device;
             bool consistent = mirror.RemoveLeg(Leg);
-            if (device != null) KcopydSession.CloseLeg(mirror.Name, device);
+            KcopydSession.CloseLeg(mirror.Name, device);
             if (!consistent)
                 WriteWarning($"'{Leg}' was not alive and in sync when it left mirror '{mirror.Name}': it is not a consistent copy of the mirror.");
             WriteObject(mirror.GetStatus());

@@ -69,6 +69,8 @@ public sealed class RepairMirrorDeviceCommand : PSCmdlet
 
     private void Replace(MirrorDevice mirror)
     {
+        // Before opening the new leg or ShouldProcess: a leg the mirror does not have is LegNotFound, under -WhatIf too.
+        var old = mirror.FindLeg(ReplaceLeg).Device;
         var devices = new DeviceScope(this);
         try
         {
@@ -79,10 +81,9 @@ public sealed class RepairMirrorDeviceCommand : PSCmdlet
                 devices.CloseAll();
                 return;
             }
-            var old = mirror.Legs.FirstOrDefault(l => l.Name == ReplaceLeg)?.Device;
             mirror.ReplaceLeg(ReplaceLeg, device);
             foreach (var opened in devices.Opened) KcopydSession.AdoptLeg(mirror.Name, opened);
-            if (old != null) KcopydSession.CloseLeg(mirror.Name, old);
+            KcopydSession.CloseLeg(mirror.Name, old);
         }
         catch
         {
