@@ -220,13 +220,12 @@ Describe 'Finding 6: the image-file legs of a live mirror are written only throu
         Assert-MirrorIntact
     }
 
-    # Known bug, not fixed here: -Force opens the legs without the OFD lock, which is all another process can see, so
-    # the child's mirror is created and its recovery overwrites the live mirror's second leg while that mirror still
-    # says InSync. In this process the same call is LegInUse even with -Force. Unskip once the claim crosses processes.
-    It 'refuses a forced second mirror on a leg image in another pwsh process with LegInUse' -Skip {
+    # -Force skips the writer's lock, but every mirror also claims its legs with a lock of its own, which another
+    # process sees: a second mirror there is refused even with -Force.
+    It 'refuses a forced second mirror on a leg image in another pwsh process with LegInUse' {
         $command = "try { New-MirrorDevice child '$Other', '$($Images[1])' -Force -Confirm:`$false -ErrorAction Stop | Out-Null; " +
             "Wait-MirrorDevice child -TimeoutSeconds 30 | Out-Null; 'created' } catch { `$_.FullyQualifiedErrorId }"
-        (Invoke-KcopydInChild $command)[-1] | Should -BeLike 'LegInUse,*'
+        @(Invoke-KcopydInChild $command)[-1] | Should -BeLike 'LegInUse,*'
         Assert-MirrorIntact
     }
 }

@@ -208,6 +208,37 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         return FallbackDirectAlignment;
     }
 
+    /// <summary>Far past any end: the byte a mirror locks to claim a device as its leg.</summary>
+    private const long LegClaimOffset = 1L << 62;
+
+    /// <summary>
+    /// Claims the device as a mirror leg for as long as it is open, also when it was opened with -Force: an OFD
+    /// lock on one byte far past the end, which a second mirror (in this process or another) takes too and so
+    /// cannot get, and which a writer's whole-file lock covers. Works on block device nodes as on files.
+    /// </summary>
+    public void ClaimAsLeg()
+    {
+        if (SetLegClaim(LibC.F_WRLCK)) return;
+        throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
+            $"'{Name}' is a leg of a mirror that is live (in this or another process), or held by a writer.", Name);
+    }
+
+    public void ReleaseLegClaim() => SetLegClaim(LibC.F_UNLCK);
+
+    private bool SetLegClaim(int type)
+    {
+        if (Volatile.Read(ref _closed) != 0) return true; // closing the fd dropped the claim; the number may be another file's now
+        flock claim = default;
+        claim.l_type = (short)type;
+        claim.l_whence = (short)LibC.SEEK_SET;
+        claim.l_start = LegClaimOffset;
+        claim.l_len = 1;
+        if (LibC.fcntl(_fd, LibC.F_OFD_SETLK, &claim) == 0) return true;
+        int errno = Errno.Last;
+        // A filesystem without locks cannot be guarded: as for the writer's lock, it is still usable.
+        return errno != LibC.EAGAIN && errno != LibC.EACCES;
+    }
+
     /// <summary>
     /// Takes a non-blocking OFD write lock on the whole file. OFD locks belong to the open file, not the process, so
     /// a second writer in this process conflicts too, and closing some other fd of the file does not drop the lock.

@@ -419,6 +419,21 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
                     throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
                         $"'{device.Name}' is {(used.Name == device.Name ? "" : $"the storage of '{used.Name}', ")}already a leg of mirror '{owner.Name}'.", device.Name);
             }
+            // Other processes see the claim only through the device: a lock every mirror takes on its legs.
+            var claimed = new List<LinuxBlockDevice>();
+            try
+            {
+                foreach (var leg in list.OfType<LinuxBlockDevice>())
+                {
+                    leg.ClaimAsLeg();
+                    claimed.Add(leg);
+                }
+            }
+            catch
+            {
+                claimed.ForEach(l => l.ReleaseLegClaim());
+                throw;
+            }
             foreach (var device in list) s_legsInUse.Add((device, this));
         }
     }
@@ -427,7 +442,11 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
     {
         lock (s_legsLock)
         {
-            foreach (var device in devices) s_legsInUse.RemoveAll(e => ReferenceEquals(e.Device, device) && e.Owner == this);
+            foreach (var device in devices)
+            {
+                if (s_legsInUse.RemoveAll(e => ReferenceEquals(e.Device, device) && e.Owner == this) > 0 && device is LinuxBlockDevice leg)
+                    leg.ReleaseLegClaim();
+            }
         }
     }
 
