@@ -40,9 +40,9 @@ public sealed class RepairMirrorDeviceCommand : PSCmdlet
         try
         {
             var mirror = KcopydSession.GetMirror(Name);
-            if (ParameterSetName == ReplaceSet) Replace(mirror);
-            else ReAdd(mirror);
-            WriteObject(mirror.GetStatus());
+            // Under -WhatIf nothing changed, and nothing is output (as New-, Add- and Remove- do).
+            bool acted = ParameterSetName == ReplaceSet ? Replace(mirror) : ReAdd(mirror);
+            if (acted) WriteObject(mirror.GetStatus());
         }
         catch (KcopydException ex)
         {
@@ -50,24 +50,25 @@ public sealed class RepairMirrorDeviceCommand : PSCmdlet
         }
     }
 
-    private void ReAdd(MirrorDevice mirror)
+    private bool ReAdd(MirrorDevice mirror)
     {
         var dead = mirror.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Name).ToArray();
         if (dead.Length == 0)
         {
             WriteVerbose($"Mirror '{mirror.Name}' has no dead leg.");
-            return;
+            return true;
         }
-        if (!ShouldProcess(string.Join(", ", dead), $"Re-add to mirror '{mirror.Name}' and copy the regions written while they were out")) return;
+        if (!ShouldProcess(string.Join(", ", dead), $"Re-add to mirror '{mirror.Name}' and copy the regions written while they were out")) return false;
         foreach (var (leg, error) in mirror.ReAddDeadLegs())
         {
             if (error == null) WriteVerbose($"'{leg}' is back; its out-of-sync regions are being copied.");
             else WriteError(ErrorRecords.Create("LegStillFailing", ErrorCategory.DeviceError, leg,
                 $"'{leg}' stays dead: {error}. Replace it with -ReplaceLeg '{leg}' -NewLeg <device>."));
         }
+        return true;
     }
 
-    private void Replace(MirrorDevice mirror)
+    private bool Replace(MirrorDevice mirror)
     {
         // Before opening the new leg or ShouldProcess: a leg the mirror does not have is LegNotFound, under -WhatIf too.
         var old = mirror.FindLeg(ReplaceLeg).Device;
@@ -79,11 +80,12 @@ public sealed class RepairMirrorDeviceCommand : PSCmdlet
             if (!ShouldProcess(device.Name, $"Replace leg '{ReplaceLeg}' of mirror '{mirror.Name}' and overwrite it with a full resync"))
             {
                 devices.CloseAll();
-                return;
+                return false;
             }
             mirror.ReplaceLeg(ReplaceLeg, device);
             foreach (var opened in devices.Opened) KcopydSession.AdoptLeg(mirror.Name, opened);
             KcopydSession.CloseLeg(mirror.Name, old);
+            return true;
         }
         catch
         {
