@@ -21,6 +21,10 @@
         'Wait-MirrorDevice'
         'Set-MirrorDevice'
         'Remove-MirrorDevice'
+        'Repair-MirrorDevice'
+        'Add-MirrorLeg'
+        'Remove-MirrorLeg'
+        'Test-MirrorDevice'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

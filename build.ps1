@@ -105,7 +105,7 @@ Import-Module '$pester' -RequiredVersion $PesterVersion
 function Invoke-Test {
     # Every suite, then one closing line over all of them.
     # nbdkit + nbdfuse + losetup make real block devices that fail on demand (fault tests).
-    Install-DebianPackage @{ losetup = 'mount'; 'mkfs.ext4' = 'e2fsprogs'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3' }
+    Install-DebianPackage @{ losetup = 'mount'; 'mkfs.ext4' = 'e2fsprogs'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3'; setpriv = 'util-linux'; sfdisk = 'fdisk'; python3 = 'python3-minimal' }
     Invoke-Package | Out-Null   # builds too; the cmdlet tests import the packaged folder as well
     $suites = @(Invoke-EngineTests; Invoke-CmdletTests)
     $passed = ($suites | Measure-Object Passed -Sum).Sum

@@ -18,6 +18,10 @@ internal abstract class DelegatingDevice(IBlockDevice inner) : IBlockDevice
 
     public DeviceIdentity Identity => inner.Identity;
 
+    public StorageExtent Storage => inner.Storage;
+
+    public string StableId => inner.StableId;
+
     public abstract void Submit(in BlockRequest request, IIoQueue queue);
 
     public virtual void Dispose() => inner.Dispose();

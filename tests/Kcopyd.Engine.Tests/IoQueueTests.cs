@@ -7,7 +7,7 @@ using Kcopyd.Engine.Native;
 namespace Kcopyd.Engine.Tests;
 
 /// <summary>What the I/O queues promise on their own: errors, flushes, isolation, clean shutdown, backend choice.</summary>
-public sealed unsafe class IoQueueTests : IDisposable
+public sealed unsafe partial class IoQueueTests : IDisposable
 {
     private const int EBADF = 9;
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(60);

@@ -63,5 +63,31 @@ public sealed class MirrorFaultTests : IDisposable
         Assert.Equal(MirrorState.InSync, status.State); // a read error alone does not kill a leg
     }
 
+    [Fact]
+    public void A_copy_that_degrades_its_destination_mirror_completes_with_a_warning_saying_so()
+    {
+        var faulty = Track(new FaultyDisk(_scratch.Folder, 16 * MiB));
+        string good = _scratch.Loop("good.img", 16 * MiB), source = _scratch.Loop("source.img", 16 * MiB);
+        var mirror = Track(new MirrorDevice(
+            [Track(LinuxBlockDevice.Open(good, DeviceOpenOptions.ReadWrite)), Track(LinuxBlockDevice.Open(faulty.Device, DeviceOpenOptions.ReadWrite))],
+            new MirrorOptions { NoSync = true }));
+        using var client = new Kcopyd.Engine.Copy.CopyClient(new Kcopyd.Engine.Copy.CopyClientOptions { Name = "degrading" });
+        var request = new Kcopyd.Engine.Copy.CopyRequest
+        {
+            Source = Track(LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly)),
+            Destinations = [new Kcopyd.Engine.Copy.CopyDestination(mirror, 0)],
+            LengthBytes = 4 * MiB,
+        };
+        var clean = client.Copy(request);
+        Assert.True(clean.Wait(Bounded));
+        Assert.Empty(clean.Warnings);
+
+        faulty.FailWrites(true);
+        var degrading = client.Copy(request);
+        Assert.True(degrading.Wait(Bounded));
+        Assert.Equal(Kcopyd.Engine.Copy.CopyJobState.Completed, degrading.State);
+        Assert.Contains(degrading.Warnings, w => w.Contains(faulty.Device) && w.Contains("is dead"));
+    }
+
     private T Track<T>(T disposable) where T : IDisposable => _scratch.Track(disposable);
 }

@@ -47,7 +47,7 @@ public sealed class MirrorLogTests : IDisposable
         long regions = size / Region;
 
         // A crash between the writes and the lazy clears: the marks reached the file, the clears never did.
-        var crashing = new LogThatNeverCleans(DiskDirtyLog.Open(log, Region, regions, legs, noSync: true));
+        var crashing = new LogThatNeverCleans(DiskDirtyLog.Open(log, Region, regions, legs.Select(l => new LogLeg(LegIdentity.Of(l), l.Name, l.SizeBytes, LegHealth.Alive)).ToArray(), noSync: true));
         using (var first = new MirrorDevice(legs, new MirrorOptions { LogPath = log, NoSync = true }, sharedWorker: null, crashing))
         {
             var random = new Random(62);
@@ -109,6 +109,12 @@ public sealed class MirrorLogTests : IDisposable
     /// <summary>A disk log whose clears never reach the file: the state a crash leaves between a write and its lazy clear.</summary>
     private sealed class LogThatNeverCleans(DiskDirtyLog inner) : IDirtyLog
     {
+        public IReadOnlyList<LogLeg>? RecordedLegs => inner.RecordedLegs;
+        public int RecordedDefaultLeg => inner.RecordedDefaultLeg;
+        public bool ClearsPending => false;
+        public void SetAllOutOfSync() => inner.SetAllOutOfSync();
+        public void RestartResync() => inner.RestartResync();
+        public void RecordLegs(IReadOnlyList<LogLeg> legs, int defaultLeg) => inner.RecordLegs(legs, defaultLeg);
         public string Kind => inner.Kind;
         public string? Path => inner.Path;
         public long RegionSizeBytes => inner.RegionSizeBytes;
@@ -119,7 +125,7 @@ public sealed class MirrorLogTests : IDisposable
         public void ClearRegion(long region) { }
         public void SetRegionSync(long region, bool inSync) => inner.SetRegionSync(region, inSync);
         public bool TryGetResyncWork(out long region) => inner.TryGetResyncWork(out region);
-        public void Flush() => inner.Flush();
+        public void Flush(bool includeClears) => inner.Flush(includeClears: false);
         public void Dispose() => inner.Dispose();
     }
 }

@@ -63,15 +63,15 @@ public sealed class MirrorValidationTests : IDisposable
         => Refused("InvalidRegionSize", [_legs[0], _legs[1]], new MirrorOptions { RegionSizeBytes = regionSizeBytes });
 
     [Fact]
-    public void A_log_written_for_another_mirror_is_LogMismatch_and_stays_as_it_was()
+    public void A_log_written_for_another_mirror_or_other_legs_is_refused_and_stays_as_it_was()
     {
         string log = Path.Combine(_scratch.Folder, "mirror.log");
         new MirrorDevice([_legs[0], _legs[1]], new MirrorOptions { LogPath = log, NoSync = true }).Dispose();
         string logHash = Scratch.Sha256(log, 0, new FileInfo(log).Length);
 
         Refused("LogMismatch", [_legs[0], _legs[1]], new MirrorOptions { LogPath = log, RegionSizeBytes = 1 * MiB });
-        Refused("LogMismatch", [_legs[0], _legs[2]], new MirrorOptions { LogPath = log });
-        Refused("LogMismatch", [_legs[1], _legs[0]], new MirrorOptions { LogPath = log });
+        Refused("LegIdentityMismatch", [_legs[0], _legs[2]], new MirrorOptions { LogPath = log });
+        Refused("LegIdentityMismatch", [_legs[1], _legs[0]], new MirrorOptions { LogPath = log });
         Assert.Equal(logHash, Scratch.Sha256(log, 0, new FileInfo(log).Length));
 
         string garbage = Path.Combine(_scratch.Folder, "garbage.log");

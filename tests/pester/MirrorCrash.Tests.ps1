@@ -68,7 +68,7 @@ while (`$true) {
         $deadline = [DateTime]::UtcNow.AddSeconds(30)
         while ($true) {
             try { $mirror = New-MirrorDevice crash2 $legs -LogPath $log -Confirm:$false -ErrorAction Stop; break }
-            catch { if ($_.FullyQualifiedErrorId -notlike 'DeviceInUse,*' -or [DateTime]::UtcNow -gt $deadline) { throw } }
+            catch { if ($_.FullyQualifiedErrorId -notmatch '^(DeviceInUse|LegInUse|LogInUse),' -or [DateTime]::UtcNow -gt $deadline) { throw } }
             Start-Sleep -Milliseconds 100
         }
         try {

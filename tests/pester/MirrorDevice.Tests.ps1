@@ -116,7 +116,8 @@ Describe 'Stacked mirrors (the seed scenario)' {
                     Start-RegionCopy -Source $x -Destination $b -SourceOffset $offset -DestinationOffset $offset -Length 64KB -Confirm:$false
                 }
             }
-            $a = New-MirrorDevice seed-a $x, $b -Confirm:$false
+            # B holds data, so stacking A on it as a leg to overwrite takes -Force, as the seed's admin meant it.
+            $a = New-MirrorDevice seed-a $x, $b -Force -Confirm:$false
 
             # The seed's state: B's pool all taken, writes held on its recovering region, and callers (A's
             # recovery among them) waiting for a slot.
@@ -166,7 +167,7 @@ Describe 'New-MirrorDevice with bad input' {
     It '<Case> fails with <ErrorId> and writes nothing' -ForEach @(
         @{ Case = 'legs of different block sizes'; ErrorId = 'LegBlockSizeMismatch'; Make = { @{ Name = 'x1'; Leg = $Legs[2], $Wide } } }
         @{ Case = 'a leg of another mirror'; ErrorId = 'LegInUse'; Make = { @{ Name = 'x2'; Leg = $Legs[2], $Legs[0]; Force = $true } } }
-        @{ Case = 'a leg of another mirror, not forced'; ErrorId = 'DeviceInUse'; Make = { @{ Name = 'x2'; Leg = $Legs[2], $Legs[0] } } }
+        @{ Case = 'a leg of another mirror, not forced'; ErrorId = 'LegInUse'; Make = { @{ Name = 'x2'; Leg = $Legs[2], $Legs[0] } } }
         @{ Case = 'a leg given twice'; ErrorId = 'LegInUse'; Make = { @{ Name = 'x3'; Leg = $Legs[2], $Legs[2]; Force = $true } } }
         @{ Case = 'a region size that is not a power of two'; ErrorId = 'InvalidRegionSize'; Make = { @{ Name = 'x4'; Leg = $Legs[2], $Spare; RegionSize = 3000 } } }
         @{ Case = 'a log written for another mirror'; ErrorId = 'LogMismatch'; Make = { @{ Name = 'x5'; Leg = $Legs[2], $Spare; LogPath = $Log; RegionSize = 1MB } } }

@@ -102,4 +102,64 @@ function Get-RegionHash {
     } finally { $stream.Dispose() }
 }
 
-Export-ModuleMember -Function New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash
+function Add-TestLoopDevice {
+    # A loop device over an existing image (or part of it, from -Offset for -SizeLimit bytes), detached by
+    # Remove-TestLoopDevices like the others.
+    param([Parameter(Mandatory)] [string] $Image, [long] $Offset = 0, [long] $SizeLimit = 0)
+    $device = losetup --find --show --offset $Offset --sizelimit $SizeLimit $Image 2>$null
+    if ($LASTEXITCODE) { throw "losetup failed for $Image at offset $Offset" }
+    $script:Devices.Add($device)
+    $device
+}
+
+function Invoke-WithTimeout {
+    <#
+    .SYNOPSIS
+        Runs $ScriptBlock in a new runspace of this process (so the module's session is the same one) and gives up
+        after $TimeoutSeconds: returns @{ Completed; Output }, Output being what the block wrote to the pipeline.
+        A call that never returns is left running on its own thread; the caller unblocks whatever it waits on.
+    #>
+    param([Parameter(Mandatory)] [scriptblock] $ScriptBlock, [object[]] $ArgumentList = @(), [int] $TimeoutSeconds = 20,
+        [string[]] $Module = @())
+    $state = [Management.Automation.Runspaces.InitialSessionState]::CreateDefault2()
+    if ($Module) { $state.ImportPSModule($Module) }
+    $runspace = [runspacefactory]::CreateRunspace($state)
+    $runspace.Open()
+    $shell = [powershell]::Create()
+    $shell.Runspace = $runspace
+    $null = $shell.AddScript($ScriptBlock.ToString())
+    foreach ($argument in $ArgumentList) { $null = $shell.AddArgument($argument) }
+    $async = $shell.BeginInvoke()
+    if (-not $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds($TimeoutSeconds))) {
+        $null = $shell.BeginStop($null, $null)
+        return [pscustomobject]@{ Completed = $false; Output = @() }
+    }
+    try { $output = @($shell.EndInvoke($async)) } finally { $shell.Dispose(); $runspace.Dispose() }
+    [pscustomobject]@{ Completed = $true; Output = $output }
+}
+
+function Invoke-KcopydInChild {
+    # Runs $Command in another pwsh process with the module imported and returns its standard output lines;
+    # a child that does not finish in $TimeoutSeconds is killed and reported by a throw.
+    param([Parameter(Mandatory)] [string] $Command, [int] $TimeoutSeconds = 60)
+    $root = (Resolve-Path "$PSScriptRoot/../..").Path
+    $start = [Diagnostics.ProcessStartInfo]::new('dotnet')
+    foreach ($arg in 'pwsh', '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$root/Kcopyd.psd1'; $Command") { $start.ArgumentList.Add($arg) }
+    $start.WorkingDirectory = $root
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    $process = [Diagnostics.Process]::Start($start)
+    try {
+        $stdout = $process.StandardOutput.ReadToEndAsync()
+        $stderr = $process.StandardError.ReadToEndAsync()
+        if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
+            $process.Kill($true)
+            throw "the child pwsh did not finish in $TimeoutSeconds s: $Command"
+        }
+        $process.WaitForExit()
+        if ($stderr.Result) { Write-Warning "child stderr: $($stderr.Result)" }
+        @($stdout.Result -split "`n" | ForEach-Object Trim | Where-Object { $_ })
+    } finally { $process.Dispose() }
+}
+
+Export-ModuleMember -Function New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild

@@ -42,6 +42,7 @@ public sealed class CopyClient : IDisposable
         Queue = IoQueueFactory.Create(Options.Name, Options.IoDepth, Options.IoBackend);
         _ownsWorker = sharedWorker == null;
         Worker = sharedWorker ?? new CopyWorker(Options.Name);
+        Throttle.Changed = Worker.Wake;
     }
 
     public string Name => Options.Name;

@@ -1,3 +1,4 @@
+using Kcopyd.Engine.Devices;
 using System.Diagnostics;
 using Kcopyd.Engine.Native;
 
@@ -35,7 +36,13 @@ public sealed class CopyJob
         _chunkBytes = IsZero ? owner.Options.ZeroChunkBytes : owner.Options.SubJobSizeBytes;
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
         DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
+        _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
     }
+
+    private readonly long[] _warningsAtStart;
+
+    /// <summary>What went wrong on a destination while the job ran without failing it (a mirror that lost a leg).</summary>
+    public string[] Warnings { get; private set; } = [];
 
     public long Id { get; }
 
@@ -115,7 +122,12 @@ public sealed class CopyJob
     /// Stops the job: no new chunk starts, chunks in flight finish, and the job ends as Stopped with every page
     /// and request given back. BytesCopied then says what reached the destinations.
     /// </summary>
-    public void Stop() => _stopRequested = true;
+    public void Stop()
+    {
+        _stopRequested = true;
+        // The worker may sleep until a throttle delay is over: chunks waiting on it must end now, not then.
+        Owner.Worker.Wake();
+    }
 
     public override string ToString() => $"CopyJob {Id} ({State}, {BytesCopied}/{BytesTotal} bytes)";
 
@@ -182,6 +194,9 @@ public sealed class CopyJob
         Interlocked.Exchange(ref _endTimestamp, Stopwatch.GetTimestamp());
         EndTime = DateTime.Now;
         Error = DescribeErrors();
+        Warnings = Request.Destinations
+            .SelectMany((d, i) => d.Device is IWarningSource w ? w.WarningsSince(_warningsAtStart[i]).Select(text => $"{d.Device.Name}: {text}") : [])
+            .ToArray();
         _state = _failed ? CopyJobState.Failed
             : BytesCopied == BytesTotal ? CopyJobState.Completed
             : CopyJobState.Stopped;

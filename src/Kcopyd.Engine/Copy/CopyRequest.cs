@@ -67,9 +67,9 @@ public sealed record CopyRequest
                 $"The region {offset}+{LengthBytes} ends past the end of '{device.Name}' ({device.SizeBytes} bytes).", device.Name);
     }
 
+    // By storage, not by name: a loop device and its image file, or a partition and its disk, are one set of bytes.
     private bool Overlaps(IBlockDevice a, long offsetA, IBlockDevice b, long offsetB)
-        => (ReferenceEquals(a, b) || a.Identity == b.Identity)
-           && offsetA < offsetB + LengthBytes && offsetB < offsetA + LengthBytes;
+        => StorageExtent.Overlap(a, offsetA, b, offsetB, LengthBytes);
 
     private static KcopydException Invalid(string errorId, string message, object? target)
         => new(errorId, KcopydErrorKind.InvalidArgument, message, target);

@@ -18,11 +18,21 @@ public sealed class CopyThrottle
     private long _busyTicks;          // duty cycle: time with I/O in flight in the current window
     private long _windowStart = Stopwatch.GetTimestamp();
 
-    /// <summary>0 for unlimited.</summary>
+    /// <summary>0 for unlimited. A new limit applies from the next chunk on.</summary>
     public long BytesPerSecond
     {
         get => Volatile.Read(ref _bytesPerSecond);
-        set { ArgumentOutOfRangeException.ThrowIfNegative(value); Volatile.Write(ref _bytesPerSecond, value); }
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            lock (_lock)
+            {
+                if (Interlocked.Exchange(ref _bytesPerSecond, value) == value) return;
+                // The next chunk's slot was reckoned at the old rate, maybe tens of seconds away: forget it.
+                _nextStart = 0;
+            }
+            Changed?.Invoke();
+        }
     }
 
     /// <summary>1..100: the share of time the client may keep I/O in flight; 100 is unlimited.</summary>
@@ -33,9 +43,12 @@ public sealed class CopyThrottle
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
             ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 100);
-            Volatile.Write(ref _dutyCyclePercent, value);
+            if (Interlocked.Exchange(ref _dutyCyclePercent, value) != value) Changed?.Invoke();
         }
     }
+
+    /// <summary>Wakes the client's worker, which may sleep until a chunk's slot at the old limit.</summary>
+    internal Action? Changed { get; set; }
 
     public bool IsLimited => BytesPerSecond > 0 || DutyCyclePercent < 100;
 

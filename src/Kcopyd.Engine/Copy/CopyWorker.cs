@@ -16,6 +16,7 @@ internal sealed class CopyWorker : IDisposable
     private readonly JobList _completeJobs = new();
     private readonly JobList _pagesJobs = new();
     private readonly JobList _ioJobs = new();
+    private readonly JobList _waiting = new(); // the worker thread's alone, within one ProcessJobs: no lock
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly Thread _thread;
     private volatile bool _stopping;
@@ -89,17 +90,27 @@ internal sealed class CopyWorker : IDisposable
         ProcessJobs(_ioJobs, RunIoJob);
     }
 
+    /// <summary>
+    /// A job that must wait (out of pages, or throttled) keeps its place, and the jobs behind it theirs, so none can
+    /// starve it. Two kinds need nothing it waits for and go on: a chunk of a stopping job, which ends, and a write,
+    /// which the throttle never holds; held behind a throttled read, it would keep its pages (and a mirror its region
+    /// in recovery) for a whole throttle delay.
+    /// </summary>
     private void ProcessJobs(JobList jobs, Func<SubJob, StageResult> stage)
     {
+        bool waiting = false;
         while (Pop(jobs) is { } job)
         {
-            if (stage(job) == StageResult.Retry)
+            if (waiting && !job.Master.ShouldStopIssuing && job.Phase != SubJobPhase.Write)
+                _waiting.PushTail(job);
+            else if (stage(job) == StageResult.Retry)
             {
-                // Out of pages or throttled: keep its place, and try again when woken.
-                lock (_jobLock) jobs.PushHead(job);
-                break;
+                waiting = true; // try again when woken
+                _waiting.PushTail(job);
             }
         }
+        if (!waiting) return;
+        lock (_jobLock) jobs.PushHeadAll(_waiting);
     }
 
     /// <summary>Gives the pages back and lets the job hand out its next chunk or finish.</summary>
@@ -119,13 +130,7 @@ internal sealed class CopyWorker : IDisposable
     private StageResult RunPagesJob(SubJob job)
     {
         var master = job.Master;
-        if (master.ShouldStopIssuing)
-        {
-            job.Skipped = true;
-            Push(_completeJobs, job);
-            Wake(); // the complete list was already run in this pass: without a wake the job would never end
-            return StageResult.Done;
-        }
+        if (EndIfStopping(job)) return StageResult.Done;
         if (job.Phase != SubJobPhase.Zero)
         {
             var pool = job.Client.Pages;
@@ -145,6 +150,8 @@ internal sealed class CopyWorker : IDisposable
         var master = job.Master;
         if (job.Phase != SubJobPhase.Write)
         {
+            // Nothing of this chunk is issued yet: a stopped job's chunk waiting for the throttle ends here.
+            if (EndIfStopping(job)) return StageResult.Done;
             TimeSpan delay = client.Throttle.DelayBeforeStart(job.LengthBytes);
             if (delay > TimeSpan.Zero)
             {
@@ -168,6 +175,16 @@ internal sealed class CopyWorker : IDisposable
         }
         job.ReleaseIssuer();
         return StageResult.Done;
+    }
+
+    /// <summary>Ends a chunk that has issued nothing when its job stops issuing; true when it did.</summary>
+    private bool EndIfStopping(SubJob job)
+    {
+        if (!job.Master.ShouldStopIssuing) return false;
+        job.Skipped = true;
+        Push(_completeJobs, job);
+        Wake(); // the complete list was already run in this pass: without a wake the job would never end
+        return true;
     }
 
     private static void Issue(SubJob job, Devices.IBlockDevice device, BlockOperation operation, long baseOffsetBytes, int tag)
@@ -202,6 +219,6 @@ internal sealed class CopyWorker : IDisposable
         _stopping = true;
         _wake.Set();
         if (Thread.CurrentThread != _thread) _thread.Join();
-        _wake.Dispose();
+        _wake.Dispose(); // Set stays harmless afterwards: CopyJob.Stop may wake a worker its client just disposed
     }
 }

@@ -15,12 +15,14 @@ internal sealed class JobList
         _tail = job;
     }
 
-    /// <summary>Puts back a job that could not run yet, so it keeps its turn.</summary>
-    public void PushHead(SubJob job)
+    /// <summary>Puts back, ahead of the rest and in their order, jobs that could not run yet; empties <paramref name="jobs"/>.</summary>
+    public void PushHeadAll(JobList jobs)
     {
-        job.Next = _head;
-        _head = job;
-        _tail ??= job;
+        if (jobs._head == null) return;
+        jobs._tail!.Next = _head;
+        _head = jobs._head;
+        _tail ??= jobs._tail;
+        jobs._head = jobs._tail = null;
     }
 
     public SubJob? PopHead()

@@ -6,7 +6,8 @@ public sealed record DeviceOpenOptions
     public bool Write { get; init; }
 
     /// <summary>
-    /// Open a block device with O_EXCL, so a mounted or otherwise claimed device is refused (DeviceInUse).
+    /// Open a block device with O_EXCL, so a mounted or otherwise claimed device is refused (DeviceInUse); lock an
+    /// image file opened for writing against other writers, in this process or another (DeviceInUse too).
     /// Off only when the admin forces it.
     /// </summary>
     public bool Exclusive { get; init; } = true;

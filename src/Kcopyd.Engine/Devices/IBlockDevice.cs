@@ -22,6 +22,27 @@ public interface IBlockDevice : IDisposable
     DeviceIdentity Identity { get; }
 
     /// <summary>
+    /// The storage under the device and where the device starts in it, so two names for the same bytes (a loop
+    /// device and its image file, a partition and its disk) are told apart from two devices. A device that sits on
+    /// nothing else is its own storage at offset 0.
+    /// </summary>
+    StorageExtent Storage => new(Identity, 0);
+
+    /// <summary>
+    /// A name for the device's storage that does not change when the path does (a renamed image file, /dev/sdb
+    /// and /dev/sdc trading places, a loop device reattached under another number), for remembering a leg.
+    /// By default derived from <see cref="Identity"/>: <c>file:&lt;st_dev&gt;:&lt;st_ino&gt;</c> for a file,
+    /// <c>dev:&lt;major&gt;:&lt;minor&gt;</c> for a block device (which is not stable across reboots or hot-plug),
+    /// <c>mirror:&lt;id&gt;</c> for a mirror (valid in this process only).
+    /// </summary>
+    string StableId => Identity.Kind switch
+    {
+        DeviceKind.ImageFile => $"file:{Identity.Device}:{Identity.Inode}",
+        DeviceKind.BlockDevice => "dev:" + DeviceNumber.Format(Identity.Device),
+        _ => $"mirror:{Identity.Device}",
+    };
+
+    /// <summary>
     /// Starts a request. I/O the device does itself goes through <paramref name="queue"/>, the caller's own queue.
     /// May block the calling thread while the device has no room for another request (a mirror's request pool):
     /// a caller that must not block on this device must not be a thread the device's progress depends on.

@@ -42,6 +42,12 @@ internal sealed class BlockingIoQueue : IIoQueue
     /// <summary>OS ids of the queue's threads.</summary>
     internal IReadOnlyList<int> OsThreadIds => _osThreadIds;
 
+    /// <summary>
+    /// Sees the result of every read and write call (bytes, or a negative errno) and may replace it: a test stands in
+    /// for a kernel that returns a short transfer or a transient error. Set before submitting.
+    /// </summary>
+    internal Func<BlockRequest, int, int>? ResultOverride { get; set; }
+
     public void Submit(int fd, bool isBlockDevice, in BlockRequest request)
         => _work.Add(new Work(fd, isBlockDevice, request));
 
@@ -49,7 +55,7 @@ internal sealed class BlockingIoQueue : IIoQueue
     {
         foreach (var work in _work.GetConsumingEnumerable())
         {
-            int error = SyncIo.Execute(work.Fd, work.IsBlockDevice, work.Request);
+            int error = SyncIo.Execute(work.Fd, work.IsBlockDevice, work.Request, ResultOverride);
             work.Request.Completion.Completed(work.Request.Tag, error);
         }
     }

@@ -28,6 +28,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
     /// <summary>user_data of the doorbell poll; never a slot index.</summary>
     private const ulong DoorbellUserData = ulong.MaxValue;
 
+    /// <summary>user_data of a slot's backoff timer: this bit and the slot index.</summary>
+    private const ulong RetryUserData = 1UL << 32;
+
     private const int ZeroingThreads = 2;
 
     /// <summary>A request in flight. Its index is the SQE's user_data, so nothing is allocated or pinned per request.</summary>
@@ -35,7 +38,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
     {
         public int Fd;
         public BlockRequest Request;
-        public long DoneBytes;
+        public TransferProgress Progress;
+        /// <summary>Transient errors met so far (see <see cref="TransientErrors"/>).</summary>
+        public int Failures;
         /// <summary>What is left of a short transfer; allocated the first time this slot meets one.</summary>
         public IoVec* Rest;
         public int RestCapacity;
@@ -69,6 +74,7 @@ internal sealed unsafe class IoUringQueue : IIoQueue
     private int _slotCount;
     private int _setupError;
     private int _osThreadId;
+    private KernelTimespec* _backoffs; // one per retry, read by the kernel when a timer is submitted
     private readonly int[] _taken;
     private readonly Finished[] _finished;
 
@@ -97,6 +103,16 @@ internal sealed unsafe class IoUringQueue : IIoQueue
 
     /// <summary>OS ids of every thread this queue runs: its ring thread and its zeroing threads.</summary>
     internal IReadOnlyList<int> OsThreadIds => [_osThreadId, .. _zeroing.OsThreadIds];
+
+    /// <summary>
+    /// Sees the result of every read, write and flush CQE (bytes, or a negative errno) and may replace it, on the ring
+    /// thread: a test stands in for a kernel that returns a short transfer or a transient error, which a healthy one
+    /// does too rarely to provoke. Set before submitting.
+    /// </summary>
+    internal Func<BlockRequest, int, int>? ResultOverride { get; set; }
+
+    /// <summary>Dispose has begun: a test waits for this to show that ECANCELED then counts at once.</summary>
+    internal bool IsDisposing => Volatile.Read(ref _disposing);
 
     /// <summary>Creates a queue with a ring of its own. Returns 0, or the errno that says why io_uring is unavailable.</summary>
     public static int TryCreate(string name, int depth, out IoUringQueue? queue)
@@ -161,7 +177,8 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         ref var s = ref _slots[slot];
         s.Fd = fd;
         s.Request = request;
-        s.DoneBytes = 0;
+        s.Progress = default;
+        s.Failures = 0;
         _handedOver[_handedOverCount++] = slot;
     }
 
@@ -195,6 +212,9 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         _slotCount = (int)Math.Min((uint)_depth, _ring!.SqEntries - 1);
         for (int i = 0; i < _slotCount; i++) _freeSlots[i] = _slotCount - 1 - i;
         _freeCount = _slotCount;
+        _backoffs = (KernelTimespec*)NativeMemory.Alloc(TransientErrors.MaxAttempts, (nuint)sizeof(KernelTimespec));
+        for (int failures = 1; failures <= TransientErrors.MaxAttempts; failures++)
+            _backoffs[failures - 1] = new KernelTimespec { Nanoseconds = TransientErrors.BackoffMilliseconds(failures) * 1_000_000 };
         ArmDoorbell();
         return 0;
     }
@@ -270,18 +290,19 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         {
             nint vectors = request.Buffers.Vectors;
             int count = request.Buffers.Count;
-            if (s.DoneBytes > 0)
+            long startBytes = s.Progress.StartBytes;
+            if (startBytes > 0)
             {
                 if (s.RestCapacity < count)
                 {
                     s.Rest = (IoVec*)NativeMemory.Realloc(s.Rest, (nuint)count * (nuint)sizeof(IoVec));
                     s.RestCapacity = count;
                 }
-                count = SyncIo.Skip((IoVec*)vectors, count, s.DoneBytes, s.Rest);
+                count = SyncIo.Skip((IoVec*)vectors, count, startBytes, s.Rest);
                 vectors = (nint)s.Rest;
             }
             byte opcode = request.Operation == BlockOperation.Read ? LibC.IORING_OP_READV : LibC.IORING_OP_WRITEV;
-            IoUringRing.PrepareVectored(sqe, opcode, s.Fd, vectors, count, request.OffsetBytes + s.DoneBytes, (ulong)slot);
+            IoUringRing.PrepareVectored(sqe, opcode, s.Fd, vectors, count, request.OffsetBytes + startBytes, (ulong)slot);
         }
         _ring!.Publish();
     }
@@ -311,8 +332,16 @@ internal sealed unsafe class IoUringQueue : IIoQueue
                 doorbell = true;
                 continue;
             }
+            if ((cqe.user_data & RetryUserData) != 0)
+            {
+                // Its backoff is over (-ETIME). A kernel without ring timers (before 5.4) fails the timer at once,
+                // and the request goes again without a backoff.
+                Prepare((int)(cqe.user_data & ~RetryUserData));
+                continue;
+            }
             int slot = (int)cqe.user_data;
-            if (Account(slot, cqe.res, out int error))
+            int res = ResultOverride is { } change ? change(_slots[slot].Request, cqe.res) : cqe.res;
+            if (Account(slot, res, out int error))
             {
                 ref var s = ref _slots[slot];
                 _finished[finished++] = new Finished(slot, s.Request.Completion, s.Request.Tag, error);
@@ -339,7 +368,8 @@ internal sealed unsafe class IoUringQueue : IIoQueue
 
     /// <summary>
     /// Accounts one CQE of a slot. Returns true when the request is over (with 0 or a positive errno); false when it
-    /// went back on the ring (the rest of a short transfer, or an interrupted one).
+    /// went back on the ring (the rest of a short transfer, an interrupted one, or one that met a transient error and
+    /// waits for its backoff).
     /// </summary>
     private bool Account(int slot, int res, out int error)
     {
@@ -352,20 +382,28 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         }
         if (res < 0)
         {
+            if (TransientErrors.IsTransient(-res, Volatile.Read(ref _disposing)) && ++s.Failures < TransientErrors.MaxAttempts)
+            {
+                RetryLater(slot, s.Failures);
+                return false;
+            }
             error = -res;
             return true;
         }
         if (s.Request.Operation == BlockOperation.Flush) return true;
-
-        s.DoneBytes += res;
-        if (s.DoneBytes >= s.Request.LengthBytes) return true;
-        if (res == 0)
-        {
-            error = Errno.EIO; // past the end of a file, as SyncIo reports it
-            return true;
-        }
+        if (s.Progress.Account(s.Request, res, out error)) return true;
         Prepare(slot);
         return false;
+    }
+
+    /// <summary>
+    /// Puts a slot back on the ring once its backoff is over. A timer on the ring, not a sleep: every other request
+    /// of the queue waits on this thread.
+    /// </summary>
+    private void RetryLater(int slot, int failures)
+    {
+        IoUringRing.PrepareTimeout(NextSqe(), &_backoffs[failures - 1], RetryUserData | (uint)slot);
+        _ring!.Publish();
     }
 
     /// <summary>Frees the batch's slots, hands deferred requests the freed slots, and wakes whoever waits for one.</summary>
@@ -402,6 +440,7 @@ internal sealed unsafe class IoUringQueue : IIoQueue
         _thread.Join();
         _ring!.Dispose();
         LibC.close(_doorbellFd);
+        NativeMemory.Free(_backoffs);
         for (int i = 0; i < _slots.Length; i++)
         {
             NativeMemory.Free(_slots[i].Rest);

@@ -185,6 +185,20 @@ internal sealed unsafe class IoUringRing : IDisposable
         sqe->user_data = userData;
     }
 
+    /// <summary>
+    /// A timer that completes (with -ETIME) after <paramref name="delay"/>, which the kernel reads when the SQE is
+    /// submitted: it must stay valid until then.
+    /// </summary>
+    public static void PrepareTimeout(io_uring_sqe* sqe, KernelTimespec* delay, ulong userData)
+    {
+        sqe->opcode = LibC.IORING_OP_TIMEOUT;
+        sqe->fd = -1;
+        sqe->addr = (ulong)delay;
+        sqe->len = 1;
+        sqe->off = 0; // no completion count: a pure timer
+        sqe->user_data = userData;
+    }
+
     /// <summary>A one-shot poll for <paramref name="events"/> on <paramref name="fd"/>: it completes once the fd is ready.</summary>
     public static void PreparePoll(io_uring_sqe* sqe, int fd, ushort events, ulong userData)
     {
@@ -193,4 +207,11 @@ internal sealed unsafe class IoUringRing : IDisposable
         sqe->poll_events = events;
         sqe->user_data = userData;
     }
+}
+
+/// <summary>The kernel's <c>struct __kernel_timespec</c>: 64-bit seconds and nanoseconds on every architecture.</summary>
+internal struct KernelTimespec
+{
+    public long Seconds;
+    public long Nanoseconds;
 }

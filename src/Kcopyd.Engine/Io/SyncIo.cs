@@ -8,12 +8,13 @@ namespace Kcopyd.Engine.Io;
 /// <summary>Performs one request with blocking system calls. Returns 0 or a positive errno.</summary>
 internal static unsafe class SyncIo
 {
-    public static int Execute(int fd, bool isBlockDevice, in BlockRequest request)
+    /// <summary>Runs the request; <c>resultOverride</c> is a test's stand-in for the kernel (see <see cref="BlockingIoQueue.ResultOverride"/>).</summary>
+    public static int Execute(int fd, bool isBlockDevice, in BlockRequest request, Func<BlockRequest, int, int>? resultOverride = null)
     {
         return request.Operation switch
         {
-            BlockOperation.Read => Transfer(fd, request, write: false),
-            BlockOperation.Write => Transfer(fd, request, write: true),
+            BlockOperation.Read => Transfer(fd, request, write: false, resultOverride),
+            BlockOperation.Write => Transfer(fd, request, write: true, resultOverride),
             BlockOperation.WriteZeroes => WriteZeroes(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
             BlockOperation.Flush => LibC.fdatasync(fd) == 0 ? 0 : Errno.Last,
             BlockOperation.Discard => Discard(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
@@ -21,29 +22,33 @@ internal static unsafe class SyncIo
         };
     }
 
-    /// <summary>preadv/pwritev until every byte moved; a short transfer carries on from where it stopped.</summary>
-    private static int Transfer(int fd, in BlockRequest request, bool write)
+    /// <summary>preadv/pwritev until every byte moved; a short transfer carries on as <see cref="TransferProgress"/> says.</summary>
+    private static int Transfer(int fd, in BlockRequest request, bool write, Func<BlockRequest, int, int>? resultOverride)
     {
         var vectors = (IoVec*)request.Buffers.Vectors;
         int count = request.Buffers.Count;
-        long done = 0;
+        var progress = new TransferProgress();
+        int failures = 0;
         IoVec* rest = stackalloc IoVec[count];
-        while (done < request.LengthBytes)
+        while (true)
         {
-            int restCount = Skip(vectors, count, done, rest);
+            long startBytes = progress.StartBytes;
+            int restCount = Skip(vectors, count, startBytes, rest);
             nint n = write
-                ? BlockIoctl.pwritev(fd, rest, restCount, request.OffsetBytes + done)
-                : BlockIoctl.preadv(fd, rest, restCount, request.OffsetBytes + done);
-            if (n < 0)
+                ? BlockIoctl.pwritev(fd, rest, restCount, request.OffsetBytes + startBytes)
+                : BlockIoctl.preadv(fd, rest, restCount, request.OffsetBytes + startBytes);
+            // Linux moves at most 2 GiB - 4 KiB in one call, so the count fits an int.
+            int result = n >= 0 ? (int)n : -Marshal.GetLastPInvokeError();
+            if (resultOverride != null) result = resultOverride(request, result);
+            if (result == -LibC.EINTR) continue;
+            if (result < 0)
             {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == LibC.EINTR) continue;
-                return errno;
+                if (!TransientErrors.IsTransient(-result, queueDisposing: false) || ++failures >= TransientErrors.MaxAttempts) return -result;
+                Thread.Sleep((int)TransientErrors.BackoffMilliseconds(failures)); // a thread of the blocking queue: it may wait
+                continue;
             }
-            if (n == 0) return Errno.EIO; // past the end of a file: the range check should have stopped this
-            done += n;
+            if (progress.Account(request, result, out int error)) return error;
         }
-        return 0;
     }
 
     /// <summary>Copies the vectors that remain after <paramref name="skipBytes"/> into <paramref name="rest"/>.</summary>
@@ -78,7 +83,7 @@ internal static unsafe class SyncIo
             vector.Base = ZeroBuffer.Address;
             vector.Length = (nint)chunk;
             var request = new BlockRequest(BlockOperation.Write, offset, chunk, new IoBuffers((nint)(&vector), 1), null!, 0);
-            int error = Transfer(fd, request, write: true);
+            int error = Transfer(fd, request, write: true, resultOverride: null);
             if (error != 0) return error;
             offset += chunk;
             length -= chunk;

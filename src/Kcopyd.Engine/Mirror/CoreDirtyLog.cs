@@ -2,7 +2,7 @@ namespace Kcopyd.Engine.Mirror;
 
 /// <summary>
 /// The in-memory dirty log (dm-log's "core"): nothing survives the mirror, so a new mirror resyncs everything
-/// unless it is created with NoSync.
+/// from its first leg unless it is created with NoSync.
 /// </summary>
 public sealed class CoreDirtyLog : IDirtyLog
 {
@@ -27,6 +27,12 @@ public sealed class CoreDirtyLog : IDirtyLog
 
     public long SyncCount { get { lock (_bits.Lock) return _bits.SyncCount; } }
 
+    public IReadOnlyList<LogLeg>? RecordedLegs => null;
+
+    public int RecordedDefaultLeg => 0;
+
+    public bool ClearsPending => false;
+
     public bool InSync(long region) { lock (_bits.Lock) return _bits.InSync(region); }
 
     public void MarkRegion(long region) { lock (_bits.Lock) _bits.MarkRegion(region); }
@@ -35,9 +41,15 @@ public sealed class CoreDirtyLog : IDirtyLog
 
     public void SetRegionSync(long region, bool inSync) { lock (_bits.Lock) _bits.SetRegionSync(region, inSync); }
 
+    public void SetAllOutOfSync() { lock (_bits.Lock) _bits.SetAllOutOfSync(); }
+
     public bool TryGetResyncWork(out long region) { lock (_bits.Lock) return _bits.TryGetResyncWork(out region); }
 
-    public void Flush() { }
+    public void RestartResync() { lock (_bits.Lock) _bits.RestartResync(); }
+
+    public void RecordLegs(IReadOnlyList<LogLeg> legs, int defaultLeg) { }
+
+    public void Flush(bool includeClears) { }
 
     public void Dispose() { }
 }

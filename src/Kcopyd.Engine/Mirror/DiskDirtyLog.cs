@@ -1,101 +1,107 @@
-using System.Buffers.Binary;
-using System.Text;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Native;
-using Microsoft.Win32.SafeHandles;
 using Tmds.Linux;
 
 namespace Kcopyd.Engine.Mirror;
 
 /// <summary>
-/// A dirty log in a file (dm-log's "disk"): a versioned header naming the mirror it belongs to (region size,
-/// region count, each leg's name and size), then one bit per region, set when the region is in sync and clean.
-/// A mark is written and fdatasync'ed before the write it covers is issued; clears reach the file lazily.
+/// A dirty log in a file (dm-log's "disk"), in the checksummed two-slot layout of <see cref="LogFormat"/>: the
+/// mirror's legs by stable identity with their health and the default leg, then one bit per region, set when the
+/// region is in sync and clean. A mark is written and synced before the write it covers is issued; clears reach
+/// the file lazily, and only after the legs were flushed.
 /// </summary>
 public sealed class DiskDirtyLog : IDirtyLog
 {
-    public const int Version = 1;
-    private const int HeaderAlignment = 512;
-    private const int MaxHeaderBytes = 64 * 1024;
-    private static readonly byte[] Magic = "KCPYDLOG"u8.ToArray();
-
+    private const long MaxReadBytes = 256L << 20;
     private readonly RegionBitmaps _bits;
     private readonly object _flushLock = new();
-    private readonly SafeFileHandle _file;
-    private readonly long _bitmapOffset;
+    private readonly LogFile _file;
+    private readonly long _slotBytes;
+    private LogHeader _header;
+    private bool _headerChanged;
 
-    private DiskDirtyLog(string path, SafeFileHandle file, long bitmapOffset, long regionSizeBytes, RegionBitmaps bits)
+    private DiskDirtyLog(LogFile file, LogHeader header, RegionBitmaps bits)
     {
-        Path = path;
         _file = file;
-        _bitmapOffset = bitmapOffset;
-        RegionSizeBytes = regionSizeBytes;
-        RegionCount = bits.RegionCount;
+        _header = header;
         _bits = bits;
+        _slotBytes = LogFormat.SlotBytes(header.RegionCount);
     }
 
     public string Kind => "disk";
 
-    public string Path { get; }
+    public string Path => _file.Path;
 
-    public long RegionSizeBytes { get; }
+    public long RegionSizeBytes => _header.RegionSizeBytes;
 
-    public long RegionCount { get; }
+    public long RegionCount => _header.RegionCount;
 
     public long SyncCount { get { lock (_bits.Lock) return _bits.SyncCount; } }
 
-    /// <summary>True when the file was absent or empty and this log started it.</summary>
+    /// <summary>True when the file was absent or empty (or reset) and this log started it.</summary>
     public bool IsNew { get; private init; }
+
+    /// <summary>The file this log lives in, so a mirror can refuse a log stored on one of its own legs.</summary>
+    public LogFile File => _file;
+
+    public IReadOnlyList<LogLeg> RecordedLegs { get { lock (_bits.Lock) return _header.Legs; } }
+
+    public int RecordedDefaultLeg { get { lock (_bits.Lock) return _header.DefaultLeg; } }
+
+    public bool ClearsPending { get { lock (_bits.Lock) return _bits.ClearsPending; } }
 
     /// <summary>
     /// Opens the log of the mirror described by the arguments. A file that is absent or empty starts a new log
-    /// (all out of sync, or all in sync with <paramref name="noSync"/>); an existing one must have been written for
-    /// exactly this mirror, else LogMismatch and the file is left as it was.
+    /// (all out of sync, or all in sync with <paramref name="noSync"/>). An existing one must check (LogCorrupt),
+    /// be for this geometry (LogMismatch) and name exactly these legs in this order (LegIdentityMismatch); with
+    /// <paramref name="resetLog"/> a log that fails any of that is started afresh, every region out of sync.
+    /// Nothing is written to a file that is refused.
     /// </summary>
-    public static DiskDirtyLog Open(string path, long regionSizeBytes, long regionCount, IReadOnlyList<IBlockDevice> legs, bool noSync)
+    public static DiskDirtyLog Open(string path, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs, bool noSync, bool resetLog = false,
+        Action<DeviceIdentity?, ulong>? checkPlacement = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(legs);
-        byte[] header = BuildHeader(regionSizeBytes, regionCount, legs);
-        SafeFileHandle file;
+        var file = LogFile.Open(path, createIfMissing: true, checkPlacement);
         try
         {
-            // FileShare.None takes an advisory lock: two live mirrors never share one log.
-            file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new KcopydException("LogOpenFailed", KcopydErrorKind.DeviceError, $"Cannot open the mirror log '{path}': {ex.Message}", path, ex);
-        }
-
-        try
-        {
-            var bits = new RegionBitmaps(regionCount, allInSync: noSync);
-            long length = RandomAccess.GetLength(file);
-            bool isNew = length == 0;
-            if (isNew)
-            {
-                RandomAccess.Write(file, header, 0);
-                bits.CleanChanged = true;
-            }
-            else
-            {
-                CheckHeader(path, file, length, header);
-                var clean = new byte[RegionBitmaps.ByteCount(regionCount)];
-                if (length < header.Length + clean.Length)
-                    throw Mismatch(path, "its bitmap is cut short");
-                RandomAccess.Read(file, clean, header.Length);
-                bits.LoadClean(clean);
-            }
-            var log = new DiskDirtyLog(path, file, header.Length, regionSizeBytes, bits) { IsNew = isNew };
-            if (isNew) log.Flush();
+            var log = OpenFile(file, regionSizeBytes, regionCount, legs, noSync, resetLog);
             return log;
         }
         catch
         {
+            file.DeleteIfCreated();
             file.Dispose();
             throw;
         }
+    }
+
+    private static DiskDirtyLog OpenFile(LogFile file, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs, bool noSync, bool resetLog)
+    {
+        long length = RandomAccess.GetLength(file.Handle);
+        if (length > 0)
+        {
+            var bytes = new byte[Math.Min(length, MaxReadBytes)];
+            int read = RandomAccess.Read(file.Handle, bytes, 0);
+            var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out string why, out bool slotsAgree);
+            var refusal = found == null ? Unreadable(file.Path, bytes, why) : Unfit(file.Path, found.Value.Header, regionSizeBytes, regionCount, legs);
+            if (refusal == null)
+            {
+                var bits = new RegionBitmaps(regionCount, allInSync: false);
+                bits.LoadClean(found!.Value.Clean);
+                // A spoilt or older slot is rewritten at the first flush, so one good copy never stays alone.
+                return new DiskDirtyLog(file, found.Value.Header, bits) { _headerChanged = !slotsAgree };
+            }
+            if (!resetLog) throw refusal;
+            noSync = false; // a reset log trusts nothing on the legs
+            RandomAccess.SetLength(file.Handle, 0);
+        }
+        var header = new LogHeader(Guid.NewGuid(), 0, regionSizeBytes, regionCount, 0,
+            legs.Select(l => l with { Health = LegHealth.Alive }).ToArray());
+        var log = new DiskDirtyLog(file, header, new RegionBitmaps(regionCount, allInSync: noSync)) { IsNew = true };
+        log._headerChanged = true;
+        log.Flush(includeClears: true);
+        return log;
     }
 
     public bool InSync(long region) { lock (_bits.Lock) return _bits.InSync(region); }
@@ -106,31 +112,47 @@ public sealed class DiskDirtyLog : IDirtyLog
 
     public void SetRegionSync(long region, bool inSync) { lock (_bits.Lock) _bits.SetRegionSync(region, inSync); }
 
+    public void SetAllOutOfSync() { lock (_bits.Lock) _bits.SetAllOutOfSync(); }
+
     public bool TryGetResyncWork(out long region) { lock (_bits.Lock) return _bits.TryGetResyncWork(out region); }
 
-    /// <summary>Writes the bitmap and fdatasyncs it, if anything changed since the last flush.</summary>
-    public void Flush()
+    public void RestartResync() { lock (_bits.Lock) _bits.RestartResync(); }
+
+    public void RecordLegs(IReadOnlyList<LogLeg> legs, int defaultLeg)
+    {
+        lock (_bits.Lock)
+        {
+            _header = _header with { Legs = legs.ToArray(), DefaultLeg = defaultLeg };
+            _headerChanged = true;
+        }
+    }
+
+    /// <summary>Writes both slots, each synced before the next, if anything that must be durable changed.</summary>
+    public void Flush(bool includeClears)
     {
         lock (_flushLock)
         {
-            byte[] snapshot;
+            byte[] bits;
+            LogHeader header;
             lock (_bits.Lock)
             {
-                if (!_bits.CleanChanged) return;
-                snapshot = (byte[])_bits.Clean.Clone();
-                _bits.CleanChanged = false;
+                if (!_bits.MarksPending && !_headerChanged && !(includeClears && _bits.ClearsPending)) return;
+                bits = _bits.Snapshot(includeClears);
+                header = _header = _header with { Generation = _header.Generation + 1 };
+                _headerChanged = false;
             }
             try
             {
-                RandomAccess.Write(_file, snapshot, _bitmapOffset);
-                if (LibC.fdatasync((int)_file.DangerousGetHandle()) != 0)
-                    throw new IOException($"fdatasync of '{Path}' failed: {Errno.Describe(Errno.Last)}.");
+                byte[] slot = LogFormat.Encode(header, bits);
+                WriteSynced(slot, 0);
+                WriteSynced(slot, _slotBytes);
             }
             catch
             {
-                lock (_bits.Lock) _bits.CleanChanged = true;
+                lock (_bits.Lock) _headerChanged = true;
                 throw;
             }
+            lock (_bits.Lock) _bits.Persisted(bits, includeClears);
         }
     }
 
@@ -139,76 +161,101 @@ public sealed class DiskDirtyLog : IDirtyLog
     /// <summary>Reads just the count of regions a log file marks in sync (for status and tests), without opening it as a log.</summary>
     public static long CountInSync(string path, long regionCount)
     {
-        byte[] file = File.ReadAllBytes(path);
-        int bitmapOffset = (int)BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(12));
+        var found = ReadFile(path) ?? throw new InvalidDataException($"'{path}' is not a valid mirror log.");
         long count = 0;
-        for (long r = 0; r < regionCount; r++)
-            if ((file[bitmapOffset + (r >> 3)] & (1 << (int)(r & 7))) != 0) count++;
+        for (long r = 0; r < Math.Min(regionCount, found.Header.RegionCount); r++)
+            if ((found.Clean[r >> 3] & (1 << (int)(r & 7))) != 0) count++;
         return count;
     }
 
-    /// <summary>magic, version, bitmap offset, region size, region count, leg count, then each leg's name and size.</summary>
-    private static byte[] BuildHeader(long regionSizeBytes, long regionCount, IReadOnlyList<IBlockDevice> legs)
+    /// <summary>
+    /// The stable ids of the legs an existing log records (opened as safely as for use), or none when the file does
+    /// not exist or does not check (the mirror then refuses it itself). Lets a mirror re-created from its own log
+    /// skip the checks for legs holding data: they are its own.
+    /// </summary>
+    public static IReadOnlySet<string> RecordedLegIds(string path, Action<DeviceIdentity?, ulong>? checkPlacement = null)
     {
-        using var stream = new MemoryStream();
-        using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
-        {
-            writer.Write(Magic);
-            writer.Write(Version);
-            writer.Write(0u); // bitmap offset, filled in below
-            writer.Write(regionSizeBytes);
-            writer.Write(regionCount);
-            writer.Write(legs.Count);
-            foreach (var leg in legs)
-            {
-                byte[] name = Encoding.UTF8.GetBytes(leg.Name);
-                writer.Write(name.Length);
-                writer.Write(name);
-                writer.Write(leg.SizeBytes);
-            }
-        }
-        long length = (stream.Length + HeaderAlignment - 1) / HeaderAlignment * HeaderAlignment;
-        if (length > MaxHeaderBytes) throw new ArgumentException("The legs' names do not fit a log header.", nameof(legs));
-        stream.SetLength(length);
-        byte[] header = stream.ToArray();
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(12), (uint)length);
-        return header;
-    }
-
-    private static void CheckHeader(string path, SafeFileHandle file, long length, byte[] expected)
-    {
-        var found = new byte[Math.Min(length, MaxHeaderBytes)];
-        RandomAccess.Read(file, found, 0);
-        if (found.Length < 16 || !found.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw Mismatch(path, "it is not a Kcopyd mirror log");
-        int version = BinaryPrimitives.ReadInt32LittleEndian(found.AsSpan(8));
-        if (version != Version) throw Mismatch(path, $"it has version {version}, not {Version}");
-        if (found.Length < expected.Length || !found.AsSpan(0, expected.Length).SequenceEqual(expected))
-            throw Mismatch(path, $"it was written for another mirror ({Describe(found)})");
-    }
-
-    private static string Describe(byte[] header)
-    {
+        LogFile file;
         try
         {
-            using var reader = new BinaryReader(new MemoryStream(header), Encoding.UTF8);
-            reader.ReadBytes(16);
-            long regionSize = reader.ReadInt64();
-            long regionCount = reader.ReadInt64();
-            int legCount = reader.ReadInt32();
-            var legs = new List<string>();
-            for (int i = 0; i < legCount && i < 16; i++)
-            {
-                string name = Encoding.UTF8.GetString(reader.ReadBytes(reader.ReadInt32()));
-                legs.Add($"{name} {reader.ReadInt64()} bytes");
-            }
-            return $"region size {regionSize}, {regionCount} regions, legs {string.Join(", ", legs)}";
+            file = LogFile.Open(path, createIfMissing: false, checkPlacement);
         }
-        catch (Exception ex) when (ex is EndOfStreamException or ArgumentException)
+        catch (KcopydException ex) when (ex.Kind == KcopydErrorKind.NotFound)
         {
-            return "an unreadable header";
+            return new HashSet<string>();
+        }
+        using (file)
+        {
+            long length = RandomAccess.GetLength(file.Handle);
+            var bytes = new byte[Math.Min(length, MaxReadBytes)];
+            int read = RandomAccess.Read(file.Handle, bytes, 0);
+            var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out _);
+            return found?.Header.Legs.Select(l => l.StableId).ToHashSet() ?? new HashSet<string>();
         }
     }
+
+    /// <summary>The header of a log file, or null when no slot of it checks.</summary>
+    public static LogHeader? ReadHeader(string path) => ReadFile(path)?.Header;
+
+    private static (LogHeader Header, byte[] Clean)? ReadFile(string path)
+    {
+        // Not a FileStream: its advisory lock would conflict with the live mirror's, and this only reads.
+        using var file = new Microsoft.Win32.SafeHandles.SafeFileHandle(OpenForReading(path), ownsHandle: true);
+        var bytes = new byte[Math.Min(RandomAccess.GetLength(file), MaxReadBytes)];
+        int read = RandomAccess.Read(file, bytes, 0);
+        return LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out _);
+    }
+
+    private static unsafe nint OpenForReading(string path)
+    {
+        byte[] name = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = name)
+        {
+            int fd = LibC.open(p, LibC.O_RDONLY | LibC.O_CLOEXEC | LibC.O_NOFOLLOW | LibC.O_NONBLOCK, 0); // a FIFO must not hang a reader
+            if (fd < 0) throw new IOException($"Cannot open '{path}': {Errno.Describe(Errno.Last)}.");
+            return fd;
+        }
+    }
+
+    private void WriteSynced(byte[] slot, long offset)
+    {
+        RandomAccess.Write(_file.Handle, slot, offset);
+        if (LibC.fdatasync((int)_file.Handle.DangerousGetHandle()) != 0)
+            throw new IOException($"fdatasync of the mirror log '{Path}' failed: {Errno.Describe(Errno.Last)}.");
+    }
+
+    private static KcopydException Unreadable(string path, byte[] bytes, string why)
+    {
+        if (bytes.AsSpan().StartsWith(LogFormat.OldMagic))
+            return Mismatch(path, "it is a version 1 log, whose bits carry no checksum; start it afresh with -ResetLog");
+        if (bytes.AsSpan().IndexOf(LogFormat.Magic) < 0)
+            return Mismatch(path, "it is not a Kcopyd mirror log");
+        return new KcopydException("LogCorrupt", KcopydErrorKind.InvalidArgument,
+            $"The mirror log '{path}' fails its check ({why}): it is refused, since it could call an out-of-sync region in sync. " +
+            "-ResetLog starts it afresh, every region out of sync (a full resync from the first leg).", path);
+    }
+
+    private static KcopydException? Unfit(string path, LogHeader found, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs)
+    {
+        if (found.RegionSizeBytes != regionSizeBytes || found.RegionCount != regionCount)
+            return Mismatch(path, $"it holds {found.RegionCount} regions of {found.RegionSizeBytes} bytes; the mirror has {regionCount} of {regionSizeBytes}");
+        if (found.Legs.Count == legs.Count && found.Legs.Select(l => l.StableId).SequenceEqual(legs.Select(l => l.StableId)))
+            return null;
+        var byId = found.Legs.Select((l, i) => (l.StableId, Index: i)).ToDictionary(x => x.StableId, x => x.Index);
+        string recorded = string.Join(", ", found.Legs.Select(l => $"{l.Name} ({l.StableId})"));
+        if (found.Legs.Count == legs.Count && legs.All(l => byId.ContainsKey(l.StableId)))
+        {
+            var order = found.Legs.Select(l => legs.First(g => g.StableId == l.StableId).Name);
+            return IdentityMismatch(path, $"the legs are the log's but in another order (their names may have changed): give them as {string.Join(", ", order)}");
+        }
+        var stranger = legs.FirstOrDefault(l => !byId.ContainsKey(l.StableId));
+        return IdentityMismatch(path, stranger != null
+            ? $"'{stranger.Name}' ({stranger.StableId}) is not a leg the log knows; it records {recorded}. To put a new device in, use Repair-MirrorDevice -ReplaceLeg"
+            : $"it records {found.Legs.Count} legs ({recorded}), not {legs.Count}");
+    }
+
+    private static KcopydException IdentityMismatch(string path, string why)
+        => new("LegIdentityMismatch", KcopydErrorKind.InvalidArgument, $"The mirror log '{path}' does not fit these legs: {why}.", path);
 
     private static KcopydException Mismatch(string path, string why)
         => new("LogMismatch", KcopydErrorKind.InvalidArgument, $"The mirror log '{path}' cannot be used: {why}.", path);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Kcopyd.Engine.Io;
 using Kcopyd.Engine.Native;
 
@@ -5,20 +6,25 @@ namespace Kcopyd.Engine.Mirror;
 
 /// <summary>
 /// kmirrord: the mirror's own thread. It routes writes by region state (marking the log and flushing it before
-/// the writes it covers), retries failed reads, runs flushes and schedules the recovery. Completions arrive on
-/// I/O threads; they only account and wake it.
+/// the writes it covers), retries failed reads, records failed legs in the log before the I/O they failed is
+/// answered, runs flushes and schedules the recovery. Completions arrive on I/O threads; they only account and
+/// wake it.
 /// </summary>
 public sealed partial class MirrorDevice
 {
+    /// <summary>How often clears reach the log at most: each costs a flush of every leg.</summary>
+    private static readonly TimeSpan ClearInterval = TimeSpan.FromMilliseconds(500);
     private readonly object _queueLock = new();
     private readonly List<RegionIo> _writes = new();
     private readonly List<RegionIo> _readRetries = new();
     private readonly List<RegionIo> _flushes = new();
+    private readonly List<RegionIo> _failures = new();
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly object _syncLock = new();
     private readonly Thread _daemon;
     private TaskCompletionSource _inSync = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopDaemon;
+    private long _nextClearTimestamp;
 
     private void Wake() => _wake.Set();
 
@@ -26,28 +32,42 @@ public sealed partial class MirrorDevice
     {
         while (!_stopDaemon)
         {
-            _wake.Wait();
+            _wake.Wait(TimeUntilTimedWork());
             _wake.Reset();
             DoMirror();
         }
-        DoMirror(); // what the last wake brought, and the last lazy clears
+        DoMirror(); // what the last wake brought
     }
 
     /// <summary>
-    /// One pass (do_mirror). Ended recoveries first: they give back held writes and free recovery slots for new
-    /// regions; then reads, then writes, whose log marks are flushed before they go out; flushes last, so they
-    /// follow the writes of this pass; the log flush at the end carries the lazy clears.
+    /// One pass (do_mirror). Failures first: a failed leg is recorded before anything else is routed to it; ended
+    /// recoveries give back held writes and free recovery slots; then reads, then writes, whose log marks are
+    /// flushed before they go out; flushes last, so they follow the writes of this pass; then the lazy clears.
     /// </summary>
     private void DoMirror()
     {
+        DoDaemonWork();
+        DoFailures();
         EndRecoveredRegions();
+        PromoteStaleLegs();
         DoRecovery();
         DoReadRetries();
         DoWrites();
         DoFlushes();
-        TryFlushLog();
+        TryFlushLog(includeClears: false);
+        DoLazyClears();
         if (State == MirrorState.InSync)
             lock (_syncLock) _inSync.TrySetResult();
+    }
+
+    private TimeSpan TimeUntilTimedWork()
+    {
+        long now = Stopwatch.GetTimestamp();
+        long at = long.MaxValue;
+        if (_log.ClearsPending) at = Math.Max(now, _nextClearTimestamp);
+        long retry = Interlocked.Read(ref _recoveryRetryTimestamp);
+        if (retry != 0) at = Math.Min(at, Math.Max(now, retry));
+        return at == long.MaxValue ? Timeout.InfiniteTimeSpan : Stopwatch.GetElapsedTime(now, at) + TimeSpan.FromMilliseconds(1);
     }
 
     private void Queue(List<RegionIo> queue, RegionIo io, bool atFront)
@@ -72,8 +92,9 @@ public sealed partial class MirrorDevice
     // ---- reads ----------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// An in-sync region is read from the live legs in turn; any other region only from the default leg, the one
-    /// that holds its data. Runs on the submitter's thread, or on the daemon for a retry.
+    /// An in-sync region is read from the alive legs in turn; any other region only from the default leg, the one
+    /// that holds its data, and fails if that leg cannot serve it ("reads may fail" beats stale data).
+    /// Runs on the submitter's thread, or on the daemon for a retry.
     /// </summary>
     private void IssueRead(RegionIo io)
     {
@@ -126,68 +147,81 @@ public sealed partial class MirrorDevice
     // ---- writes ---------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// Routes each queued write by its region (do_writes): in sync -> every live leg once the log marks the region
-    /// dirty on disk; out of sync -> the default leg; recovering -> held until the copy ends.
+    /// Routes each queued write by its region (do_writes): in sync -> every leg that takes writes, once the log
+    /// marks the region dirty on disk; out of sync -> the default leg; recovering -> held until the copy ends.
+    /// With the default leg dead every write fails: only it could hold them all, and acknowledging a write it
+    /// lacks would lose it when the default is resynced back over the others.
     /// </summary>
     private void DoWrites()
     {
         var batch = TakeAll(_writes);
         if (batch.Count == 0) return;
-        var toAll = new List<RegionIo>();
-        var toDefault = new List<RegionIo>();
+        var routed = new List<(RegionIo Io, WriteRoute Route)>();
         bool marked = false;
         foreach (var io in batch)
         {
-            switch (_regions.BeginWrite(io, out bool m))
-            {
-                case WriteRoute.AllLegs: toAll.Add(io); break;
-                case WriteRoute.DefaultLeg: toDefault.Add(io); break;
-            }
+            var route = _regions.BeginWrite(io, out bool m);
+            if (route != WriteRoute.Held) routed.Add((io, route));
             marked |= m;
         }
-        if (marked && !TryFlushLog())
+        bool logged = !marked || TryFlushLog(includeClears: false);
+        var defaultLeg = DefaultLeg;
+        foreach (var (io, route) in routed)
         {
-            // The mark is not on disk: issuing the write could leave a region changed on one leg and called clean.
-            foreach (var io in toAll)
+            if (!defaultLeg.IsAlive || (route == WriteRoute.AllLegs && !logged))
             {
+                // Nothing was issued: the region keeps its state.
                 _regions.EndWrite(io.Region, notOnEveryLeg: false);
                 io.Finish(Errno.EIO);
+                continue;
             }
-            toAll.Clear();
-        }
-        foreach (var io in toAll)
-        {
-            io.IsSyncWrite = true;
-            IssueWrite(io, LiveLegs());
-        }
-        foreach (var io in toDefault)
-        {
-            io.IsSyncWrite = false;
-            var defaultLeg = DefaultLeg;
-            IssueWrite(io, defaultLeg.IsAlive ? defaultLeg.Bit : 0);
+            io.IsSyncWrite = route == WriteRoute.AllLegs;
+            SubmitToLegs(io, route == WriteRoute.AllLegs ? LegsTakingWrites() : defaultLeg.Bit);
         }
     }
 
-    private void IssueWrite(RegionIo io, ulong targets)
+    /// <summary>A write ended on all its legs (write_callback). A leg that failed it goes to the daemon first.</summary>
+    private void WriteDone(RegionIo io)
     {
-        if (targets == 0)
+        if (io.FailedLegs != 0)
         {
-            if (_regions.EndWrite(io.Region, notOnEveryLeg: true)) Wake();
-            io.Finish(Errno.EIO);
+            Queue(_failures, io, atFront: false);
             return;
         }
-        SubmitToLegs(io, targets);
+        EndWrite(io, loggedFailures: true);
     }
 
     /// <summary>
-    /// A write ended on all its legs (write_callback). Legs that failed die; the write counts as done when any
-    /// leg took it. A region some leg lacks falls out of sync, so the log says it needs a resync.
+    /// Ends a write whose failed legs are dead and recorded. A region some leg lacks falls out of sync, so the log
+    /// says it needs a resync. The write is acknowledged only when the default leg (after any failover) holds it.
     /// </summary>
-    private void WriteDone(RegionIo io)
+    private void EndWrite(RegionIo io, bool loggedFailures)
     {
-        ulong written = FailLegsThatFailed(io);
-        if (_regions.EndWrite(io.Region, notOnEveryLeg: written != _allLegs)) Wake();
-        FinishOnAnyLeg(io, written);
+        ulong written = io.Targets & ~io.FailedLegs;
+        if (_regions.EndWrite(io.Region, notOnEveryLeg: written != AllLegs)) Wake();
+        bool acknowledged = loggedFailures && (written & DefaultLeg.Bit) != 0;
+        io.Finish(acknowledged ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
+    }
+
+    // ---- failures -------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Writes and flushes some leg failed (do_failures): the leg dies and the log records it, with the new default
+    /// if it moved, before the I/O is answered. dm-raid1 would answer at once, which loses the write when the dead
+    /// leg returns after a restart and is copied back over the good ones. If the log cannot be written, the I/O fails.
+    /// </summary>
+    private void DoFailures()
+    {
+        var batch = TakeAll(_failures);
+        if (batch.Count == 0) return;
+        foreach (var io in batch)
+            foreach (var leg in LegsIn(io.FailedLegs)) FailLeg(leg, io.Operation == BlockOperation.Flush ? "a flush" : "a write", io.Errno);
+        bool logged = TryFlushLog(includeClears: false);
+        foreach (var io in batch)
+        {
+            if (io.Operation == BlockOperation.Flush) EndFlush(io, logged);
+            else EndWrite(io, logged);
+        }
     }
 
     // ---- flushes --------------------------------------------------------------------------------------------
@@ -196,10 +230,10 @@ public sealed partial class MirrorDevice
     {
         var batch = TakeAll(_flushes);
         if (batch.Count == 0) return;
-        bool logFlushed = TryFlushLog();
+        bool logFlushed = TryFlushLog(includeClears: false);
         foreach (var io in batch)
         {
-            ulong targets = LiveLegs();
+            ulong targets = LegsTakingWrites();
             if (!logFlushed || targets == 0)
             {
                 io.Finish(Errno.EIO);
@@ -209,7 +243,17 @@ public sealed partial class MirrorDevice
         }
     }
 
-    private void FlushDone(RegionIo io) => FinishOnAnyLeg(io, FailLegsThatFailed(io));
+    private void FlushDone(RegionIo io)
+    {
+        if (io.FailedLegs != 0) Queue(_failures, io, atFront: false);
+        else EndFlush(io, loggedFailures: true);
+    }
+
+    private void EndFlush(RegionIo io, bool loggedFailures)
+    {
+        bool acknowledged = loggedFailures && ((io.Targets & ~io.FailedLegs) & DefaultLeg.Bit) != 0;
+        io.Finish(acknowledged ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
+    }
 
     /// <summary>Issues one I/O to each of <paramref name="targets"/>; it ends when the last of them does.</summary>
     private void SubmitToLegs(RegionIo io, ulong targets)
@@ -219,74 +263,32 @@ public sealed partial class MirrorDevice
         io.ReleaseIssuer();
     }
 
-    /// <summary>Every leg that failed this I/O dies; returns the legs that took it.</summary>
-    private ulong FailLegsThatFailed(RegionIo io)
-    {
-        foreach (var leg in LegsIn(io.FailedLegs)) FailLeg(leg);
-        return io.Targets & ~io.FailedLegs;
-    }
+    // ---- the log ----------------------------------------------------------------------------------------------
 
-    /// <summary>A write or flush succeeds when any leg took it; a mirror with a live leg keeps serving.</summary>
-    private static void FinishOnAnyLeg(RegionIo io, ulong took) => io.Finish(took != 0 ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
-
-    // ---- legs -----------------------------------------------------------------------------------------------
-
-    /// <summary>Leg I/O always goes through the mirror's own queue: a caller's queue may belong to a client that waits on us.</summary>
-    private void SubmitToLeg(MirrorLeg leg, RegionIo io)
-    {
-        var request = new BlockRequest(io.Operation, io.OffsetBytes, io.LengthBytes, io.Buffers, io, leg.Index);
-        try
-        {
-            leg.Device.Submit(request, Client.Queue);
-        }
-        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
-        {
-            io.Completed(leg.Index, Errno.EIO);
-        }
-    }
-
-    /// <summary>A leg whose write failed gets no more I/O (fail_mirror); if it was the default, the first live leg takes over.</summary>
-    private void FailLeg(MirrorLeg leg)
-    {
-        leg.CountWriteError();
-        if (!leg.TryMarkDead()) return;
-        if (Volatile.Read(ref _defaultLeg) == leg.Index)
-        {
-            var next = _legs.FirstOrDefault(l => l.IsAlive);
-            if (next != null) Interlocked.CompareExchange(ref _defaultLeg, next.Index, leg.Index);
-        }
-        lock (_syncLock)
-        {
-            if (_inSync.Task.IsCompleted) _inSync = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
-        Wake();
-    }
-
-    private ulong LiveLegs()
-    {
-        ulong mask = 0;
-        foreach (var leg in _legs)
-            if (leg.IsAlive) mask |= leg.Bit;
-        return mask;
-    }
-
-    private IEnumerable<MirrorLeg> LegsIn(ulong mask)
-    {
-        for (int i = 0; i < _legs.Length; i++)
-            if ((mask & (1UL << i)) != 0) yield return _legs[i];
-    }
-
-    private bool TryFlushLog()
+    private bool TryFlushLog(bool includeClears)
     {
         try
         {
-            _log.Flush();
+            _log.Flush(includeClears);
             return true;
         }
-        catch (IOException)
+        catch (IOException ex)
         {
+            Warn($"Writing the mirror log failed: {ex.Message}");
             return false;
         }
+    }
+
+    /// <summary>
+    /// A clean bit on disk promises the region is the same on every leg's media, so clears go out only after a
+    /// flush of every leg, and at most every <see cref="ClearInterval"/>: a clean region may stay dirty on disk
+    /// a little longer (and be resynced after a crash), never the other way round.
+    /// </summary>
+    private void DoLazyClears()
+    {
+        if (!_log.ClearsPending || Stopwatch.GetTimestamp() < _nextClearTimestamp) return;
+        _nextClearTimestamp = Stopwatch.GetTimestamp() + (long)(ClearInterval.TotalSeconds * Stopwatch.Frequency);
+        if (FlushLegs()) TryFlushLog(includeClears: true);
     }
 
     private void StopDaemon()

@@ -17,11 +17,17 @@ public sealed partial class MirrorDevice
     private long _recoveredRegions;
     private long _recoveryStartTimestamp;
     private long _recoveryEndTimestamp;
+    private long _recoveryRetryTimestamp;
+    private volatile bool _recoveryFailedInPass;
+    private TimeSpan _recoveryRetryDelay = RecoveryRetryFirst;
+    private static readonly TimeSpan RecoveryRetryFirst = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan RecoveryRetryLast = TimeSpan.FromSeconds(30);
 
     private void DoRecovery()
     {
         if (!_recoveryStopped)
         {
+            RetryFailedRecovery();
             while (_regions.RecoveringRegions < _options.RecoveryRegionsInFlight && _log.TryGetResyncWork(out long region))
             {
                 if (Interlocked.Read(ref _recoveryStartTimestamp) == 0) Interlocked.Exchange(ref _recoveryStartTimestamp, Stopwatch.GetTimestamp());
@@ -30,6 +36,7 @@ public sealed partial class MirrorDevice
         }
         foreach (long region in _regions.TakeQuiesced())
         {
+            if (HandToScrub(region)) continue;
             if (_recoveryStopped) _regions.RecoveryCopied(region, success: false);
             else StartRecoveryCopy(region);
         }
@@ -40,7 +47,7 @@ public sealed partial class MirrorDevice
     private void StartRecoveryCopy(long region)
     {
         var source = DefaultLeg;
-        var destinations = _legs.Where(l => l.IsAlive && l != source).ToArray();
+        var destinations = _legs.Where(l => l.TakesWrites && l != source).ToArray();
         long offset = region * RegionSizeBytes;
         if (!source.IsAlive || destinations.Length == 0)
         {
@@ -65,17 +72,22 @@ public sealed partial class MirrorDevice
         }
     }
 
-    /// <summary>On the copy client's worker (recovery_complete): a failed read kills the default leg, a failed write its destination.</summary>
+    /// <summary>
+    /// On the copy client's worker (recovery_complete): a failed write kills its destination. A failed read of
+    /// the default leg does not: it is the only leg holding the region, so the region stays out of sync (its
+    /// reads fail) and the recovery tries it again later, in case the error was passing.
+    /// </summary>
     private void RecoveryCopied(long region, CopyJob job, MirrorLeg source, MirrorLeg[] destinations)
     {
         if (job.ReadError)
         {
             source.CountReadError();
-            FailLeg(source);
+            Warn($"Reading region {region} from the default leg '{source.Name}' failed; the region stays out of sync and is tried again.");
         }
         ulong failed = job.WriteErrorMask;
         for (int i = 0; i < destinations.Length; i++)
-            if ((failed & (1UL << i)) != 0) FailLeg(destinations[i]);
+            if ((failed & (1UL << i)) != 0) FailLeg(destinations[i], $"a recovery copy of region {region}", Native.Errno.EIO);
+        if (job.State != CopyJobState.Completed && !_recoveryStopped) _recoveryFailedInPass = true;
         Interlocked.Add(ref _recoveredBytes, job.BytesCopied);
         _regions.RecoveryCopied(region, job.State == CopyJobState.Completed);
         Wake();
@@ -86,13 +98,35 @@ public sealed partial class MirrorDevice
     {
         foreach (var (region, copied) in _regions.TakeRecovered())
         {
-            lock (_recoveryJobs) _recoveryJobs.Remove(region);
-            bool inSync = copied && LiveLegs() == _allLegs;
-            if (inSync) Interlocked.Increment(ref _recoveredRegions);
+            bool wasCopy;
+            lock (_recoveryJobs) wasCopy = _recoveryJobs.Remove(region);
+            bool inSync = copied && LegsTakingWrites() == AllLegs;
+            if (inSync && wasCopy) Interlocked.Increment(ref _recoveredRegions);
             var held = _regions.EndRecovery(region, inSync);
             lock (_queueLock) _writes.InsertRange(0, held);
             Interlocked.Exchange(ref _recoveryEndTimestamp, Stopwatch.GetTimestamp());
         }
+    }
+
+    /// <summary>
+    /// When a pass ended with regions that failed, another pass starts after a delay that doubles up to 30 s,
+    /// so a passing error (a leg that failed reads for a second) still ends in sync.
+    /// </summary>
+    private void RetryFailedRecovery()
+    {
+        if (!_recoveryFailedInPass || _regions.RecoveringRegions > 0) return;
+        long now = Stopwatch.GetTimestamp();
+        long at = Interlocked.Read(ref _recoveryRetryTimestamp);
+        if (at == 0)
+        {
+            Interlocked.Exchange(ref _recoveryRetryTimestamp, now + (long)(_recoveryRetryDelay.TotalSeconds * Stopwatch.Frequency));
+            _recoveryRetryDelay = TimeSpan.FromTicks(Math.Min(_recoveryRetryDelay.Ticks * 2, RecoveryRetryLast.Ticks));
+            return;
+        }
+        if (now < at) return;
+        Interlocked.Exchange(ref _recoveryRetryTimestamp, 0);
+        _recoveryFailedInPass = false;
+        _log.RestartResync();
     }
 
     private long RecoveryRate()
@@ -103,6 +137,8 @@ public sealed partial class MirrorDevice
         double seconds = Stopwatch.GetElapsedTime(start, Math.Max(end, start)).TotalSeconds;
         return seconds > 0 ? (long)(Interlocked.Read(ref _recoveredBytes) / seconds) : 0;
     }
+
+    private void PauseRecovery() => StopRecovery();
 
     /// <summary>No new region starts; running copies stop after their chunks in flight and their regions stay out of sync.</summary>
     private void StopRecovery()

@@ -11,17 +11,18 @@ namespace Kcopyd.Engine.Mirror;
 /// pages, I/O queue), its request pool and its daemon thread (kmirrord), so a caller blocked in this mirror's
 /// pool never stalls another device's progress, and this mirror's progress never waits on another's threads.
 /// </summary>
-public sealed partial class MirrorDevice : IBlockDevice
+public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
 {
     /// <summary>dm-raid1's limit: one source and up to eight kcopyd destinations.</summary>
     public const int MaxLegs = CopyRequest.MaxDestinations + 1;
 
     private static readonly object s_legsLock = new();
-    private static readonly Dictionary<DeviceIdentity, MirrorDevice> s_legsInUse = new();
+    private static readonly List<(IBlockDevice Device, MirrorDevice Owner)> s_legsInUse = new();
     private static long s_lastId;
 
-    private readonly MirrorLeg[] _legs;
-    private readonly ulong _allLegs;
+    /// <summary>Replaced whole (never changed in place) by a leg change, which runs with the mirror suspended.</summary>
+    private volatile MirrorLeg[] _legs;
+    private readonly object _legLock = new();
     private readonly IDirtyLog _log;
     private readonly RegionHash _regions;
     private readonly MirrorOptions _options;
@@ -64,7 +65,6 @@ public sealed partial class MirrorDevice : IBlockDevice
         RegionSizeBytes = _options.RegionSizeBytes;
         RegionCount = (SizeBytes + RegionSizeBytes - 1) / RegionSizeBytes;
         _legs = legs.Select((device, i) => new MirrorLeg(device, i)).ToArray();
-        _allLegs = (1UL << _legs.Length) - 1;
         _readDone = ReadDone;
         _writeDone = WriteDone;
         _flushDone = FlushDone;
@@ -72,10 +72,12 @@ public sealed partial class MirrorDevice : IBlockDevice
         ClaimLegs();
         try
         {
-            _log = log ?? OpenLog(legs);
+            _log = log ?? OpenLog();
             if (_log.RegionCount != RegionCount || _log.RegionSizeBytes != RegionSizeBytes)
                 throw new KcopydException("LogMismatch", KcopydErrorKind.InvalidArgument,
                     $"The log holds {_log.RegionCount} regions of {_log.RegionSizeBytes} bytes; the mirror has {RegionCount} of {RegionSizeBytes}.", _log.Path);
+            if (_log is DiskDirtyLog disk) RefuseLogOnALeg(disk.File);
+            TakeLegStatesFromLog();
             _regions = new RegionHash(_log);
             RequestPool = new RequestPool(_options.RequestPoolSize);
             Client = new CopyClient(new CopyClientOptions
@@ -87,10 +89,16 @@ public sealed partial class MirrorDevice : IBlockDevice
             }, sharedWorker);
             Client.Throttle.BytesPerSecond = _options.RecoveryBytesPerSecond;
         }
-        catch
+        catch (Exception ex)
         {
-            if (log == null) _log?.Dispose();
+            if (log == null && _log != null)
+            {
+                if (_log is DiskDirtyLog { IsNew: true } created) created.File.DeleteIfCreated();
+                _log.Dispose();
+            }
             ReleaseLegs();
+            if (ex is IOException)
+                throw new KcopydException("LogWriteFailed", KcopydErrorKind.DeviceError, $"Cannot write the mirror log '{_options.LogPath}': {ex.Message}", _options.LogPath, ex);
             throw;
         }
         _daemon = new Thread(RunDaemon) { IsBackground = true, Name = $"kmirrord/{Name}" };
@@ -110,6 +118,9 @@ public sealed partial class MirrorDevice : IBlockDevice
 
     public DeviceIdentity Identity { get; }
 
+    /// <summary>A mirror is known by its name: that is what a mirror stacked on it records in its log.</summary>
+    public string StableId => $"mirror:{Name}";
+
     public long RegionSizeBytes { get; }
 
     public long RegionCount { get; }
@@ -126,8 +137,8 @@ public sealed partial class MirrorDevice : IBlockDevice
     public CopyThrottle RecoveryThrottle => Client.Throttle;
 
     public MirrorState State
-        => _legs.Any(l => !l.IsAlive) ? MirrorState.Degraded
-            : _log.SyncCount == RegionCount ? MirrorState.InSync
+        => _legs.Any(l => l.Health == LegHealth.Dead) ? MirrorState.Degraded
+            : _log.SyncCount == RegionCount && _legs.All(l => l.IsAlive) ? MirrorState.InSync
             : MirrorState.Recovering;
 
     public long InSyncRegions => _log.SyncCount;
@@ -143,7 +154,7 @@ public sealed partial class MirrorDevice : IBlockDevice
     /// </summary>
     public void Submit(in BlockRequest request, IIoQueue queue)
     {
-        Interlocked.Increment(ref _submitters);
+        EnterSubmit();
         try
         {
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _closing) != 0, this);
@@ -223,9 +234,11 @@ public sealed partial class MirrorDevice : IBlockDevice
             RegionCount = RegionCount,
             InSyncRegions = _log.SyncCount,
             State = State,
+            DefaultLeg = _legs[defaultLeg].Name,
+            Warnings = Warnings,
             Legs = _legs.Select(l => new MirrorLegStatus
             {
-                Path = l.Name, Name = l.Name, Health = l.Health, IsDefault = l.Index == defaultLeg,
+                Path = l.Name, Name = l.Name, StableId = l.StableId, Health = l.Health, IsDefault = l.Index == defaultLeg,
                 Reads = l.Reads, ReadErrors = l.ReadErrors, WriteErrors = l.WriteErrors,
             }).ToArray(),
             LogKind = _log.Kind,
@@ -252,13 +265,15 @@ public sealed partial class MirrorDevice : IBlockDevice
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _closing, 1) != 0) return;
+        _running.Set(); // submitters held by a leg change see the mirror closing
         StopRecovery();
         SpinWait.SpinUntil(() => Volatile.Read(ref _submitters) == 0);
         RequestPool.WaitIdle(Timeout.InfiniteTimeSpan);
         StopDaemon();
         try
         {
-            _log.Flush();
+            // The clears go out only after the legs hold the data on their media.
+            _log.Flush(includeClears: FlushLegs());
         }
         finally
         {
@@ -296,10 +311,33 @@ public sealed partial class MirrorDevice : IBlockDevice
         return pieces;
     }
 
-    private IDirtyLog OpenLog(IReadOnlyList<IBlockDevice> legs)
+    private IDirtyLog OpenLog()
         => _options.LogPath == null
             ? new CoreDirtyLog(RegionSizeBytes, RegionCount, _options.NoSync)
-            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, legs, _options.NoSync);
+            : DiskDirtyLog.Open(_options.LogPath, RegionSizeBytes, RegionCount, _legs.Select(l => l.ToLogLeg()).ToArray(), _options.NoSync, _options.ResetLog,
+                LogPlacementCheck(_legs.Select(l => l.Device).ToArray(), _options.LogPath));
+
+    /// <summary>
+    /// A persistent log knows the legs' health and the default leg from the last run. The default holds every
+    /// acknowledged write (it only moves while the mirror is in sync), so it comes back alive even if it had died;
+    /// any other leg that was dead or stale comes back stale: written to and resynced, read from only once in sync.
+    /// </summary>
+    private void TakeLegStatesFromLog()
+    {
+        var recorded = _log.RecordedLegs;
+        if (recorded == null) return;
+        _defaultLeg = _log.RecordedDefaultLeg;
+        bool changed = false;
+        foreach (var leg in _legs)
+        {
+            var health = leg.Index == _defaultLeg || recorded[leg.Index].Health == LegHealth.Alive ? LegHealth.Alive : LegHealth.Stale;
+            changed |= health != recorded[leg.Index].Health;
+            leg.SetHealth(health);
+        }
+        if (!changed) return;
+        _log.RecordLegs(_legs.Select(l => l.ToLogLeg()).ToArray(), _defaultLeg);
+        _log.Flush(includeClears: false);
+    }
 
     private static void CheckLegs(IReadOnlyList<IBlockDevice> legs)
     {
@@ -316,13 +354,39 @@ public sealed partial class MirrorDevice : IBlockDevice
         {
             for (int j = 0; j < i; j++)
             {
-                if (ReferenceEquals(legs[i], legs[j]) || legs[i].Identity == legs[j].Identity)
-                    throw new KcopydException("LegInUse", KcopydErrorKind.InvalidArgument, $"'{legs[i].Name}' is given twice.", legs[i].Name);
+                if (StorageExtent.Overlap(legs[i], legs[j]))
+                    throw new KcopydException("LegInUse", KcopydErrorKind.InvalidArgument,
+                        legs[i].Name == legs[j].Name ? $"'{legs[i].Name}' is given twice." : $"'{legs[i].Name}' and '{legs[j].Name}' share storage.", legs[i].Name);
             }
             if (!legs[i].CanWrite)
                 throw new KcopydException("DeviceReadOnly", KcopydErrorKind.InvalidArgument, $"'{legs[i].Name}' is open read-only.", legs[i].Name);
         }
     }
+
+    /// <summary>
+    /// A log stored in a leg would be overwritten by the mirror it protects: the check, for <see cref="LogFile.Open"/>,
+    /// that refuses a log file that is a leg (or the file under a loop leg), or that lives on a filesystem whose
+    /// storage (through partitions and loop devices) is a leg's. It runs before the log is locked, read or created,
+    /// so a refused log, and the leg it is, stay untouched.
+    /// </summary>
+    public static Action<DeviceIdentity?, ulong> LogPlacementCheck(IReadOnlyList<IBlockDevice> legs, string logPath) => (file, filesystemDevice) =>
+    {
+        var (filesystem, filesystemLength) = StorageResolver.ExtentOf(filesystemDevice);
+        foreach (var leg in legs)
+        {
+            var storage = leg.Storage;
+            bool isLeg = (file is { } identity && storage.Base == identity)
+                || (storage.Base == filesystem.Base
+                    && storage.OffsetBytes < filesystem.OffsetBytes + filesystemLength && filesystem.OffsetBytes < storage.OffsetBytes + leg.SizeBytes);
+            if (isLeg)
+                throw new KcopydException("InvalidLogPath", KcopydErrorKind.InvalidArgument,
+                    $"The mirror log '{logPath}' is stored on leg '{leg.Name}' of the mirror, which would overwrite it.", logPath);
+        }
+    };
+
+    /// <summary>The same check for a log opened elsewhere (one handed in).</summary>
+    private void RefuseLogOnALeg(LogFile file)
+        => LogPlacementCheck(_legs.Select(l => l.Device).ToArray(), file.Path)(file.Identity, file.FilesystemDevice);
 
     private static void CheckRegionSize(long regionSizeBytes, int blockSize)
     {
@@ -332,27 +396,56 @@ public sealed partial class MirrorDevice : IBlockDevice
     }
 
     /// <summary>A device is a leg of one live mirror at a time: two mirrors writing one device would corrupt each other.</summary>
-    private void ClaimLegs()
+    /// <summary>The live mirror (of this process) with a leg sharing storage with <paramref name="device"/>, if any.</summary>
+    public static MirrorDevice? MirrorUsing(IBlockDevice device)
+    {
+        lock (s_legsLock) return s_legsInUse.FirstOrDefault(e => StorageExtent.Overlap(e.Device, device)).Owner;
+    }
+
+    private void ClaimLegs() => Claim(_legs.Select(l => l.Device));
+
+    private void ReleaseLegs() => Release(_legs.Select(l => l.Device));
+
+    private void Claim(IEnumerable<IBlockDevice> devices)
     {
         lock (s_legsLock)
         {
-            foreach (var leg in _legs)
+            var list = devices.ToList();
+            foreach (var device in list)
             {
-                if (s_legsInUse.TryGetValue(leg.Device.Identity, out var owner))
+                // By storage, not name: a partition and its disk, or a loop device and its file, are one leg.
+                var (used, owner) = s_legsInUse.FirstOrDefault(e => StorageExtent.Overlap(e.Device, device));
+                if (owner != null)
                     throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
-                        $"'{leg.Name}' is already a leg of mirror '{owner.Name}'.", leg.Name);
+                        $"'{device.Name}' is {(used.Name == device.Name ? "" : $"the storage of '{used.Name}', ")}already a leg of mirror '{owner.Name}'.", device.Name);
             }
-            foreach (var leg in _legs) s_legsInUse.Add(leg.Device.Identity, this);
+            // Other processes see the claim only through the device: a lock every mirror takes on its legs.
+            var claimed = new List<LinuxBlockDevice>();
+            try
+            {
+                foreach (var leg in list.OfType<LinuxBlockDevice>())
+                {
+                    leg.ClaimAsLeg();
+                    claimed.Add(leg);
+                }
+            }
+            catch
+            {
+                claimed.ForEach(l => l.ReleaseLegClaim());
+                throw;
+            }
+            foreach (var device in list) s_legsInUse.Add((device, this));
         }
     }
 
-    private void ReleaseLegs()
+    private void Release(IEnumerable<IBlockDevice> devices)
     {
         lock (s_legsLock)
         {
-            foreach (var leg in _legs)
+            foreach (var device in devices)
             {
-                if (s_legsInUse.TryGetValue(leg.Device.Identity, out var owner) && owner == this) s_legsInUse.Remove(leg.Device.Identity);
+                if (s_legsInUse.RemoveAll(e => ReferenceEquals(e.Device, device) && e.Owner == this) > 0 && device is LinuxBlockDevice leg)
+                    leg.ReleaseLegClaim();
             }
         }
     }

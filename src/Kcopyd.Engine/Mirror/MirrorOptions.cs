@@ -17,6 +17,12 @@ public sealed record MirrorOptions
     /// <summary>Take every region as in sync without copying. A persistent log that already exists wins over this.</summary>
     public bool NoSync { get; init; }
 
+    /// <summary>
+    /// Start the persistent log afresh, every region out of sync (a full resync from the first leg), when the log
+    /// fails its check, belongs to another mirror or names other legs. Without it such a log is refused.
+    /// </summary>
+    public bool ResetLog { get; init; }
+
     /// <summary>Requests the mirror works on at once; further submitters wait for a slot.</summary>
     public int RequestPoolSize { get; init; } = 64;
 

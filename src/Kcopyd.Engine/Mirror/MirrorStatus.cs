@@ -3,7 +3,7 @@ namespace Kcopyd.Engine.Mirror;
 /// <summary>The health of a mirror as a whole.</summary>
 public enum MirrorState
 {
-    /// <summary>Every leg is alive and some regions are still to be copied.</summary>
+    /// <summary>No leg is dead, and some regions or stale legs are still to be copied.</summary>
     Recovering,
     InSync,
     /// <summary>A leg is dead: the mirror serves from the live ones.</summary>
@@ -16,6 +16,9 @@ public sealed class MirrorLegStatus
     public string Path { get; init; } = "";
 
     public string Name { get; init; } = "";
+
+    /// <summary>Who the leg is whatever its path (what the log records).</summary>
+    public string StableId { get; init; } = "";
 
     public LegHealth Health { get; init; }
 
@@ -48,6 +51,12 @@ public sealed class MirrorStatus
     public MirrorState State { get; init; }
 
     public MirrorLegStatus[] Legs { get; init; } = [];
+
+    /// <summary>The leg that holds every acknowledged write: recovery copies from it, out-of-sync regions are read from it.</summary>
+    public string DefaultLeg { get; init; } = "";
+
+    /// <summary>What went wrong with the mirror's legs and log, newest last (a degraded mirror says why here).</summary>
+    public string[] Warnings { get; init; } = [];
 
     /// <summary>"core" or "disk".</summary>
     public string LogKind { get; init; } = "core";

@@ -17,6 +17,7 @@ internal sealed class RegionBitmaps
         int bytes = ByteCount(regionCount);
         _sync = new byte[bytes];
         Clean = new byte[bytes];
+        OnDisk = new byte[bytes];
         _recovering = new byte[bytes];
         if (allInSync)
         {
@@ -24,6 +25,7 @@ internal sealed class RegionBitmaps
             Array.Copy(_sync, Clean, bytes);
             SyncCount = regionCount;
         }
+        ClearsPending = allInSync;
     }
 
     public object Lock { get; } = new();
@@ -35,8 +37,14 @@ internal sealed class RegionBitmaps
     /// <summary>The clean bits, laid out as a persistent log stores them (bit r of byte r/8).</summary>
     public byte[] Clean { get; }
 
-    /// <summary>Set when a clean bit changed since the last persist.</summary>
-    public bool CleanChanged { get; set; }
+    /// <summary>The clean bits as the file holds them now.</summary>
+    private byte[] OnDisk { get; }
+
+    /// <summary>A region clean on disk was marked: its writes wait until this reaches the file.</summary>
+    public bool MarksPending { get; private set; }
+
+    /// <summary>A region dirty on disk is clean now: written lazily, and only after the legs are flushed.</summary>
+    public bool ClearsPending { get; private set; }
 
     public static int ByteCount(long regionCount) => checked((int)((regionCount + 7) / 8));
 
@@ -44,6 +52,7 @@ internal sealed class RegionBitmaps
     public void LoadClean(ReadOnlySpan<byte> clean)
     {
         clean.CopyTo(Clean);
+        clean.CopyTo(OnDisk);
         long count = 0;
         for (long r = 0; r < RegionCount; r++)
         {
@@ -51,6 +60,31 @@ internal sealed class RegionBitmaps
             else Clear(_sync, r);
         }
         SyncCount = count;
+        MarksPending = ClearsPending = false;
+    }
+
+    /// <summary>
+    /// The bits to write: with <paramref name="includeClears"/> all of them; without, only the marks (a region
+    /// clean here but dirty on disk stays dirty there, since its data may not have reached the legs' media yet).
+    /// </summary>
+    public byte[] Snapshot(bool includeClears)
+    {
+        var bits = (byte[])Clean.Clone();
+        if (!includeClears)
+            for (int i = 0; i < bits.Length; i++) bits[i] &= OnDisk[i];
+        return bits;
+    }
+
+    /// <summary>The file now holds <paramref name="written"/>, a snapshot taken under the lock.</summary>
+    public void Persisted(byte[] written, bool includeClears)
+    {
+        written.CopyTo(OnDisk, 0);
+        MarksPending = false;
+        if (includeClears)
+        {
+            // A clear made after the snapshot is still pending.
+            ClearsPending = !Clean.AsSpan().SequenceEqual(OnDisk);
+        }
     }
 
     public bool InSync(long region) => Test(_sync, region);
@@ -59,14 +93,14 @@ internal sealed class RegionBitmaps
     {
         if (!Test(Clean, region)) return;
         Clear(Clean, region);
-        CleanChanged = true;
+        if (Test(OnDisk, region)) MarksPending = true;
     }
 
     public void ClearRegion(long region)
     {
         if (Test(Clean, region)) return;
         Set(Clean, region);
-        CleanChanged = true;
+        ClearsPending = true;
     }
 
     public void SetRegionSync(long region, bool inSync)
@@ -74,8 +108,27 @@ internal sealed class RegionBitmaps
         Clear(_recovering, region);
         if (inSync == Test(_sync, region)) return;
         if (inSync) { Set(_sync, region); SyncCount++; }
-        else { Clear(_sync, region); SyncCount--; }
+        else
+        {
+            Clear(_sync, region);
+            SyncCount--;
+            MarkRegion(region);
+        }
     }
+
+    /// <summary>Every region out of sync (a leg with nothing on it joined): the next recovery copies them all.</summary>
+    public void SetAllOutOfSync()
+    {
+        for (long r = 0; r < RegionCount; r++)
+        {
+            if (Test(_sync, r)) { Clear(_sync, r); SyncCount--; }
+            MarkRegion(r);
+        }
+        _searchFrom = 0;
+    }
+
+    /// <summary>Starts another recovery pass from the first region (after a failed copy, or when a leg came back).</summary>
+    public void RestartResync() => _searchFrom = 0;
 
     public bool TryGetResyncWork(out long region)
     {

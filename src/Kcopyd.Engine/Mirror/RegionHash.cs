@@ -22,6 +22,8 @@ internal sealed class RegionHash
     {
         public RegionState State = state;
         public int Pending;
+        /// <summary>A write that ended while the region was recovering or scrubbed missed some leg.</summary>
+        public bool MissedLeg;
         public List<RegionIo>? Held;
     }
 
@@ -91,6 +93,10 @@ internal sealed class RegionHash
                 entry.State = RegionState.NoSync;
                 _log.SetRegionSync(region, false);
             }
+            else if (notOnEveryLeg && entry.State == RegionState.Recovering)
+            {
+                entry.MissedLeg = true;
+            }
             if (--entry.Pending > 0) return false;
             switch (entry.State)
             {
@@ -117,6 +123,24 @@ internal sealed class RegionHash
             entry.State = RegionState.Recovering;
             _recovering++;
             if (entry.Pending == 0) _quiesced.Add(region);
+        }
+    }
+
+    /// <summary>
+    /// Holds an in-sync region for a scrub as a recovery would (new writes held, those in flight drained); false
+    /// for a region out of sync or already recovering, which the recovery will copy anyway.
+    /// </summary>
+    public bool TryBeginScrub(long region)
+    {
+        lock (_lock)
+        {
+            var state = StateOfLocked(region);
+            if (state is not (RegionState.Clean or RegionState.Dirty)) return false;
+            var entry = GetOrAdd(region, state);
+            entry.State = RegionState.Recovering;
+            _recovering++;
+            if (entry.Pending == 0) _quiesced.Add(region);
+            return true;
         }
     }
 
@@ -155,9 +179,10 @@ internal sealed class RegionHash
     {
         lock (_lock)
         {
+            var entry = _regions[region];
+            inSync &= !entry.MissedLeg;
             _log.SetRegionSync(region, inSync);
             if (inSync) _log.ClearRegion(region);
-            var entry = _regions[region];
             _regions.Remove(region);
             _recovering--;
             var held = entry.Held ?? new List<RegionIo>();

@@ -12,6 +12,7 @@ internal static class Errno
     public const int ENOTTY = 25;
     public const int EOPNOTSUPP = 95;
     public const int ECANCELED = 125;
+    public const int ETIMEDOUT = 110;
 
     public static int Last => LibC.errno;
 

@@ -35,9 +35,13 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
     [ValidateNotNullOrEmpty]
     public string? LogPath { get; set; }
 
-    /// <summary>Take the legs as identical: no initial recovery.</summary>
+    /// <summary>Take the legs as identical: no initial recovery. A sampled comparison warns when they are not.</summary>
     [Parameter]
     public SwitchParameter NoSync { get; set; }
+
+    /// <summary>Start a log that fails its check, or belongs to other legs, afresh: every region out of sync.</summary>
+    [Parameter]
+    public SwitchParameter ResetLog { get; set; }
 
     [Parameter]
     [ValidateRange(1, 1 << 16)]
@@ -48,7 +52,7 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
     [ValidateRange(0, long.MaxValue)]
     public long RecoveryBytesPerSecond { get; set; }
 
-    /// <summary>Use legs that are mounted or held open exclusively by another program.</summary>
+    /// <summary>Use legs that are mounted, held open by another program, or hold data the recovery would overwrite.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -62,7 +66,17 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
         MirrorDevice? mirror = null;
         try
         {
-            var legs = Leg.Select(l => devices.OpenForWrite(l, Force)).ToArray();
+            var legs = Leg.Select(l => devices.OpenForWrite(l, Force, asLeg: true)).ToArray();
+            string? logPath = LogPath == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(LogPath);
+            if (!NoSync && !Force)
+            {
+                // Legs the mirror's own log knows are its own: re-creating a mirror from its log needs no -Force.
+                var known = logPath == null || ResetLog
+                    ? new HashSet<string>()
+                    : DiskDirtyLog.RecordedLegIds(logPath, MirrorDevice.LogPlacementCheck(legs, logPath));
+                foreach (var leg in legs.Skip(1).Where(l => !known.Contains(LegIdentity.Of(l))))
+                    LegChecks.RefuseIfHoldsData(leg, "a leg after the first");
+            }
             string action = NoSync
                 ? $"Create mirror '{Name}' without initial recovery"
                 : $"Create mirror '{Name}' and overwrite every leg after the first with {legs[0].Name}";
@@ -75,8 +89,9 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
             {
                 Name = Name,
                 RegionSizeBytes = RegionSize,
-                LogPath = LogPath == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(LogPath),
+                LogPath = logPath,
                 NoSync = NoSync,
+                ResetLog = ResetLog,
                 RequestPoolSize = RequestPoolSize,
                 RecoveryBytesPerSecond = RecoveryBytesPerSecond,
             });
@@ -89,6 +104,16 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
             ThrowTerminatingError(ErrorRecords.From(ex));
             return;
         }
+        catch
+        {
+            // Whatever failed, no leg stays open (exclusively) behind the admin's back.
+            mirror?.Dispose();
+            devices.CloseAll();
+            throw;
+        }
+        if (NoSync && mirror.FindSampledDifference() is { } offset)
+            WriteWarning($"-NoSync trusts the legs of mirror '{Name}' to be identical, but they differ at byte {offset} (a sample of the legs was compared). " +
+                         "Run Test-MirrorDevice -Repair, or re-create the mirror without -NoSync.");
         WriteObject(mirror.GetStatus());
     }
 }

@@ -1,5 +1,7 @@
 using System.Management.Automation;
+using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Mirror;
 
 namespace Kcopyd.Session;
 
@@ -23,9 +25,30 @@ internal sealed class DeviceScope(PSCmdlet cmdlet)
         return device;
     }
 
-    /// <summary>Opens a destination: exclusively, so a mounted or claimed device is refused, unless forced.</summary>
-    public IBlockDevice OpenForWrite(DeviceArgument argument, bool force)
-        => Open(argument, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+    /// <summary>
+    /// Opens a destination: exclusively, so a mounted or claimed device (or an image file another writer holds)
+    /// is refused, unless forced. For a mirror leg the refusal is LegInUse.
+    /// </summary>
+    public IBlockDevice OpenForWrite(DeviceArgument argument, bool force, bool asLeg = false)
+    {
+        IBlockDevice device;
+        try
+        {
+            device = Open(argument, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+        }
+        catch (KcopydException ex) when (asLeg && ex.ErrorId == "DeviceInUse")
+        {
+            throw new KcopydException("LegInUse", ex.Kind, ex.Message, ex.Target, ex);
+        }
+        // A leg of a live mirror is written only through the mirror: a write beside it leaves the legs different
+        // while the mirror calls them in sync. The OS locks cover other processes; this covers this one.
+        if (!force && MirrorDevice.MirrorUsing(device) is { } owner && !ReferenceEquals(owner, device))
+        {
+            throw new KcopydException("LegInUse", KcopydErrorKind.ResourceBusy,
+                $"'{device.Name}' is a leg of mirror '{owner.Name}' (or shares its storage): write to the mirror instead, or use -Force.", device.Name);
+        }
+        return device;
+    }
 
     /// <summary>The path devices opened so far (not the session's mirrors).</summary>
     public IReadOnlyList<IBlockDevice> Opened => _opened;

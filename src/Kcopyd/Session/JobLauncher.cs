@@ -47,6 +47,7 @@ internal static class JobLauncher
         if (wait)
         {
             JobProgress.WaitWithProgress(cmdlet, job, activity, () => cmdlet.Stopping);
+            foreach (string warning in job.Warnings) cmdlet.WriteWarning(warning);
             if (job.State == CopyJobState.Failed)
             {
                 var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;

@@ -15,7 +15,8 @@ public static class KcopydSession
 {
     public const string DefaultClientName = "default";
 
-    private sealed record MirrorEntry(MirrorDevice Mirror, IReadOnlyList<IBlockDevice> OpenedLegs);
+    /// <summary>A mirror and the leg devices the module opened for it (which it closes after the mirror).</summary>
+    private sealed record MirrorEntry(MirrorDevice Mirror, List<IBlockDevice> OpenedLegs);
 
     private static readonly ConcurrentDictionary<string, CopyClient> s_clients = new(StringComparer.OrdinalIgnoreCase);
     private static readonly ConcurrentDictionary<long, CopyJob> s_jobs = new();
@@ -50,8 +51,26 @@ public static class KcopydSession
     /// <summary>Keeps a new mirror, with the legs opened for it that must be closed after it.</summary>
     public static void AddMirror(MirrorDevice mirror, IReadOnlyList<IBlockDevice> openedLegs)
     {
-        if (!s_mirrors.TryAdd(mirror.Name, new MirrorEntry(mirror, openedLegs)))
+        if (!s_mirrors.TryAdd(mirror.Name, new MirrorEntry(mirror, [.. openedLegs])))
             throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{mirror.Name}' exists already.", mirror.Name);
+    }
+
+    /// <summary>A device opened for a leg that joined the mirror later (Add-MirrorLeg, Repair-MirrorDevice -NewLeg).</summary>
+    public static void AdoptLeg(string mirrorName, IBlockDevice device)
+    {
+        var entry = s_mirrors[mirrorName];
+        lock (entry.OpenedLegs) entry.OpenedLegs.Add(device);
+    }
+
+    /// <summary>Closes the device of a leg that left the mirror, if the module opened it (a mirror leg stays).</summary>
+    public static void CloseLeg(string mirrorName, IBlockDevice device)
+    {
+        var entry = s_mirrors[mirrorName];
+        lock (entry.OpenedLegs)
+        {
+            if (!entry.OpenedLegs.Remove(device)) return;
+        }
+        device.Dispose();
     }
 
     /// <summary>Flushes and stops a mirror, then closes the legs opened for it. A mirror that is a leg of another is refused.</summary>
