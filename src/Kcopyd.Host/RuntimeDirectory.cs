@@ -27,7 +27,8 @@ internal static class RuntimeDirectory
         stat st;
         fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(path + "\0"))
             if (LibC.lstat(p, &st) != 0)
-                throw new HostStartException($"Cannot stat the runtime directory '{path}': errno {LibC.errno}");
+                throw new HostStartException(
+                    $"Cannot stat the runtime directory '{path}': {new System.ComponentModel.Win32Exception(LibC.errno).Message}");
         uint euid = LibC.geteuid();
         uint mode = (uint)st.st_mode;
         if ((mode & (uint)LibC.S_IFMT) != (uint)LibC.S_IFDIR)

@@ -48,6 +48,28 @@ public sealed class ControlSocketTests : IDisposable
     }
 
     [Fact]
+    public async Task A_second_host_on_the_same_runtime_directory_is_refused_and_the_first_goes_on()
+    {
+        await using var first = ControlServer.Start(RuntimeDir, _log);
+
+        var e = Assert.Throws<HostStartException>(() => ControlServer.Start(RuntimeDir, _log));
+        Assert.Contains("already listens", e.Message);
+        Assert.Equal(Environment.ProcessId, (await GetHostAsync(first.SocketPath)).ProcessId);
+    }
+
+    [Fact]
+    public async Task A_socket_left_by_a_dead_host_is_replaced()
+    {
+        await using (ControlServer.Start(RuntimeDir, _log)) { }
+        using (var dead = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+            dead.Bind(new UnixDomainSocketEndPoint(Path.Combine(RuntimeDir, ControlProtocol.SocketName))); // never listens
+
+        await using var server = ControlServer.Start(RuntimeDir, _log);
+        Assert.Equal(ControlServer.SocketMode, File.GetUnixFileMode(server.SocketPath));
+        Assert.Equal(Environment.ProcessId, (await GetHostAsync(server.SocketPath)).ProcessId);
+    }
+
+    [Fact]
     public async Task GetHost_answers_the_protocol_version_and_who_the_host_is()
     {
         await using var server = ControlServer.Start(RuntimeDir, _log);
