@@ -1,0 +1,2 @@
+// The host and these tests are Linux only.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
