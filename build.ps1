@@ -71,13 +71,14 @@ function Get-PesterManifest {
     Join-Path $packages.Trim() "pester/$PesterVersion/tools/Pester.psd1"
 }
 
-function Invoke-EngineTests {
-    # xunit over the engine; returns its pass and fail counts from the TRX report.
+function Invoke-XunitTests {
+    # One xunit project; returns its pass and fail counts from the TRX report.
+    param([Parameter(Mandatory)] [string] $Project, [Parameter(Mandatory)] [string] $Name)
     $results = Join-Path $Out 'TestResults'
-    $trx = Join-Path $results 'engine.trx'
+    $trx = Join-Path $results "$Name.trx"
     Remove-Item $trx -ErrorAction Ignore
-    dotnet test (Join-Path $Root 'tests/Kcopyd.Engine.Tests') -c $Configuration --nologo `
-        --logger 'trx;LogFileName=engine.trx' --logger 'console;verbosity=normal' --results-directory $results | Out-Host
+    dotnet test (Join-Path $Root $Project) -c $Configuration --nologo `
+        --logger "trx;LogFileName=$Name.trx" --logger 'console;verbosity=normal' --results-directory $results | Out-Host
     if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1 } }
     $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
     [pscustomobject]@{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout }
@@ -107,7 +108,11 @@ function Invoke-Test {
     # nbdkit + nbdfuse + losetup make real block devices that fail on demand (fault tests).
     Install-DebianPackage @{ losetup = 'mount'; 'mkfs.ext4' = 'e2fsprogs'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3'; setpriv = 'util-linux'; sfdisk = 'fdisk'; python3 = 'python3-minimal' }
     Invoke-Package | Out-Null   # builds too; the cmdlet tests import the packaged folder as well
-    $suites = @(Invoke-EngineTests; Invoke-CmdletTests)
+    $suites = @(
+        Invoke-XunitTests 'tests/Kcopyd.Engine.Tests' 'engine'
+        Invoke-XunitTests 'tests/Kcopyd.Host.Tests' 'host'
+        Invoke-CmdletTests
+    )
     $passed = ($suites | Measure-Object Passed -Sum).Sum
     $failed = ($suites | Measure-Object Failed -Sum).Sum
     Write-Host "$passed passed, $failed failed"
