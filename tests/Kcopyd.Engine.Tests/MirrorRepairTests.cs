@@ -28,10 +28,10 @@ public sealed class MirrorRepairTests : IDisposable
         new Random(302).NextBytes(data);
         Assert.Equal(0, PendingIo.WriteAndWait(mirror, 10 * Region, data, Bounded));
         Assert.Equal(LegHealth.Dead, mirror.GetStatus().Legs[1].Health);
-        var stillDead = mirror.ReAddDeadLegs();
-        Assert.Null(stillDead.Single().Error); // reads of the faulty disk work: only its writes fail
-        faulty.FailWrites(false);
+        faulty.FailWrites(false); // the device works again
         long recoveredBefore = mirror.GetStatus().RecoveredRegions;
+        var reAdded = mirror.ReAddDeadLegs();
+        Assert.Null(reAdded.Single().Error);
 
         Assert.True(mirror.WaitForSync(Bounded), mirror.GetStatus().ToString());
         var status = mirror.GetStatus();

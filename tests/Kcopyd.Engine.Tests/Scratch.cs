@@ -16,7 +16,10 @@ public sealed class Scratch : IDisposable
     public Scratch()
     {
         Folder = Path.Combine(Path.GetTempPath(), "kcopyd-test-" + Guid.NewGuid().ToString("N")[..12]);
-        Directory.CreateDirectory(Folder);
+        // 0700 whatever the umask: LogFileTests change the process umask while other classes run, and a mirror log
+        // is refused in a folder others may write to.
+        Directory.CreateDirectory(Folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(Folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
     }
 
     public string Folder { get; }

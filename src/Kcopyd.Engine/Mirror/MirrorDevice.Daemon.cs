@@ -198,7 +198,10 @@ public sealed partial class MirrorDevice
     private void EndWrite(RegionIo io, bool loggedFailures)
     {
         ulong written = io.Targets & ~io.FailedLegs;
-        if (_regions.EndWrite(io.Region, notOnEveryLeg: written != AllLegs)) Wake();
+        // A write to an out-of-sync region goes to the default leg alone by design (the recovery copies it on);
+        // only one meant for every leg can leave its region out of sync by missing one.
+        bool missedALeg = io.IsSyncWrite && written != AllLegs;
+        if (_regions.EndWrite(io.Region, notOnEveryLeg: missedALeg)) Wake();
         bool acknowledged = loggedFailures && (written & DefaultLeg.Bit) != 0;
         io.Finish(acknowledged ? 0 : io.Errno != 0 ? io.Errno : Errno.EIO);
     }

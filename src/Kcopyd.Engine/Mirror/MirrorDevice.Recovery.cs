@@ -33,6 +33,9 @@ public sealed partial class MirrorDevice
                 if (Interlocked.Read(ref _recoveryStartTimestamp) == 0) Interlocked.Exchange(ref _recoveryStartTimestamp, Stopwatch.GetTimestamp());
                 _regions.BeginRecovery(region);
             }
+            // A pass that ended with regions still out of sync, and nothing dead to explain it, is run again.
+            if (_regions.RecoveringRegions == 0 && _log.SyncCount < RegionCount && LegsTakingWrites() == AllLegs)
+                _recoveryFailedInPass = true;
         }
         foreach (long region in _regions.TakeQuiesced())
         {
@@ -102,6 +105,7 @@ public sealed partial class MirrorDevice
             lock (_recoveryJobs) wasCopy = _recoveryJobs.Remove(region);
             bool inSync = copied && LegsTakingWrites() == AllLegs;
             if (inSync && wasCopy) Interlocked.Increment(ref _recoveredRegions);
+            if (inSync) _recoveryRetryDelay = RecoveryRetryFirst; // progress: the next retry need not wait long
             var held = _regions.EndRecovery(region, inSync);
             lock (_queueLock) _writes.InsertRange(0, held);
             Interlocked.Exchange(ref _recoveryEndTimestamp, Stopwatch.GetTimestamp());

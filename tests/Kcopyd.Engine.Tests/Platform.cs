@@ -1,0 +1,2 @@
+// The engine and these tests are Linux only.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
