@@ -93,6 +93,8 @@ public sealed class DiskDirtyLog : IDirtyLog
                 return new DiskDirtyLog(file, found.Value.Header, bits) { _headerChanged = !slotsAgree };
             }
             if (!resetLog) throw refusal;
+            if (found != null && ResetWouldOverwriteDefault(file.Path, found.Value.Header, found.Value.Clean, legs) is { } overwrite)
+                throw overwrite;
             noSync = false; // a reset log trusts nothing on the legs
             RandomAccess.SetLength(file.Handle, 0);
         }
@@ -252,6 +254,26 @@ public sealed class DiskDirtyLog : IDirtyLog
         return IdentityMismatch(path, stranger != null
             ? $"'{stranger.Name}' ({stranger.StableId}) is not a leg the log knows; it records {recorded}. To put a new device in, use Repair-MirrorDevice -ReplaceLeg"
             : $"it records {found.Legs.Count} legs ({recorded}), not {legs.Count}");
+    }
+
+    /// <summary>
+    /// A reset resyncs every leg from the first. A log that still reads and records one of the given legs as the
+    /// default (the leg holding every acknowledged write) while a region is out of sync or a leg is not alive must not
+    /// be reset with another leg first: that copy would overwrite the only full copy with a stale one.
+    /// </summary>
+    private static KcopydException? ResetWouldOverwriteDefault(string path, LogHeader found, byte[] clean, IReadOnlyList<LogLeg> legs)
+    {
+        if (found.DefaultLeg < 0 || found.DefaultLeg >= found.Legs.Count) return null;
+        int given = legs.Select(l => l.StableId).ToList().IndexOf(found.Legs[found.DefaultLeg].StableId);
+        if (given <= 0) return null;
+        bool allClean = true;
+        for (long r = 0; r < found.RegionCount && allClean; r++)
+            allClean = r >> 3 < clean.Length && (clean[r >> 3] & (1 << (int)(r & 7))) != 0;
+        if (allClean && found.Legs.All(l => l.Health == LegHealth.Alive)) return null;
+        return IdentityMismatch(path,
+            $"-ResetLog would resync every leg from '{legs[0].Name}', but the log records '{legs[given].Name}' as the default leg, " +
+            $"the only one holding every acknowledged write, and the mirror was not in sync; give '{legs[given].Name}' first " +
+            "(or delete the log file to start afresh on purpose)");
     }
 
     private static KcopydException IdentityMismatch(string path, string why)
