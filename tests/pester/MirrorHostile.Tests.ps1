@@ -120,3 +120,53 @@ Describe 'Ctrl+C on a copy into a mirror whose leg hangs' {
         }
     }
 }
+
+Describe 'A mirror re-created from its log over a leg that is not the one the log knew' {
+    It 'is refused as LegIdentityMismatch when an image file leg was deleted and re-created under the same inode' {
+        $fs = New-TestLoopDevice -Name 'h3-fs.img' -Size 96MB
+        mkfs.ext4 -q -F $fs
+        $mountPoint = Join-Path (Split-Path (New-TestImage -Name 'h3.marker' -Size 0)) 'h3-mnt'
+        New-Item -ItemType Directory $mountPoint | Out-Null
+        mount $fs $mountPoint
+        try {
+            $a = Join-Path $mountPoint 'a.img'; $b = Join-Path $mountPoint 'b.img'; $log = Join-Path $mountPoint 'h3.log'
+            foreach ($image in $a, $b) { $file = [IO.File]::Create($image); $file.SetLength(16MB); $file.Dispose() }
+            Write-RandomRegion -Path $a -Offset 0 -Length 16MB -Seed 903
+            $data = Get-RegionHash $a 0 16MB
+            New-MirrorDevice h3 $a, $b -LogPath $log -Confirm:$false | Out-Null
+            Wait-MirrorDevice h3 -TimeoutSeconds 60 | Out-Null
+            Remove-MirrorDevice h3 -Confirm:$false
+            $inode = (stat -c %i $b)
+            Remove-Item $b
+            $file = [IO.File]::Create($b); $file.SetLength(16MB); $file.Dispose()
+            if ((stat -c %i $b) -ne $inode) { Set-ItResult -Skipped -Because 'ext4 did not reuse the inode'; return }
+
+            { New-MirrorDevice h3 $a, $b -LogPath $log -Confirm:$false } |
+                Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*'$b' differs from the default leg*"
+            Get-MirrorDevice h3 -ErrorAction Ignore | Should -BeNullOrEmpty
+
+            New-MirrorDevice h3 $a, $b -LogPath $log -ResetLog -Confirm:$false | Out-Null
+            Wait-MirrorDevice h3 -TimeoutSeconds 60 | Out-Null
+            Get-RegionHash $b 0 16MB | Should -Be $data
+        } finally {
+            Remove-MirrorDevice h3 -Confirm:$false -ErrorAction Ignore
+            umount $mountPoint
+        }
+    }
+
+    It 'is refused when a leg was written outside the mirror, and a log whose legs are out of sync is still taken' {
+        $a = New-TestLoopDevice -Name 'h4-a.img' -Size 16MB
+        $b = New-TestLoopDevice -Name 'h4-b.img' -Size 16MB
+        $log = Join-Path (Split-Path (New-TestImage -Name 'h4.marker' -Size 0)) 'h4.log'
+        try {
+            Write-RandomRegion -Path $a -Offset 0 -Length 16MB -Seed 904
+            New-MirrorDevice h4 $a, $b -LogPath $log -Confirm:$false | Out-Null
+            Wait-MirrorDevice h4 -TimeoutSeconds 60 | Out-Null
+            Remove-MirrorDevice h4 -Confirm:$false
+            New-MirrorDevice h4 $a, $b -LogPath $log -Confirm:$false | Out-Null   # the same legs: taken
+            Remove-MirrorDevice h4 -Confirm:$false
+            Write-RandomRegion -Path $b -Offset 0 -Length 16MB -Seed 905
+            { New-MirrorDevice h4 $a, $b -LogPath $log -Confirm:$false } | Should -Throw -ErrorId 'LegIdentityMismatch*'
+        } finally { Remove-MirrorDevice h4 -Confirm:$false -ErrorAction Ignore }
+    }
+}

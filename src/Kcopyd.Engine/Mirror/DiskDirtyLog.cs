@@ -54,7 +54,9 @@ public sealed class DiskDirtyLog : IDirtyLog
     /// Opens the log of the mirror described by the arguments. A file that is absent or empty starts a new log
     /// (all out of sync, or all in sync with <paramref name="noSync"/>). An existing one must check (LogCorrupt),
     /// be for this geometry (LogMismatch) and name exactly these legs in this order (LegIdentityMismatch); with
-    /// <paramref name="resetLog"/> a log that fails any of that is started afresh, every region out of sync.
+    /// <paramref name="resetLog"/> the log is started afresh, every region out of sync (a full resync from the first
+    /// leg), whether or not it checks; but a readable log that records another of the given legs as the default while
+    /// the mirror was not in sync is refused even then (the resync would overwrite the only full copy).
     /// Nothing is written to a file that is refused.
     /// </summary>
     public static DiskDirtyLog Open(string path, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs, bool noSync, bool resetLog = false,
@@ -85,14 +87,14 @@ public sealed class DiskDirtyLog : IDirtyLog
             int read = RandomAccess.Read(file.Handle, bytes, 0);
             var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out string why, out bool slotsAgree);
             var refusal = found == null ? Unreadable(file.Path, bytes, why) : Unfit(file.Path, found.Value.Header, regionSizeBytes, regionCount, legs);
-            if (refusal == null)
+            if (refusal == null && !resetLog)
             {
                 var bits = new RegionBitmaps(regionCount, allInSync: false);
                 bits.LoadClean(found!.Value.Clean);
                 // A spoilt or older slot is rewritten at the first flush, so one good copy never stays alone.
                 return new DiskDirtyLog(file, found.Value.Header, bits) { _headerChanged = !slotsAgree };
             }
-            if (!resetLog) throw refusal;
+            if (!resetLog) throw refusal!;
             if (found != null && ResetWouldOverwriteDefault(file.Path, found.Value.Header, found.Value.Clean, legs) is { } overwrite)
                 throw overwrite;
             noSync = false; // a reset log trusts nothing on the legs
