@@ -104,9 +104,13 @@ Describe 'Legs whose names were swapped' {
         $err.FullyQualifiedErrorId | Should -BeLike 'LegIdentityMismatch,*'
         $err.Exception.Message | Should -Match ([regex]::Escape("give them as $b, $a"))
         $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length } | Should -Be $before
-        # In the order the log knows them, the mirror comes back with nothing to copy.
-        $back = New-MirrorDevice i3 $b, $a -LogPath $log -Confirm:$false
-        try { $back.State | Should -Be 'InSync' } finally { Remove-MirrorDevice i3 -Confirm:$false }
+        # In the order the log knows them, the mirror sees that the legs differ in a region the log calls in sync
+        # (the first megabyte was written outside it) and refuses that too; -ResetLog resyncs from the first leg.
+        { New-MirrorDevice i3 $b, $a -LogPath $log -Confirm:$false } | Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*'$a' differs from the default leg '$b'*"
+        $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length } | Select-Object -First 2 | Should -Be ($before | Select-Object -First 2)
+        $back = New-MirrorDevice i3 $b, $a -LogPath $log -ResetLog -Confirm:$false
+        try { (Wait-MirrorDevice i3 -TimeoutSeconds 60).State | Should -Be 'InSync' } finally { Remove-MirrorDevice i3 -Confirm:$false }
+        Get-RegionHash $a 0 8MB | Should -Be (Get-RegionHash $b 0 8MB)
     }
 }
 

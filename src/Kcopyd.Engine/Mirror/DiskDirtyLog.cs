@@ -54,7 +54,9 @@ public sealed class DiskDirtyLog : IDirtyLog
     /// Opens the log of the mirror described by the arguments. A file that is absent or empty starts a new log
     /// (all out of sync, or all in sync with <paramref name="noSync"/>). An existing one must check (LogCorrupt),
     /// be for this geometry (LogMismatch) and name exactly these legs in this order (LegIdentityMismatch); with
-    /// <paramref name="resetLog"/> a log that fails any of that is started afresh, every region out of sync.
+    /// <paramref name="resetLog"/> the log is started afresh, every region out of sync (a full resync from the first
+    /// leg), whether or not it checks; but a readable log that records another of the given legs as the default while
+    /// the mirror was not in sync is refused even then (the resync would overwrite the only full copy).
     /// Nothing is written to a file that is refused.
     /// </summary>
     public static DiskDirtyLog Open(string path, long regionSizeBytes, long regionCount, IReadOnlyList<LogLeg> legs, bool noSync, bool resetLog = false,
@@ -85,14 +87,16 @@ public sealed class DiskDirtyLog : IDirtyLog
             int read = RandomAccess.Read(file.Handle, bytes, 0);
             var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out string why, out bool slotsAgree);
             var refusal = found == null ? Unreadable(file.Path, bytes, why) : Unfit(file.Path, found.Value.Header, regionSizeBytes, regionCount, legs);
-            if (refusal == null)
+            if (refusal == null && !resetLog)
             {
                 var bits = new RegionBitmaps(regionCount, allInSync: false);
                 bits.LoadClean(found!.Value.Clean);
                 // A spoilt or older slot is rewritten at the first flush, so one good copy never stays alone.
                 return new DiskDirtyLog(file, found.Value.Header, bits) { _headerChanged = !slotsAgree };
             }
-            if (!resetLog) throw refusal;
+            if (!resetLog) throw refusal!;
+            if (found != null && ResetWouldOverwriteDefault(file.Path, found.Value.Header, found.Value.Clean, legs) is { } overwrite)
+                throw overwrite;
             noSync = false; // a reset log trusts nothing on the legs
             RandomAccess.SetLength(file.Handle, 0);
         }
@@ -252,6 +256,26 @@ public sealed class DiskDirtyLog : IDirtyLog
         return IdentityMismatch(path, stranger != null
             ? $"'{stranger.Name}' ({stranger.StableId}) is not a leg the log knows; it records {recorded}. To put a new device in, use Repair-MirrorDevice -ReplaceLeg"
             : $"it records {found.Legs.Count} legs ({recorded}), not {legs.Count}");
+    }
+
+    /// <summary>
+    /// A reset resyncs every leg from the first. A log that still reads and records one of the given legs as the
+    /// default (the leg holding every acknowledged write) while a region is out of sync or a leg is not alive must not
+    /// be reset with another leg first: that copy would overwrite the only full copy with a stale one.
+    /// </summary>
+    private static KcopydException? ResetWouldOverwriteDefault(string path, LogHeader found, byte[] clean, IReadOnlyList<LogLeg> legs)
+    {
+        if (found.DefaultLeg < 0 || found.DefaultLeg >= found.Legs.Count) return null;
+        int given = legs.Select(l => l.StableId).ToList().IndexOf(found.Legs[found.DefaultLeg].StableId);
+        if (given <= 0) return null;
+        bool allClean = true;
+        for (long r = 0; r < found.RegionCount && allClean; r++)
+            allClean = r >> 3 < clean.Length && (clean[r >> 3] & (1 << (int)(r & 7))) != 0;
+        if (allClean && found.Legs.All(l => l.Health == LegHealth.Alive)) return null;
+        return IdentityMismatch(path,
+            $"-ResetLog would resync every leg from '{legs[0].Name}', but the log records '{legs[given].Name}' as the default leg, " +
+            $"the only one holding every acknowledged write, and the mirror was not in sync; give '{legs[given].Name}' first " +
+            "(or delete the log file to start afresh on purpose)");
     }
 
     private static KcopydException IdentityMismatch(string path, string why)

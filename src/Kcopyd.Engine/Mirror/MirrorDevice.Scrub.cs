@@ -138,6 +138,41 @@ public sealed partial class MirrorDevice
         return null;
     }
 
+    /// <summary>True when the mirror's log was read from an existing file, so its in-sync regions are claims about the legs.</summary>
+    public bool LogWasReused => _log is DiskDirtyLog { IsNew: false };
+
+    /// <summary>
+    /// Reads the start of up to <paramref name="samples"/> regions the log calls in sync from every alive leg and
+    /// compares them with the default leg: in-sync regions are identical on alive legs, so a difference means a leg
+    /// is not the storage the log knew (an image file re-created under a reused inode, a leg written outside the
+    /// mirror). Returns the first differing leg and byte, or null; a read that fails is not a difference.
+    /// </summary>
+    public (string Leg, long OffsetBytes)? FindSampledInSyncDifference(int samples = 64)
+    {
+        const int sampleBytes = 64 * 1024;
+        long count = Math.Min(samples, RegionCount);
+        using var expected = new LegBuffer(sampleBytes);
+        using var actual = new LegBuffer(sampleBytes);
+        for (long i = 0; i < count; i++)
+        {
+            long region = RegionCount * i / count;
+            if (!_log.InSync(region)) continue;
+            long offset = region * RegionSizeBytes;
+            int length = (int)(Math.Min(sampleBytes, SizeBytes - offset) / LogicalBlockSize * LogicalBlockSize);
+            if (length <= 0) continue;
+            var source = DefaultLeg;
+            if (!source.IsAlive) return null;
+            if (expected.Transfer(source.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
+            foreach (var leg in _legs.Where(l => l != source && l.IsAlive))
+            {
+                if (actual.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
+                int at = actual.Span[..length].CommonPrefixLength(expected.Span[..length]);
+                if (at < length) return (leg.Name, offset + at);
+            }
+        }
+        return null;
+    }
+
     /// <summary>The daemon hands a quiesced region to its waiting scrub instead of starting a copy.</summary>
     private bool HandToScrub(long region)
     {

@@ -39,7 +39,7 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
     [Parameter]
     public SwitchParameter NoSync { get; set; }
 
-    /// <summary>Start a log that fails its check, or belongs to other legs, afresh: every region out of sync.</summary>
+    /// <summary>Start the log afresh, every region out of sync (a full resync from the first leg), even one that checks and fits.</summary>
     [Parameter]
     public SwitchParameter ResetLog { get; set; }
 
@@ -110,6 +110,20 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
             mirror?.Dispose();
             devices.CloseAll();
             throw;
+        }
+        // A log's in-sync regions are identical on its alive legs; a leg that differs there is not the storage the log
+        // knew, whatever its identity says (an image file deleted and re-created under the same inode): serving reads
+        // from it would be stale data. (-NoSync is the admin saying the legs are identical; it warns from a sample itself.)
+        if (!NoSync && mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)
+        {
+            string defaultLeg = mirror.DefaultLeg.Name, log = mirror.GetStatus().LogPath ?? "";
+            KcopydSession.RemoveMirror(mirror.Name);
+            ThrowTerminatingError(ErrorRecords.From(new KcopydException("LegIdentityMismatch", KcopydErrorKind.InvalidArgument,
+                $"The mirror log '{log}' does not fit these legs: '{differs.Leg}' differs from the default leg '{defaultLeg}' at byte " +
+                $"{differs.OffsetBytes}, in a region the log records in sync, so it is not the device the log knew (an image file " +
+                "re-created under a reused inode, or a leg written outside the mirror). The mirror was not created; with the leg that " +
+                "holds the data first, -ResetLog resyncs every other leg from it.", log)));
+            return;
         }
         if (NoSync && mirror.FindSampledDifference() is { } offset)
             WriteWarning($"-NoSync trusts the legs of mirror '{Name}' to be identical, but they differ at byte {offset} (a sample of the legs was compared). " +

@@ -3,10 +3,11 @@ using Kcopyd.Engine.Copy;
 
 namespace Kcopyd.Session;
 
-/// <summary>Shows a job's progress until it ends; stopping the pipeline (Ctrl+C) stops the job.</summary>
+/// <summary>Shows a job's progress until it ends; stopping the pipeline (Ctrl+C) stops the job and returns within seconds.</summary>
 internal static class JobProgress
 {
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(2);
 
     public static void WaitWithProgress(PSCmdlet cmdlet, CopyJob job, string activity, Func<bool> stopping)
     {
@@ -15,8 +16,10 @@ internal static class JobProgress
         {
             if (stopping())
             {
+                // Ctrl+C must give the shell back even when a device hangs with I/O in flight: the job goes on
+                // stopping by itself (Get-CopyJob shows it) once that I/O returns.
                 job.Stop();
-                job.Wait(Timeout.InfiniteTimeSpan);
+                job.Wait(StopGrace);
                 break;
             }
             record.StatusDescription = Describe(job);
