@@ -89,7 +89,9 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
         string image = _scratch.Image("busy.img", MiB);
         using var queue = IoQueueFactory.Create("dispose-race", 16, backend);
         var device = LinuxBlockDevice.Open(image, DeviceOpenOptions.ReadOnly);
-        using var read = new PendingRead();
+        // Not `using`: with a completion of ours it cannot wait for the reads itself. Freed once they all ended; a
+        // failed wait leaves it to the reads still queued, which would otherwise land in freed memory.
+        var read = new PendingRead();
         var counter = new CountingCompletion();
         var request = read.At(0, counter);
         long accepted = 0;
@@ -123,6 +125,7 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
         Assert.True(accepted > 0);
         Assert.Equal(0, Interlocked.Read(ref counter.Errors));
         Assert.True(WaitUntil(() => FdsOf(image).Length == 0), "the fd stayed open after the last request completed");
+        read.Dispose();
     }
 
     /// <summary>Fills the first MiB with seeded random bytes and returns them (FillRandom's first 1 MiB chunk).</summary>

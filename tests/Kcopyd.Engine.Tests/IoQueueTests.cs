@@ -118,27 +118,22 @@ public sealed unsafe partial class IoQueueTests : IDisposable
         using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
         const int threads = 4, perThread = 500;
         var counter = new CompletionCounter(threads * perThread);
+        // Not freed in a finally: a failed wait leaves reads in flight, and they must not land in freed memory.
         var buffers = Enumerable.Range(0, threads).Select(_ => new NativeBuffer(4096)).ToArray();
-        try
+        var submitters = Enumerable.Range(0, threads).Select(t => new Thread(() =>
         {
-            var submitters = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+            for (int i = 0; i < perThread; i++)
             {
-                for (int i = 0; i < perThread; i++)
-                {
-                    var request = new BlockRequest(BlockOperation.Read, (i % 256) * 4096L, 4096, buffers[t].Buffers, counter, t * perThread + i);
-                    queue.Submit(Fd(file), isBlockDevice: false, request);
-                }
-            })).ToArray();
-            foreach (var s in submitters) s.Start();
-            foreach (var s in submitters) Assert.True(s.Join(Bounded));
+                var request = new BlockRequest(BlockOperation.Read, (i % 256) * 4096L, 4096, buffers[t].Buffers, counter, t * perThread + i);
+                queue.Submit(Fd(file), isBlockDevice: false, request);
+            }
+        })).ToArray();
+        foreach (var s in submitters) s.Start();
+        foreach (var s in submitters) Assert.True(s.Join(Bounded));
 
-            Assert.True(counter.Wait(Bounded), $"{counter.Remaining} completions missing");
-            counter.AssertEachExactlyOnce();
-        }
-        finally
-        {
-            foreach (var b in buffers) b.Dispose();
-        }
+        Assert.True(counter.Wait(Bounded), $"{counter.Remaining} completions missing");
+        counter.AssertEachExactlyOnce();
+        foreach (var b in buffers) b.Dispose();
     }
 
     [Theory]
@@ -165,7 +160,7 @@ public sealed unsafe partial class IoQueueTests : IDisposable
         submitter.Start();
         Assert.True(submitter.Join(Bounded));
 
-        Assert.True(counter.Wait(Bounded), $"{counter.Remaining} completions missing");
+        Assert.True(buffer.WaitFor(counter), $"{counter.Remaining} completions missing");
         counter.AssertEachExactlyOnce();
     }
 
@@ -187,7 +182,7 @@ public sealed unsafe partial class IoQueueTests : IDisposable
         });
         queue.Submit(fd, false, new BlockRequest(BlockOperation.Read, 0, 4096, buffer.Buffers, chain, 0));
 
-        Assert.True(counter.Wait(Bounded), $"{counter.Remaining} completions missing");
+        Assert.True(buffer.WaitFor(counter), $"{counter.Remaining} completions missing");
         counter.AssertEachExactlyOnce();
     }
 
@@ -267,11 +262,15 @@ public sealed unsafe partial class IoQueueTests : IDisposable
         }
     }
 
-    /// <summary>One aligned native buffer with its iovec, for raw queue requests.</summary>
+    /// <summary>
+    /// One aligned native buffer with its iovec, for raw queue requests. A request that did not end in time may still
+    /// land in it, so then Dispose leaks it: freed, the memory could go to the runtime, and a late read overwrite it.
+    /// </summary>
     private sealed class NativeBuffer : IDisposable
     {
         private readonly void* _data;
         private readonly IoVec* _vector;
+        private bool _abandoned;
 
         public NativeBuffer(int lengthBytes)
         {
@@ -300,12 +299,21 @@ public sealed unsafe partial class IoQueueTests : IDisposable
             var counter = new CompletionCounter(1);
             bool hasData = operation is BlockOperation.Read or BlockOperation.Write;
             submit(new BlockRequest(operation, offsetBytes, lengthBytes, hasData ? new IoBuffers((nint)(&single), 1) : IoBuffers.None, counter, 0));
-            Assert.True(counter.Wait(Bounded), "the request never completed");
+            Assert.True(WaitFor(counter), "the request never completed");
             return counter.ErrorOf(0);
+        }
+
+        /// <summary>Waits for the requests into this buffer; when they do not all end in time, the buffer is never freed.</summary>
+        public bool WaitFor(CompletionCounter counter)
+        {
+            bool ended = counter.Wait(Bounded);
+            _abandoned |= !ended;
+            return ended;
         }
 
         public void Dispose()
         {
+            if (_abandoned) return;
             NativeMemory.Free(_vector);
             NativeMemory.AlignedFree(_data);
         }

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Kcopyd.Engine.Io;
 
 /// <summary>
@@ -10,7 +8,12 @@ internal sealed class BlockingIoQueue : IIoQueue
 {
     private readonly record struct Work(int Fd, bool IsBlockDevice, BlockRequest Request);
 
-    private readonly BlockingCollection<Work> _work = new(new ConcurrentQueue<Work>());
+    // A plain queue under a lock, not a BlockingCollection: that one must be disposed, and neither its Add nor its
+    // Dispose is safe against the other, so a Submit racing our Dispose met a collection in the middle of its own.
+    // Here Dispose only sets _disposing: a late Submit is refused with ObjectDisposedException, whenever it comes.
+    private readonly object _lock = new();
+    private readonly Queue<Work> _work = new();
+    private bool _disposing;
     private readonly Thread[] _threads;
     private readonly int[] _osThreadIds;
 
@@ -42,29 +45,63 @@ internal sealed class BlockingIoQueue : IIoQueue
     /// <summary>OS ids of the queue's threads.</summary>
     internal IReadOnlyList<int> OsThreadIds => _osThreadIds;
 
+    /// <summary>True on one of the queue's own threads, that is inside a completion of this queue.</summary>
+    internal bool IsQueueThread => Array.IndexOf(_threads, Thread.CurrentThread) >= 0;
+
     /// <summary>
     /// Sees the result of every read and write call (bytes, or a negative errno) and may replace it: a test stands in
     /// for a kernel that returns a short transfer or a transient error. Set before submitting.
     /// </summary>
     internal Func<BlockRequest, int, int>? ResultOverride { get; set; }
 
+    /// <summary>Queues the request; once Dispose has begun, refuses it with <see cref="ObjectDisposedException"/>.</summary>
     public void Submit(int fd, bool isBlockDevice, in BlockRequest request)
-        => _work.Add(new Work(fd, isBlockDevice, request));
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposing, this);
+            _work.Enqueue(new Work(fd, isBlockDevice, request));
+            Monitor.Pulse(_lock);
+        }
+    }
 
     private void Run()
     {
-        foreach (var work in _work.GetConsumingEnumerable())
+        while (TryTake(out var work))
         {
             int error = SyncIo.Execute(work.Fd, work.IsBlockDevice, work.Request, ResultOverride);
             work.Request.Completion.Completed(work.Request.Tag, error);
         }
     }
 
-    /// <summary>Finishes the requests already queued, then stops the threads.</summary>
+    /// <summary>The next request, waiting for one; false once the queue is disposing and nothing is left.</summary>
+    private bool TryTake(out Work work)
+    {
+        lock (_lock)
+        {
+            while (!_work.TryDequeue(out work))
+            {
+                if (_disposing) return false;
+                Monitor.Wait(_lock);
+            }
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Refuses new requests, finishes those already queued, then stops the threads. Safe to call again, or from
+    /// several threads at once: each call returns once the threads have stopped. Not from a completion: a queue
+    /// thread cannot wait for itself.
+    /// </summary>
     public void Dispose()
     {
-        _work.CompleteAdding();
+        if (IsQueueThread)
+            throw new InvalidOperationException($"I/O queue '{Name}' cannot be disposed from its own completion thread.");
+        lock (_lock)
+        {
+            _disposing = true;
+            Monitor.PulseAll(_lock);
+        }
         foreach (var thread in _threads) thread.Join();
-        _work.Dispose();
     }
 }

@@ -423,11 +423,12 @@ internal sealed unsafe class IoUringQueue : IIoQueue
 
     /// <summary>
     /// Refuses new requests, lets those in flight finish (ring and zeroing threads), stops the ring thread, then
-    /// unmaps the ring and closes its fd and the doorbell. Not from a completion: the ring thread cannot wait for itself.
+    /// unmaps the ring and closes its fd and the doorbell. Not from a completion: neither the ring thread nor a zeroing
+    /// thread can wait for itself.
     /// </summary>
     public void Dispose()
     {
-        if (Thread.CurrentThread == _thread)
+        if (Thread.CurrentThread == _thread || _zeroing.IsQueueThread)
             throw new InvalidOperationException($"I/O queue '{Name}' cannot be disposed from its own completion thread.");
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         lock (_lock)
