@@ -208,3 +208,29 @@ Describe 'Repair-MirrorDevice, Add-MirrorLeg, Remove-MirrorLeg and Test-MirrorDe
         }
     }
 }
+
+Describe 'Removing a mirror that a copy is using' {
+    It 'is refused as MirrorInUse while a copy into it runs, and -Force stops the copy first' {
+        # The second leg takes 200 ms per write, so the copy is still running when the removal comes.
+        $legs = @(
+            New-TestLoopDevice -Name 'u1-1.img' -Size 16MB
+            New-TestNbdLoopDevice -Name 'u1-slow' -Nbdkit '--filter=delay', 'memory', '16M', 'wdelay=200ms'
+        )
+        $data = New-TestLoopDevice -Name 'u1-data.img' -Size 16MB
+        New-MirrorDevice u1 $legs -NoSync -Confirm:$false | Out-Null
+        try {
+            # A mirror's bare name is a destination too, when no file of that name is here.
+            $job = Start-RegionCopy $data u1 -Length 16MB -Confirm:$false
+            $job.Destination | Should -Be @('u1')
+            $err = { Remove-MirrorDevice u1 -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
+            $err.FullyQualifiedErrorId | Should -BeLike 'MirrorInUse,*'
+            $err.Exception.Message | Should -Match "job\(s\) $($job.Id)"
+            @(Get-MirrorDevice u1).Count | Should -Be 1
+            Remove-MirrorDevice u1 -Force -Confirm:$false
+            $job.State | Should -Be 'Stopped'
+            @(Get-MirrorDevice u1 -ErrorAction SilentlyContinue).Count | Should -Be 0
+        } finally {
+            Remove-MirrorDevice u1 -Force -Confirm:$false -ErrorAction Ignore
+        }
+    }
+}

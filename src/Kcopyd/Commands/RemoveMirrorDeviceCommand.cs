@@ -14,6 +14,10 @@ public sealed class RemoveMirrorDeviceCommand : PSCmdlet
     [SupportsWildcards]
     public string[] Name { get; set; } = null!;
 
+    /// <summary>Stop the copy jobs that use the mirror, instead of refusing (MirrorInUse).</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     protected override void ProcessRecord()
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
@@ -21,7 +25,7 @@ public sealed class RemoveMirrorDeviceCommand : PSCmdlet
             if (!ShouldProcess(mirror.Name, "Flush, stop recovery and release the legs")) continue;
             try
             {
-                KcopydSession.RemoveMirror(mirror.Name);
+                KcopydSession.RemoveMirror(mirror.Name, Force);
             }
             catch (KcopydException ex)
             {

@@ -44,6 +44,7 @@ public sealed class TestMirrorDeviceCommand : PSCmdlet
             progress.RecordType = ProgressRecordType.Completed;
             WriteProgress(progress);
             if (found == null) return;
+            WriteVerbose($"Mirror '{mirror.Name}': {found.Count} of {mirror.RegionCount} regions differ between legs (regions out of sync were skipped; the recovery copies them).");
             WriteObject(found, enumerateCollection: true);
             if (found.Count > 0 && !Repair)
                 WriteWarning($"{found.Count} region(s) of mirror '{mirror.Name}' differ between legs; Test-MirrorDevice -Repair rewrites them from the default leg '{mirror.DefaultLeg.Name}'.");

@@ -20,7 +20,10 @@ internal sealed class DeviceScope(PSCmdlet cmdlet)
     public IBlockDevice Open(DeviceArgument argument, DeviceOpenOptions options)
     {
         if (argument.MirrorName != null) return KcopydSession.GetMirror(argument.MirrorName);
-        var device = LinuxBlockDevice.Open(cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(argument.Path), options);
+        string path = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(argument.Path);
+        // A bare mirror name that is no file here names the mirror (Start-RegionCopy -Destination data).
+        if (!File.Exists(path) && !Directory.Exists(path) && KcopydSession.MirrorExists(argument.Path!)) return KcopydSession.GetMirror(argument.Path!);
+        var device = LinuxBlockDevice.Open(path, options);
         _opened.Add(device);
         return device;
     }

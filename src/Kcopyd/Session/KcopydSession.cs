@@ -74,11 +74,19 @@ public static class KcopydSession
     }
 
     /// <summary>Flushes and stops a mirror, then closes the legs opened for it. A mirror that is a leg of another is refused.</summary>
-    public static void RemoveMirror(string name)
+    public static void RemoveMirror(string name, bool force = false)
     {
         lock (s_mirrorsLock)
         {
             var mirror = GetMirror(name);
+            // A copy running into or out of the mirror would fail half-way with EIO: say so first.
+            var busy = s_jobs.Values.Where(j => j.State is CopyJobState.Queued or CopyJobState.Running
+                && (j.Source == mirror.Name || j.Destination.Contains(mirror.Name))).ToArray();
+            if (busy.Length > 0 && !force)
+                throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
+                    $"Mirror '{name}' is used by running copy job(s) {string.Join(", ", busy.Select(j => j.Id))}; wait for them, or use -Force to stop them first.", name);
+            foreach (var job in busy) job.Stop();
+            foreach (var job in busy) job.Wait(TimeSpan.FromSeconds(30));
             var user = s_mirrors.Values.FirstOrDefault(e => e.Mirror.Legs.Any(l => ReferenceEquals(l.Device, mirror)));
             if (user != null)
                 throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
