@@ -24,7 +24,7 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
     [InlineData(IoBackend.Blocking)]
     public void A_read_in_flight_at_dispose_completes_with_the_devices_bytes_and_the_fd_closes_after_it(IoBackend backend)
     {
-        using var disk = new SlowDisk(_scratch.Folder, 4 * MiB, readDelay: "500ms");
+        using var disk = FaultyDisk.WithSlowReads(_scratch.Folder, 4 * MiB, readDelay: "500ms");
         var expected = FillWithSeed(disk.Device, seed: 21);
         using var queue = IoQueueFactory.Create("dispose-in-flight", 4, backend);
         var device = LinuxBlockDevice.Open(disk.Device, DeviceOpenOptions.ReadOnly);
@@ -46,7 +46,7 @@ public sealed unsafe class DisposeInFlightTests : IDisposable
     [Fact]
     public void A_read_still_queued_at_dispose_reads_its_own_device_and_not_a_file_opened_since()
     {
-        using var disk = new SlowDisk(_scratch.Folder, 4 * MiB, readDelay: "500ms");
+        using var disk = FaultyDisk.WithSlowReads(_scratch.Folder, 4 * MiB, readDelay: "500ms");
         var expected = FillWithSeed(disk.Device, seed: 22);
         string other = _scratch.Image("other.img", ReadBytes * 2);
         File.WriteAllBytes(other, Enumerable.Repeat((byte)0x5A, ReadBytes * 2).ToArray());

@@ -62,6 +62,10 @@ public sealed class FaultyDisk : IDisposable
         }
     }
 
+    /// <summary>An in-memory disk whose every read takes <paramref name="readDelay"/> (nbdkit's rdelay, e.g. "500ms").</summary>
+    public static FaultyDisk WithSlowReads(string folder, long sizeBytes, string readDelay)
+        => new(folder, ["memory", sizeBytes.ToString(), $"rdelay={readDelay}"], ["--filter=delay"]);
+
     /// <summary>
     /// A read-only disk serving <paramref name="image"/> whose reads fail with EIO inside <paramref name="badRanges"/>
     /// (offset, length in bytes), through nbdkit's ddrescue filter: bad sectors at exact places.

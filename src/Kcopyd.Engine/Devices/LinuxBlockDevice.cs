@@ -84,13 +84,18 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         // O_EXCL on a block device fails with EBUSY while it is mounted or claimed by another exclusive opener.
         if (isBlock && options.Exclusive) flags |= LibC.O_EXCL;
         bool direct = options.Direct;
-        int fd = OpenFd(pathBytes, flags | (direct ? LibC.O_DIRECT : 0));
-        if (fd < 0 && direct && Errno.Last == Errno.EINVAL)
+        int fd = -1;
+        int openErrno = BusyRetry.Run(() =>
         {
-            direct = false; // tmpfs and some FUSE filesystems refuse O_DIRECT
-            fd = OpenFd(pathBytes, flags);
-        }
-        if (fd < 0) throw OpenError(path, Errno.Last);
+            fd = OpenFd(pathBytes, flags | (direct ? LibC.O_DIRECT : 0));
+            if (fd < 0 && direct && Errno.Last == Errno.EINVAL)
+            {
+                direct = false; // tmpfs and some FUSE filesystems refuse O_DIRECT
+                fd = OpenFd(pathBytes, flags);
+            }
+            return fd < 0 ? Errno.Last : 0;
+        }, Errno.EBUSY);
+        if (fd < 0) throw OpenError(path, openErrno);
 
         try
         {
@@ -233,8 +238,11 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         claim.l_whence = (short)LibC.SEEK_SET;
         claim.l_start = LegClaimOffset;
         claim.l_len = 1;
-        if (LibC.fcntl(_fd, LibC.F_OFD_SETLK, &claim) == 0) return true;
-        int errno = Errno.Last;
+        int fd = _fd;
+        int errno = type == LibC.F_UNLCK
+            ? OfdLock.Set(fd, claim)
+            : BusyRetry.Run(() => OfdLock.Set(fd, claim), LibC.EAGAIN, LibC.EACCES);
+        if (errno == 0) return true;
         // A filesystem without locks cannot be guarded: as for the writer's lock, it is still usable.
         return errno != LibC.EAGAIN && errno != LibC.EACCES;
     }
@@ -248,8 +256,8 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         flock whole = default;
         whole.l_type = (short)LibC.F_WRLCK;
         whole.l_whence = (short)LibC.SEEK_SET; // l_start = l_len = 0: from byte 0 to any future end
-        if (LibC.fcntl(fd, LibC.F_OFD_SETLK, &whole) == 0) return;
-        int errno = Errno.Last;
+        int errno = BusyRetry.Run(() => OfdLock.Set(fd, whole), LibC.EAGAIN, LibC.EACCES);
+        if (errno == 0) return;
         if (errno == LibC.EAGAIN || errno == LibC.EACCES)
             throw new KcopydException("DeviceInUse", KcopydErrorKind.ResourceBusy,
                 $"'{path}' is held by another writer (a mirror leg or a running copy, in this or another process). " +

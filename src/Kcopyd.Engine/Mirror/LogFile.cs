@@ -366,10 +366,8 @@ public sealed unsafe class LogFile : IDisposable
             flock whole = default;
             whole.l_type = (short)LibC.F_WRLCK;
             whole.l_whence = 0; // SEEK_SET; with l_start = l_len = 0 the lock covers the file however it grows
-            int rc;
-            do { rc = LibC.fcntl(fd, LibC.F_OFD_SETLK, &whole); } while (rc != 0 && Errno.Last == LibC.EINTR);
-            if (rc == 0) return;
-            int errno = Errno.Last;
+            int errno = BusyRetry.Run(() => OfdLock.Set(fd, whole), LibC.EAGAIN, LibC.EACCES);
+            if (errno == 0) return;
             if (errno == LibC.EAGAIN || errno == LibC.EACCES)
                 throw new KcopydException("LogInUse", KcopydErrorKind.ResourceBusy,
                     $"The mirror log {Named(shown)} is the log of a mirror that is live (in this or another process).", _path);
