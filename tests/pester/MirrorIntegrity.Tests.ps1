@@ -234,3 +234,51 @@ Describe 'Removing a mirror that a copy is using' {
         }
     }
 }
+
+Describe 'Removing a mirror whose leg hangs' {
+    It 'returns within a bounded time with a warning, and lets go of the legs once the leg answers again' {
+        $folder = Split-Path (New-TestImage -Name 'h1.marker' -Size 0)
+        $control = Join-Path $folder 'h1-pause.sock'
+        # A real block device that stops answering while paused (nbdkit's pause filter, driven over its socket).
+        $hung = New-TestNbdLoopDevice -Name 'h1-hung' -Nbdkit '--filter=pause', 'memory', '16M', "pause-control=$control"
+        $good = New-TestLoopDevice -Name 'h1-good.img' -Size 16MB
+        $data = New-TestLoopDevice -Name 'h1-data.img' -Size 16MB
+        function Send-Pause([string] $Command) {
+            $socket = [Net.Sockets.Socket]::new([Net.Sockets.AddressFamily]::Unix, [Net.Sockets.SocketType]::Stream, [Net.Sockets.ProtocolType]::Unspecified)
+            try {
+                $socket.Connect([Net.Sockets.UnixDomainSocketEndPoint]::new($control))
+                [void]$socket.Send([Text.Encoding]::ASCII.GetBytes($Command))
+                $answer = [byte[]]::new(1)
+                $socket.ReceiveTimeout = 10000
+                [void]$socket.Receive($answer)
+                [char]$answer[0] | Should -Be $Command.ToUpper()
+            } finally { $socket.Dispose() }
+        }
+        New-MirrorDevice h1 $good, $hung -NoSync -Confirm:$false | Out-Null
+        try {
+            Send-Pause 'p'
+            $job = Start-RegionCopy $data h1 -Length 4MB -Confirm:$false
+            Start-Sleep -Milliseconds 500
+            $job.State | Should -Be 'Running' -Because 'its writes to the paused leg hang'
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            Remove-MirrorDevice h1 -Force -Confirm:$false -WarningVariable warned -WarningAction SilentlyContinue
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 30 -Because 'a hung leg must not hang the admin'
+            ($warned -join "`n") | Should -Match 'has not returned'
+            @(Get-MirrorDevice -ErrorAction SilentlyContinue).Name | Should -Not -Contain 'h1'
+            # Until the hung I/O returns, the legs are still held: a new mirror on them is refused, not corrupted.
+            $err = { New-MirrorDevice h1b $good, $hung -NoSync -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
+            $err.FullyQualifiedErrorId | Should -BeLike 'LegInUse,*'
+        } finally {
+            Send-Pause 'r'
+        }
+        $deadline = [DateTime]::UtcNow.AddSeconds(60)
+        while ($true) {
+            try { New-MirrorDevice h1c $good, $hung -NoSync -Confirm:$false -ErrorAction Stop | Out-Null; break }
+            catch { if ($_.FullyQualifiedErrorId -notlike 'LegInUse,*' -or [DateTime]::UtcNow -gt $deadline) { throw } }
+            Start-Sleep -Milliseconds 200
+        }
+        Remove-MirrorDevice h1c -Confirm:$false
+        # Its writes were all in flight when it was stopped: they end as the leg answers, whichever way.
+        $job.WaitAsync().Wait(30000) | Should -BeTrue
+    }
+}

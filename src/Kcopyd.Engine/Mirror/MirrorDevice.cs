@@ -262,13 +262,43 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
     /// end (held writes are released as their regions' recovery ends), flushes the log, then frees the client.
     /// The legs are disposed too with <see cref="MirrorOptions.OwnsLegs"/>.
     /// </summary>
-    public void Dispose()
+    public void Dispose() => Close(Timeout.InfiniteTimeSpan);
+
+    /// <summary>
+    /// Closes the mirror as <see cref="Dispose"/> does, waiting at most <paramref name="timeout"/>: a leg that hangs
+    /// must not hang whoever removes the mirror. True when it closed in time. False when I/O to a leg has not
+    /// returned: the mirror takes no new request, and a thread of its own finishes closing once that I/O ends
+    /// (its legs stay claimed and its log locked until then), then runs <paramref name="closed"/>.
+    /// </summary>
+    public bool Close(TimeSpan timeout, Action? closed = null)
     {
-        if (Interlocked.Exchange(ref _closing, 1) != 0) return;
+        if (Interlocked.Exchange(ref _closing, 1) != 0) return true;
         _running.Set(); // submitters held by a leg change see the mirror closing
-        StopRecovery();
-        SpinWait.SpinUntil(() => Volatile.Read(ref _submitters) == 0);
-        RequestPool.WaitIdle(Timeout.InfiniteTimeSpan);
+        var done = new ManualResetEventSlim(false);
+        var finisher = new Thread(() =>
+        {
+            try
+            {
+                StopRecovery();
+                SpinWait.SpinUntil(() => Volatile.Read(ref _submitters) == 0);
+                RequestPool.WaitIdle(Timeout.InfiniteTimeSpan);
+                FinishClose();
+            }
+            finally
+            {
+                closed?.Invoke();
+                done.Set();
+            }
+        }) { IsBackground = true, Name = $"kmirrord-close/{Name}" };
+        finisher.Start();
+        if (done.Wait(timeout)) return true;
+        Warn($"Closing waits for I/O that has not returned after {timeout.TotalSeconds:0} s; the legs and the log are let go once it does.");
+        return false;
+    }
+
+    /// <summary>Once nothing is in flight: the daemon stops, the legs and then the log are flushed, everything is freed.</summary>
+    private void FinishClose()
+    {
         StopDaemon();
         try
         {

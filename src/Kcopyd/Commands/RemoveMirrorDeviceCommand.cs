@@ -25,7 +25,9 @@ public sealed class RemoveMirrorDeviceCommand : PSCmdlet
             if (!ShouldProcess(mirror.Name, "Flush, stop recovery and release the legs")) continue;
             try
             {
-                KcopydSession.RemoveMirror(mirror.Name, Force);
+                if (!KcopydSession.RemoveMirror(mirror.Name, Force))
+                    WriteWarning($"Mirror '{mirror.Name}' is removed, but I/O to a leg has not returned after {KcopydSession.CloseTimeout.TotalSeconds:0} s " +
+                                 "(a hung device?): its legs and log stay held until it does, then they are let go.");
             }
             catch (KcopydException ex)
             {

@@ -73,8 +73,15 @@ public static class KcopydSession
         device.Dispose();
     }
 
-    /// <summary>Flushes and stops a mirror, then closes the legs opened for it. A mirror that is a leg of another is refused.</summary>
-    public static void RemoveMirror(string name, bool force = false)
+    /// <summary>How long removing a mirror waits for its I/O in flight; after that it finishes closing on its own.</summary>
+    public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Flushes and stops a mirror, then closes the legs opened for it. A mirror that is a leg of another, or that
+    /// a running copy uses (unless forced), is refused. False when its I/O had not all returned within
+    /// <see cref="CloseTimeout"/>: it is gone from the session, and lets go of its legs once that I/O ends.
+    /// </summary>
+    public static bool RemoveMirror(string name, bool force = false)
     {
         lock (s_mirrorsLock)
         {
@@ -86,13 +93,14 @@ public static class KcopydSession
                 throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
                     $"Mirror '{name}' is used by running copy job(s) {string.Join(", ", busy.Select(j => j.Id))}; wait for them, or use -Force to stop them first.", name);
             foreach (var job in busy) job.Stop();
-            foreach (var job in busy) job.Wait(TimeSpan.FromSeconds(30));
+            // Bounded: a job stuck on a hung leg ends when the mirror's I/O does.
+            Task.WhenAll(busy.Select(j => j.WaitAsync())).Wait(CloseTimeout);
             var user = s_mirrors.Values.FirstOrDefault(e => e.Mirror.Legs.Any(l => ReferenceEquals(l.Device, mirror)));
             if (user != null)
                 throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
                     $"Mirror '{name}' is a leg of mirror '{user.Mirror.Name}'; remove that one first.", name);
             s_mirrors.TryRemove(mirror.Name, out var entry);
-            Close(entry!);
+            return Close(entry!);
         }
     }
 
@@ -100,7 +108,8 @@ public static class KcopydSession
     internal static void Close()
     {
         foreach (var job in s_jobs.Values) job.Stop();
-        foreach (var job in s_jobs.Values) job.Wait(Timeout.InfiniteTimeSpan);
+        // Bounded, like every wait on a device: a job stuck on a hung disk must not keep pwsh from exiting.
+        bool jobsEnded = Task.WhenAll(s_jobs.Values.Select(j => j.WaitAsync())).Wait(CloseTimeout);
         lock (s_mirrorsLock)
         {
             while (!s_mirrors.IsEmpty)
@@ -111,22 +120,19 @@ public static class KcopydSession
                 Close(top);
             }
         }
-        foreach (var client in s_clients.Values) client.Dispose();
+        // A client with a job still on a hung device cannot be freed (its pages are under that I/O): leave it.
+        if (jobsEnded)
+            foreach (var client in s_clients.Values) client.Dispose();
         s_clients.Clear();
         s_jobs.Clear();
     }
 
-    private static void Close(MirrorEntry entry)
-    {
-        try
-        {
-            entry.Mirror.Dispose();
-        }
-        finally
+    /// <summary>Closes a mirror (bounded), then the legs opened for it: at once, or when its late I/O has ended.</summary>
+    private static bool Close(MirrorEntry entry)
+        => entry.Mirror.Close(CloseTimeout, () =>
         {
             foreach (var leg in entry.OpenedLegs) leg.Dispose();
-        }
-    }
+        });
 }
 
 /// <summary>Frees the session when the module is removed.</summary>
