@@ -121,6 +121,40 @@ Describe 'Ctrl+C on a copy into a mirror whose leg hangs' {
     }
 }
 
+Describe 'Ctrl+C on Test-MirrorDevice while a leg hangs' {
+    It 'gives the shell back within seconds, and the mirror can be scrubbed again once the leg answers' {
+        $fast = New-TestLoopDevice -Name 'h3-fast.img' -Size 8MB
+        $hung = New-PausableDisk 'h3-hung' -Size '8M'
+        $paused = $false
+        $shell = $null
+        try {
+            New-MirrorDevice h3 $fast, $hung.Device -NoSync -Confirm:$false | Out-Null
+            Send-PauseControl $hung.Socket 'p' | Should -Be 'P'
+            $paused = $true
+            $state = [Management.Automation.Runspaces.InitialSessionState]::CreateDefault2()
+            $state.ImportPSModule("$PSScriptRoot/../../Kcopyd.psd1")
+            $shell = [powershell]::Create($state)
+            $null = $shell.AddScript('Test-MirrorDevice h3')
+            $async = $shell.BeginInvoke()
+            Start-Sleep -Seconds 2   # the scrub is waiting on its first read of the paused leg
+
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $stop = $shell.BeginStop($null, $null)   # what Ctrl+C does
+            $stop.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(15)) | Should -BeTrue -Because 'Ctrl+C must not wait for a hung leg'
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 15
+            $async.IsCompleted | Should -BeTrue
+
+            Send-PauseControl $hung.Socket 'r' | Should -Be 'R'
+            $paused = $false
+            @(Test-MirrorDevice h3) | Should -BeNullOrEmpty
+        } finally {
+            if ($paused) { Send-PauseControl $hung.Socket 'r' | Out-Null }
+            if ($shell) { $shell.Dispose() }
+            Remove-MirrorDevice h3 -Confirm:$false -ErrorAction Ignore
+        }
+    }
+}
+
 Describe 'A mirror re-created from its log over a leg that is not the one the log knew' {
     It 'is refused as LegIdentityMismatch when an image file leg was deleted and re-created under the same inode' {
         $fs = New-TestLoopDevice -Name 'h3-fs.img' -Size 96MB

@@ -30,7 +30,12 @@ internal sealed unsafe class LegBuffer : IBlockCompletion, IDisposable
     public Span<byte> Span => new(_memory, LengthBytes);
 
     /// <summary>One read or write of the first <paramref name="lengthBytes"/> bytes; the errno, or ETIMEDOUT when it did not end in time.</summary>
-    public int Transfer(IBlockDevice device, IIoQueue queue, BlockOperation operation, long offsetBytes, int lengthBytes, TimeSpan timeout)
+    /// <remarks>
+    /// <paramref name="cancellationToken"/> ends the wait (OperationCanceledException), not the I/O: a request
+    /// left behind keeps the buffer until it ends.
+    /// </remarks>
+    public int Transfer(IBlockDevice device, IIoQueue queue, BlockOperation operation, long offsetBytes, int lengthBytes, TimeSpan timeout,
+        CancellationToken cancellationToken = default)
     {
         var done = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
@@ -49,7 +54,7 @@ internal sealed unsafe class LegBuffer : IBlockCompletion, IDisposable
         {
             Completed(0, Errno.EIO);
         }
-        return done.Task.Wait(timeout) ? done.Task.Result : Errno.ETIMEDOUT;
+        return done.Task.Wait(timeout, cancellationToken) ? done.Task.Result : Errno.ETIMEDOUT;
     }
 
     public void Completed(int tag, int error)

@@ -30,7 +30,7 @@ public sealed partial class MirrorDevice
             for (long region = 0; region < RegionCount; region++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var found = ScrubRegion(region, repair);
+                var found = ScrubRegion(region, repair, cancellationToken);
                 if (found != null) mismatches.Add(found);
                 progress?.Invoke(region);
             }
@@ -38,7 +38,7 @@ public sealed partial class MirrorDevice
         return mismatches;
     }
 
-    private RegionMismatch? ScrubRegion(long region, bool repair)
+    private RegionMismatch? ScrubRegion(long region, bool repair, CancellationToken cancellationToken)
     {
         var quiesced = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_scrubbing) _scrubbing[region] = quiesced;
@@ -52,9 +52,9 @@ public sealed partial class MirrorDevice
         ulong differ = 0;
         try
         {
-            if (!quiesced.Task.Wait(ScrubIoTimeout))
+            if (!quiesced.Task.Wait(ScrubIoTimeout, cancellationToken))
                 throw new KcopydException("MirrorBusy", KcopydErrorKind.ResourceBusy, $"Writes to region {region} of mirror '{Name}' did not drain in time.", Name);
-            differ = CompareRegion(region, repair);
+            differ = CompareRegion(region, repair, cancellationToken);
             compared = true;
         }
         finally
@@ -79,7 +79,7 @@ public sealed partial class MirrorDevice
     }
 
     /// <summary>The legs that differ from the default, chunk by chunk; with repair they get the default's bytes.</summary>
-    private ulong CompareRegion(long region, bool repair)
+    private ulong CompareRegion(long region, bool repair, CancellationToken cancellationToken)
     {
         var source = DefaultLeg;
         var others = _legs.Where(l => l.IsAlive && l != source).ToArray();
@@ -91,23 +91,23 @@ public sealed partial class MirrorDevice
         for (long offset = start; offset < end; offset += chunk)
         {
             int length = (int)Math.Min(chunk, end - offset);
-            ReadOrThrow(source, expected, offset, length);
+            ReadOrThrow(source, expected, offset, length, cancellationToken);
             foreach (var leg in others)
             {
-                ReadOrThrow(leg, actual, offset, length);
+                ReadOrThrow(leg, actual, offset, length, cancellationToken);
                 if (actual.Span[..length].SequenceEqual(expected.Span[..length])) continue;
                 differ |= leg.Bit;
                 if (!repair) continue;
-                int errno = expected.Transfer(leg.Device, Client.Queue, BlockOperation.Write, offset, length, ScrubIoTimeout);
+                int errno = expected.Transfer(leg.Device, Client.Queue, BlockOperation.Write, offset, length, ScrubIoTimeout, cancellationToken);
                 if (errno != 0) FailLeg(leg, $"a scrub rewrite of region {region}", errno);
             }
         }
         return differ;
     }
 
-    private void ReadOrThrow(MirrorLeg leg, LegBuffer buffer, long offset, int length)
+    private void ReadOrThrow(MirrorLeg leg, LegBuffer buffer, long offset, int length, CancellationToken cancellationToken)
     {
-        int errno = buffer.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout);
+        int errno = buffer.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout, cancellationToken);
         if (errno == 0) return;
         leg.CountReadError();
         throw new KcopydException("ScrubReadFailed", KcopydErrorKind.DeviceError,
