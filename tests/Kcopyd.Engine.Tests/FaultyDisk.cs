@@ -100,6 +100,27 @@ public sealed class FaultyDisk : IDisposable
         else File.Delete(path);
     }
 
+    /// <summary>
+    /// The loop driver lets go of the FUSE file a moment after losetup -d returns, so the unmount is tried a few
+    /// times, and lazily at last: a mount must never outlive its test.
+    /// </summary>
+    private static void Unmount(string mountPoint)
+    {
+        for (int attempt = 1; attempt <= 5; attempt++)
+        {
+            try
+            {
+                Scratch.Run("fusermount3", $"-u {mountPoint}");
+                return;
+            }
+            catch (InvalidOperationException)
+            {
+                Thread.Sleep(100 * attempt);
+            }
+        }
+        try { Scratch.Run("fusermount3", $"-uz {mountPoint}"); } catch (InvalidOperationException) { }
+    }
+
     public void Dispose()
     {
         FailWrites(false);
@@ -108,7 +129,7 @@ public sealed class FaultyDisk : IDisposable
         {
             try { Scratch.Run("losetup", $"-d {Device}"); } catch (InvalidOperationException) { }
         }
-        try { Scratch.Run("fusermount3", $"-u {_mountPoint}"); } catch (InvalidOperationException) { }
+        Unmount(_mountPoint);
         if (!_nbdfuse.WaitForExit(10_000)) _nbdfuse.Kill(entireProcessTree: true);
         _nbdfuse.Dispose();
         try { Directory.Delete(_mountPoint); } catch (IOException) { }

@@ -76,7 +76,13 @@ function Remove-TestLoopDevices {
     foreach ($device in $script:Devices) { losetup -d $device 2>$null }
     $script:Devices.Clear()
     foreach ($nbd in $script:NbdDisks) {
-        fusermount3 -u $nbd.Mount 2>$null
+        # The loop driver lets go of the FUSE file a moment after losetup -d: try again, and lazily at last.
+        foreach ($attempt in 1..5) {
+            fusermount3 -u $nbd.Mount 2>$null
+            if (-not $LASTEXITCODE) { break }
+            Start-Sleep -Milliseconds (100 * $attempt)
+        }
+        if ($LASTEXITCODE) { fusermount3 -uz $nbd.Mount 2>$null }
         if (-not $nbd.Process.WaitForExit(10000)) { $nbd.Process.Kill($true) }
     }
     $script:NbdDisks.Clear()
