@@ -2,33 +2,6 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
-
-    function New-FailingDisk([string] $Name, [string] $Size = '16M') {
-        # Writes fail while "$trigger.w" exists.
-        $trigger = Join-Path (Split-Path (New-TestImage -Name "$Name.marker" -Size 0)) $Name
-        $device = New-TestNbdLoopDevice -Name $Name -Nbdkit '--filter=error', 'memory', $Size,
-            'error-pwrite=EIO', 'error-pwrite-rate=100%', "error-pwrite-file=$trigger.w"
-        [pscustomobject]@{ Device = $device; FailWrites = "$trigger.w" }
-    }
-
-    function New-PausableDisk([string] $Name, [string] $Size = '16M') {
-        # Requests hang after Send-PauseControl 'p' until Send-PauseControl 'r'.
-        $socket = Join-Path (Split-Path (New-TestImage -Name "$Name.marker" -Size 0)) "$Name.sock"
-        $device = New-TestNbdLoopDevice -Name $Name -Nbdkit '--filter=pause', 'memory', $Size, "pause-control=$socket"
-        [pscustomobject]@{ Device = $device; Socket = $socket }
-    }
-
-    function Send-PauseControl([string] $Socket, [char] $Command) {
-        $client = [Net.Sockets.Socket]::new('Unix', 'Stream', 'Unspecified')
-        try {
-            $client.ReceiveTimeout = 10000
-            $client.Connect([Net.Sockets.UnixDomainSocketEndPoint]::new($Socket))
-            $null = $client.Send([byte[]]@([byte]$Command))
-            $answer = [byte[]]::new(1)
-            $null = $client.Receive($answer)
-            [char]$answer[0]
-        } finally { $client.Dispose() }
-    }
 }
 
 AfterAll {

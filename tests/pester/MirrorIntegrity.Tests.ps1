@@ -1,15 +1,6 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
-
-    function New-FailingDisk([string] $Name, [string] $Size = '16M') {
-        # A real block device whose reads fail while "$Trigger.r" exists and writes while "$Trigger.w" exists.
-        $trigger = Join-Path (Split-Path (New-TestImage -Name "$Name.marker" -Size 0)) $Name
-        $device = New-TestNbdLoopDevice -Name $Name -Nbdkit '--filter=error', 'memory', $Size,
-            'error-pread=EIO', 'error-pread-rate=100%', "error-pread-file=$trigger.r",
-            'error-pwrite=EIO', 'error-pwrite-rate=100%', "error-pwrite-file=$trigger.w"
-        [pscustomobject]@{ Device = $device; FailReads = "$trigger.r"; FailWrites = "$trigger.w" }
-    }
 }
 
 AfterAll {
@@ -237,26 +228,14 @@ Describe 'Removing a mirror that a copy is using' {
 
 Describe 'Removing a mirror whose leg hangs' {
     It 'returns within a bounded time with a warning, and lets go of the legs once the leg answers again' {
-        $folder = Split-Path (New-TestImage -Name 'h1.marker' -Size 0)
-        $control = Join-Path $folder 'h1-pause.sock'
         # A real block device that stops answering while paused (nbdkit's pause filter, driven over its socket).
-        $hung = New-TestNbdLoopDevice -Name 'h1-hung' -Nbdkit '--filter=pause', 'memory', '16M', "pause-control=$control"
+        $paused = New-PausableDisk 'h1-hung'
+        $hung = $paused.Device
         $good = New-TestLoopDevice -Name 'h1-good.img' -Size 16MB
         $data = New-TestLoopDevice -Name 'h1-data.img' -Size 16MB
-        function Send-Pause([string] $Command) {
-            $socket = [Net.Sockets.Socket]::new([Net.Sockets.AddressFamily]::Unix, [Net.Sockets.SocketType]::Stream, [Net.Sockets.ProtocolType]::Unspecified)
-            try {
-                $socket.Connect([Net.Sockets.UnixDomainSocketEndPoint]::new($control))
-                [void]$socket.Send([Text.Encoding]::ASCII.GetBytes($Command))
-                $answer = [byte[]]::new(1)
-                $socket.ReceiveTimeout = 10000
-                [void]$socket.Receive($answer)
-                [char]$answer[0] | Should -Be $Command.ToUpper()
-            } finally { $socket.Dispose() }
-        }
         New-MirrorDevice h1 $good, $hung -NoSync -Confirm:$false | Out-Null
         try {
-            Send-Pause 'p'
+            Send-PauseControl $paused.Socket 'p' | Should -Be 'P'
             $job = Start-RegionCopy $data h1 -Length 4MB -Confirm:$false
             Start-Sleep -Milliseconds 500
             $job.State | Should -Be 'Running' -Because 'its writes to the paused leg hang'
@@ -269,7 +248,7 @@ Describe 'Removing a mirror whose leg hangs' {
             $err = { New-MirrorDevice h1b $good, $hung -NoSync -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
             $err.FullyQualifiedErrorId | Should -BeLike 'LegInUse,*'
         } finally {
-            Send-Pause 'r'
+            Send-PauseControl $paused.Socket 'r' | Should -Be 'R'
         }
         $deadline = [DateTime]::UtcNow.AddSeconds(60)
         while ($true) {

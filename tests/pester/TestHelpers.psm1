@@ -72,6 +72,38 @@ function New-TestNbdLoopDevice {
     $device
 }
 
+function New-FailingDisk {
+    # A real block device whose reads fail while "$Trigger.r" exists and writes while "$Trigger.w" exists.
+    param([Parameter(Mandatory)] [string] $Name, [string] $Size = '16M')
+    $trigger = Join-Path (Split-Path (New-TestImage -Name "$Name.marker" -Size 0)) $Name
+    $device = New-TestNbdLoopDevice -Name $Name -Nbdkit '--filter=error', 'memory', $Size,
+        'error-pread=EIO', 'error-pread-rate=100%', "error-pread-file=$trigger.r",
+        'error-pwrite=EIO', 'error-pwrite-rate=100%', "error-pwrite-file=$trigger.w"
+    [pscustomobject]@{ Device = $device; FailReads = "$trigger.r"; FailWrites = "$trigger.w" }
+}
+
+function New-PausableDisk {
+    # A real block device whose requests hang after Send-PauseControl 'p' until Send-PauseControl 'r'.
+    param([Parameter(Mandatory)] [string] $Name, [string] $Size = '16M')
+    $socket = Join-Path (Split-Path (New-TestImage -Name "$Name.marker" -Size 0)) "$Name.sock"
+    $device = New-TestNbdLoopDevice -Name $Name -Nbdkit '--filter=pause', 'memory', $Size, "pause-control=$socket"
+    [pscustomobject]@{ Device = $device; Socket = $socket }
+}
+
+function Send-PauseControl {
+    # Sends a command to nbdkit's pause filter and returns its answer ('P' or 'R' once it took effect).
+    param([Parameter(Mandatory)] [string] $Socket, [Parameter(Mandatory)] [char] $Command)
+    $client = [Net.Sockets.Socket]::new('Unix', 'Stream', 'Unspecified')
+    try {
+        $client.ReceiveTimeout = 10000
+        $client.Connect([Net.Sockets.UnixDomainSocketEndPoint]::new($Socket))
+        $null = $client.Send([byte[]]@([byte]$Command))
+        $answer = [byte[]]::new(1)
+        $null = $client.Receive($answer)
+        [char]$answer[0]
+    } finally { $client.Dispose() }
+}
+
 function Remove-TestLoopDevices {
     foreach ($device in $script:Devices) { losetup -d $device 2>$null }
     $script:Devices.Clear()
@@ -168,4 +200,4 @@ function Invoke-KcopydInChild {
     } finally { $process.Dispose() }
 }
 
-Export-ModuleMember -Function New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild
+Export-ModuleMember -Function New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl

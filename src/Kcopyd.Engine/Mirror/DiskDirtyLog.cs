@@ -83,9 +83,8 @@ public sealed class DiskDirtyLog : IDirtyLog
         long length = RandomAccess.GetLength(file.Handle);
         if (length > 0)
         {
-            var bytes = new byte[Math.Min(length, MaxReadBytes)];
-            int read = RandomAccess.Read(file.Handle, bytes, 0);
-            var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out string why, out bool slotsAgree);
+            var bytes = ReadBytes(file.Handle);
+            var found = LogFormat.TryDecodeFile(bytes, out string why, out bool slotsAgree);
             var refusal = found == null ? Unreadable(file.Path, bytes, why) : Unfit(file.Path, found.Value.Header, regionSizeBytes, regionCount, legs);
             if (refusal == null && !resetLog)
             {
@@ -190,10 +189,7 @@ public sealed class DiskDirtyLog : IDirtyLog
         }
         using (file)
         {
-            long length = RandomAccess.GetLength(file.Handle);
-            var bytes = new byte[Math.Min(length, MaxReadBytes)];
-            int read = RandomAccess.Read(file.Handle, bytes, 0);
-            var found = LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out _);
+            var found = LogFormat.TryDecodeFile(ReadBytes(file.Handle), out _);
             return found?.Header.Legs.Select(l => l.StableId).ToHashSet() ?? new HashSet<string>();
         }
     }
@@ -205,9 +201,15 @@ public sealed class DiskDirtyLog : IDirtyLog
     {
         // Not a FileStream: its advisory lock would conflict with the live mirror's, and this only reads.
         using var file = new Microsoft.Win32.SafeHandles.SafeFileHandle(OpenForReading(path), ownsHandle: true);
+        return LogFormat.TryDecodeFile(ReadBytes(file), out _);
+    }
+
+    /// <summary>A log file's bytes, as many as a log of any size could hold.</summary>
+    private static byte[] ReadBytes(Microsoft.Win32.SafeHandles.SafeFileHandle file)
+    {
         var bytes = new byte[Math.Min(RandomAccess.GetLength(file), MaxReadBytes)];
         int read = RandomAccess.Read(file, bytes, 0);
-        return LogFormat.TryDecodeFile(bytes.AsSpan(0, read), out _);
+        return read == bytes.Length ? bytes : bytes[..read];
     }
 
     private static unsafe nint OpenForReading(string path)

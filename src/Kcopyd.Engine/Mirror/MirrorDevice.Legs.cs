@@ -54,7 +54,7 @@ public sealed partial class MirrorDevice
             string moved = "";
             if (_defaultLeg == leg.Index)
             {
-                var next = _log.SyncCount == RegionCount ? _legs.FirstOrDefault(l => l.IsAlive) : null;
+                var next = NextDefaultLocked(leg);
                 if (next != null)
                 {
                     _defaultLeg = next.Index;
@@ -74,6 +74,13 @@ public sealed partial class MirrorDevice
         }
         Wake();
     }
+
+    /// <summary>
+    /// Who may take over from a default leg that leaves: an alive leg, and only while every region is in sync (then
+    /// it holds everything); null otherwise. Under the leg lock.
+    /// </summary>
+    private MirrorLeg? NextDefaultLocked(MirrorLeg leaving)
+        => _log.SyncCount == RegionCount ? _legs.FirstOrDefault(l => l != leaving && l.IsAlive) : null;
 
     /// <summary>Stale legs are current once every region is in sync and no leg is dead.</summary>
     private void PromoteStaleLegs()

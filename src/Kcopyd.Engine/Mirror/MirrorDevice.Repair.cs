@@ -142,7 +142,7 @@ public sealed partial class MirrorDevice
     private void MoveDefaultOffLocked(MirrorLeg leg, string what)
     {
         if (leg.Index != _defaultLeg) return;
-        var next = _log.SyncCount == RegionCount ? _legs.FirstOrDefault(l => l != leg && l.IsAlive) : null;
+        var next = NextDefaultLocked(leg);
         if (next == null)
             throw new KcopydException("MirrorNotInSync", KcopydErrorKind.InvalidOperation,
                 $"'{leg.Name}' is the default leg and the only one holding the out-of-sync regions of mirror '{Name}'; it cannot be {what} until the mirror is in sync.", leg.Name);

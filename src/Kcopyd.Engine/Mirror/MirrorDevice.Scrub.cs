@@ -127,13 +127,9 @@ public sealed partial class MirrorDevice
         for (int i = 0; i < samples; i++)
         {
             long offset = (SizeBytes - length) / Math.Max(1, samples - 1) * i / LogicalBlockSize * LogicalBlockSize;
-            if (expected.Transfer(DefaultLeg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) return null;
-            foreach (var leg in _legs.Where(l => l != DefaultLeg && l.TakesWrites))
-            {
-                if (actual.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
-                int at = actual.Span.CommonPrefixLength(expected.Span);
-                if (at < length) return offset + at;
-            }
+            var found = FirstDifference(DefaultLeg, _legs.Where(l => l != DefaultLeg && l.TakesWrites), offset, length, expected, actual, out bool unreadable);
+            if (unreadable) return null;
+            if (found != null) return found.Value.OffsetBytes;
         }
         return null;
     }
@@ -162,13 +158,27 @@ public sealed partial class MirrorDevice
             if (length <= 0) continue;
             var source = DefaultLeg;
             if (!source.IsAlive) return null;
-            if (expected.Transfer(source.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
-            foreach (var leg in _legs.Where(l => l != source && l.IsAlive))
-            {
-                if (actual.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
-                int at = actual.Span[..length].CommonPrefixLength(expected.Span[..length]);
-                if (at < length) return (leg.Name, offset + at);
-            }
+            var found = FirstDifference(source, _legs.Where(l => l != source && l.IsAlive), offset, length, expected, actual, out _);
+            if (found != null) return (found.Value.Leg.Name, found.Value.OffsetBytes);
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="length"/> bytes at <paramref name="offset"/> from <paramref name="source"/> and each of
+    /// <paramref name="others"/>: the first leg and byte that differ, or null. A leg that cannot be read is no
+    /// difference; <paramref name="sourceUnreadable"/> says the source itself could not be.
+    /// </summary>
+    private (MirrorLeg Leg, long OffsetBytes)? FirstDifference(MirrorLeg source, IEnumerable<MirrorLeg> others, long offset, int length,
+        LegBuffer expected, LegBuffer actual, out bool sourceUnreadable)
+    {
+        sourceUnreadable = expected.Transfer(source.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0;
+        if (sourceUnreadable) return null;
+        foreach (var leg in others)
+        {
+            if (actual.Transfer(leg.Device, Client.Queue, BlockOperation.Read, offset, length, ScrubIoTimeout) != 0) continue;
+            int at = actual.Span[..length].CommonPrefixLength(expected.Span[..length]);
+            if (at < length) return (leg, offset + at);
         }
         return null;
     }
