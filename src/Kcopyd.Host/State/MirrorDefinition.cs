@@ -1,0 +1,41 @@
+using System.Text.Json.Serialization;
+
+namespace Kcopyd.Host.State;
+
+/// <summary>What the host needs to assemble a mirror again when it starts; mirrors/NAME.json in the state directory.</summary>
+public sealed class MirrorDefinition
+{
+    public const int CurrentFormatVersion = 1;
+
+    // Every property is required so that a file cut short or written by hand cannot pass with a silent default.
+    [JsonRequired] public int FormatVersion { get; set; } = CurrentFormatVersion;
+    [JsonRequired] public string Name { get; set; } = "";
+
+    /// <summary>In order: recovery copied from the first one when the mirror was created.</summary>
+    [JsonRequired] public MirrorLegDefinition[] Legs { get; set; } = [];
+
+    [JsonRequired] public long RegionSizeBytes { get; set; }
+
+    /// <summary>Null: the mirror had an in-memory log.</summary>
+    [JsonRequired] public string? LogPath { get; set; }
+
+    [JsonRequired] public int RequestPoolSize { get; set; }
+    [JsonRequired] public long RecoveryBytesPerSecond { get; set; }
+
+    /// <summary>The legs were opened without exclusivity when the mirror was created.</summary>
+    [JsonRequired] public bool Force { get; set; }
+
+    [JsonRequired] public DateTimeOffset Created { get; set; }
+}
+
+/// <summary>One leg of a <see cref="MirrorDefinition"/>: a device or file, or another mirror stacked under this one.</summary>
+public sealed class MirrorLegDefinition
+{
+    /// <summary>An absolute path, or the other mirror's name when <see cref="IsMirror"/>.</summary>
+    [JsonRequired] public string Path { get; set; } = "";
+
+    [JsonRequired] public bool IsMirror { get; set; }
+
+    /// <summary>The leg's identity as recorded at creation, so a different device at the same path is noticed; may be empty.</summary>
+    [JsonRequired] public string StableId { get; set; } = "";
+}
