@@ -8,13 +8,16 @@
     Description          = 'Region copies (dm-kcopyd) and mirrors (dm-raid1) over Linux block devices and image files, as cmdlets.'
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
-    # Loaded on import, so scripts can use the engine's types ([Kcopyd.Engine.Copy.CopyClient]) straight away.
-    RequiredAssemblies   = @('bin/Kcopyd.Engine.dll')
+    # Loaded on import, so scripts can use the engine's and the protocol's types ([Kcopyd.Engine.Copy.CopyJobState]) straight away.
+    RequiredAssemblies   = @('bin/Kcopyd.Engine.dll', 'bin/Kcopyd.Protocol.dll')
     FormatsToProcess     = @('bin/Kcopyd.format.ps1xml')
     TypesToProcess       = @('bin/Kcopyd.types.ps1xml')
     CmdletsToExport      = @(
         'Start-RegionCopy'
         'Get-CopyJob'
+        'Wait-CopyJob'
+        'Stop-CopyJob'
+        'Remove-CopyJob'
         'Clear-Region'
         'New-MirrorDevice'
         'Get-MirrorDevice'
@@ -25,6 +28,9 @@
         'Add-MirrorLeg'
         'Remove-MirrorLeg'
         'Test-MirrorDevice'
+        'Get-KcopydHost'
+        'Set-KcopydHost'
+        'Stop-KcopydHost'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

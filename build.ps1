@@ -46,9 +46,14 @@ function Install-DebianPackage {
 }
 
 function Invoke-Build {
-    # Publishes the module into bin/, so Import-Module ./Kcopyd.psd1 loads it from the repository root.
+    # Publishes the module into bin/, so Import-Module ./Kcopyd.psd1 loads it from the repository root: the cmdlets
+    # in bin/, their RPC client in bin/deps/ (its own load context), the host the cmdlets start in bin/host/.
     $bin = Join-Path $Root 'bin'
+    Remove-Item $bin -Recurse -Force -ErrorAction Ignore
     Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd/Kcopyd.csproj') -c $Configuration -o $bin --nologo -v quiet
+    Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd.Client/Kcopyd.Client.csproj') -c $Configuration -o (Join-Path $bin 'deps') --nologo -v quiet
+    Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd.Host/Kcopyd.Host.csproj') -c $Configuration -r linux-x64 --self-contained false `
+        -o (Join-Path $bin 'host') --nologo -v quiet
     Write-Host "Built the module into $bin"
 }
 

@@ -1,5 +1,7 @@
 using System.Net.Sockets;
-using Kcopyd.Host.Protocol;
+using Kcopyd.Host.Operations;
+using Kcopyd.Host.Registry;
+using Kcopyd.Protocol;
 using StreamJsonRpc;
 using Tmds.Linux;
 
@@ -11,7 +13,10 @@ internal sealed class ControlServer : IAsyncDisposable
     public const UnixFileMode SocketMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
     private readonly Socket _listener;
-    private readonly ControlService _service;
+    private readonly FileStream _lock;
+    private readonly HostRegistry _registry;
+    private readonly HostOperations _host;
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly uint _euid = LibC.geteuid();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
@@ -19,20 +24,65 @@ internal sealed class ControlServer : IAsyncDisposable
 
     public string SocketPath { get; }
 
-    private ControlServer(string socketPath, Socket listener, TextWriter log)
+    /// <summary>Connections made before this (while the host assembles its mirrors) wait for it to be answered.</summary>
+    public void Ready() => _ready.TrySetResult();
+
+    /// <summary>Cancelled when a client asked the host to stop (Stop-KcopydHost).</summary>
+    public CancellationToken StopRequested => _registry.Stopping.Token;
+
+    private ControlServer(string socketPath, Socket listener, FileStream hostLock, HostRegistry registry, TextWriter log)
     {
         SocketPath = socketPath;
         _listener = listener;
+        _lock = hostLock;
         _log = log;
-        _service = new ControlService(socketPath);
+        _registry = registry;
+        _host = new HostOperations(registry, socketPath);
         _accepting = AcceptLoopAsync();
     }
 
-    public static ControlServer Start(string runtimeDirectory, TextWriter log)
+    /// <summary>Serves <paramref name="registry"/>, or an empty one with no state directory (tests of the socket alone).</summary>
+    public static ControlServer Start(string runtimeDirectory, TextWriter log, HostRegistry? registry = null)
     {
         RuntimeDirectory.Prepare(runtimeDirectory);
         string path = Path.Combine(runtimeDirectory, ControlProtocol.SocketName);
-        RemoveStaleSocket(path);
+        var hostLock = LockRuntimeDirectory(runtimeDirectory, path);
+        try
+        {
+            RemoveStaleSocket(path);
+            var server = new ControlServer(path, Listen(path), hostLock, registry ?? new HostRegistry(null, log), log);
+            if (registry == null) server.Ready();
+            return server;
+        }
+        catch
+        {
+            hostLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Two hosts starting at once (two cmdlets found none) must not both take the socket: the second could remove
+    /// the first's socket between its probe and its bind. The lock is held for the host's life (flock).
+    /// </summary>
+    private static FileStream LockRuntimeDirectory(string runtimeDirectory, string socketPath)
+    {
+        try
+        {
+            return new FileStream(Path.Combine(runtimeDirectory, "host.lock"), new FileStreamOptions
+            {
+                Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            });
+        }
+        catch (IOException)
+        {
+            throw new HostStartException($"A Kcopyd host already listens on '{socketPath}' (it holds the runtime directory's lock).", lockHeld: true);
+        }
+    }
+
+    private static Socket Listen(string path)
+    {
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -46,7 +96,7 @@ internal sealed class ControlServer : IAsyncDisposable
             listener.Dispose();
             throw;
         }
-        return new ControlServer(path, listener, log);
+        return listener;
     }
 
     /// <summary>A socket left by a host that died is removed; one a live host answers on is not taken over.</summary>
@@ -96,8 +146,12 @@ internal sealed class ControlServer : IAsyncDisposable
             connection.Dispose();
             return;
         }
+        await _ready.Task;
         using var stream = new NetworkStream(connection, ownsSocket: true);
-        using var rpc = JsonRpc.Attach(stream, _service);
+        // The same wire format as JsonRpc.Attach: Content-Length headers, JSON. The service asks the cmdlet back on it.
+        using var rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new JsonMessageFormatter()));
+        rpc.AddLocalRpcTarget(new ControlService(_registry, _host, rpc));
+        rpc.StartListening();
         try { await rpc.Completion; }
         catch (Exception e) { _log.WriteLine($"A client connection ended with an error: {e.Message}"); }
     }
@@ -108,6 +162,7 @@ internal sealed class ControlServer : IAsyncDisposable
         _listener.Dispose();
         await _accepting;
         try { File.Delete(SocketPath); } catch (IOException) { }
+        _lock.Dispose();
         _stop.Dispose();
     }
 }

@@ -1,18 +1,92 @@
-using Kcopyd.Host.Protocol;
+using Kcopyd.Engine;
+using Kcopyd.Engine.Mirror;
+using Kcopyd.Host.Operations;
+using Kcopyd.Host.Registry;
+using Kcopyd.Protocol;
+using StreamJsonRpc;
 
 namespace Kcopyd.Host;
 
-/// <summary>The methods a client calls over the control socket; one instance serves every connection.</summary>
-internal sealed class ControlService(string socketPath)
+/// <summary>
+/// The methods one connection may call: each a thin line into an operation. Every call runs on the thread pool
+/// (the connection keeps reading, so the host's questions to the cmdlet get their answers), and an engine error
+/// goes back with its ErrorId as the JSON-RPC error's data.
+/// </summary>
+internal sealed class ControlService(HostRegistry registry, HostOperations host, JsonRpc rpc)
 {
-    private readonly HostInfo _info = new()
-    {
-        ProtocolVersion = ControlProtocol.Version,
-        ProcessId = Environment.ProcessId,
-        Version = typeof(ControlService).Assembly.GetName().Version?.ToString(3) ?? "0.0.0",
-        StartTime = new DateTimeOffset(System.Diagnostics.Process.GetCurrentProcess().StartTime),
-        SocketPath = socketPath,
-    };
+    /// <summary>JSON-RPC's range for application errors; every KcopydException is sent with this code.</summary>
+    public const int KcopydErrorCode = -32000;
 
-    public HostInfo GetHost() => _info;
+    private readonly CopyOperations _copies = new(registry);
+    private readonly MirrorOperations _mirrors = new(registry);
+    private readonly MirrorRepairOperations _repairs = new(registry);
+
+    public HostInfo GetHost() => host.Info();
+
+    public Task<bool> StopHost(bool force) => Run(() => host.Stop(force));
+
+    public Task<HostInfo> GetHostStatus(long callId) => Run(host.Info);
+
+    public Task<HostInfo> SetHost(long callId, HostSettingsChange change, CancellationToken c) => Run(callId, c, ctx => host.Set(ctx, change));
+
+    public Task<CopyJobInfo?> StartCopy(long callId, CopyJobRequest request, CancellationToken c) => Run(callId, c, ctx => _copies.StartCopy(ctx, request));
+
+    public Task<CopyJobInfo?> StartZero(long callId, ZeroJobRequest request, CancellationToken c) => Run(callId, c, ctx => _copies.StartZero(ctx, request));
+
+    public Task<CopyJobInfo[]> GetJobs(long callId, long[]? ids) => Run(() => _copies.GetJobs(ids));
+
+    public Task<CopyJobInfo> WaitJob(long callId, long id, int timeoutMilliseconds, CancellationToken c) => Run(() => _copies.WaitJob(id, timeoutMilliseconds, c));
+
+    public Task<CopyJobInfo> StopJob(long callId, long id, CancellationToken c) => Run(callId, c, ctx => _copies.StopJob(ctx, id));
+
+    public Task<bool> RemoveJob(long callId, long id, CancellationToken c) => Run(callId, c, ctx => _copies.RemoveJob(ctx, id));
+
+    public Task<MirrorStatus?> NewMirror(long callId, NewMirrorRequest request, CancellationToken c) => Run(callId, c, ctx => _mirrors.NewMirror(ctx, request));
+
+    public Task<MirrorStatus[]> GetMirrors(long callId) => Run(_mirrors.GetMirrors);
+
+    public Task<MirrorWait> WaitMirror(long callId, string name, int timeoutMilliseconds, CancellationToken c) => Run(() => _mirrors.WaitMirror(name, timeoutMilliseconds, c));
+
+    public Task<MirrorStatus?> SetMirror(long callId, string name, long recoveryBytesPerSecond, CancellationToken c)
+        => Run(callId, c, ctx => _mirrors.SetMirror(ctx, name, recoveryBytesPerSecond));
+
+    public Task<MirrorRemoval?> RemoveMirror(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _mirrors.RemoveMirror(ctx, name, force));
+
+    public Task<MirrorStatus?> RepairMirror(long callId, string name, CancellationToken c) => Run(callId, c, ctx => _repairs.RepairMirror(ctx, name));
+
+    public Task<MirrorStatus?> ReplaceLeg(long callId, string name, string oldLeg, DeviceRef newLeg, bool force, CancellationToken c)
+        => Run(callId, c, ctx => _repairs.ReplaceLeg(ctx, name, oldLeg, newLeg, force));
+
+    public Task<MirrorStatus?> AddLeg(long callId, string name, DeviceRef leg, bool force, CancellationToken c) => Run(callId, c, ctx => _repairs.AddLeg(ctx, name, leg, force));
+
+    public Task<MirrorStatus?> RemoveLeg(long callId, string name, string leg, CancellationToken c) => Run(callId, c, ctx => _repairs.RemoveLeg(ctx, name, leg));
+
+    public Task<RegionMismatch[]?> TestMirror(long callId, string name, bool repair, CancellationToken c) => Run(callId, c, ctx => _repairs.TestMirror(ctx, name, repair));
+
+    private Task<T> Run<T>(long callId, CancellationToken cancellation, Func<OperationContext, T> operation)
+        => Run(() => operation(new OperationContext(rpc, callId, cancellation)));
+
+    private Task<T> Run<T>(Func<T> operation) => Run(() => Task.FromResult(operation()));
+
+    private Task<T> Run<T>(Func<Task<T>> operation) => Task.Run(async () =>
+    {
+        try
+        {
+            return await operation();
+        }
+        catch (KcopydException e)
+        {
+            throw new LocalRpcException(e.Message) { ErrorCode = KcopydErrorCode, ErrorData = RemoteError.Of(e) };
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not LocalRpcException)
+        {
+            // A bug, not bad input: logged whole here, and named to the admin with its ErrorId.
+            registry.Log.WriteLine($"A call failed: {e}");
+            throw new LocalRpcException($"The Kcopyd host failed: {e.Message} (its log says more).")
+            {
+                ErrorCode = KcopydErrorCode,
+                ErrorData = new RemoteError { ErrorId = "HostError", Kind = KcopydErrorKind.InvalidOperation, Message = $"The Kcopyd host failed: {e.Message} (its log says more)." },
+            };
+        }
+    });
 }

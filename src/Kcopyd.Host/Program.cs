@@ -1,21 +1,56 @@
 using Kcopyd.Host;
+using Kcopyd.Host.Registry;
+using Kcopyd.Host.State;
 
-// The host runs until SIGTERM or SIGINT; its one line on stdout tells whoever started it that it listens.
+// kcopyd-host [--log FILE] | --systemd-unit
+// Runs until SIGTERM, SIGINT or Stop-KcopydHost. Its one line on stdout tells whoever started it that it listens;
+// with --log (how a cmdlet starts it) its output then goes to that file, so it holds nothing of its starter's.
+if (args is ["--systemd-unit"])
+{
+    Console.Out.Write(SystemdUnit.Text());
+    return 0;
+}
+string? logPath = args is ["--log", var file] ? file : null;
+var stamped = new TimestampedWriter(Console.Error);
+var log = TextWriter.Synchronized(stamped);
 try
 {
-    await using var server = ControlServer.Start(RuntimeDirectory.Resolve(), Console.Error);
-    using var stopping = new CancellationTokenSource();
+    using var state = WhileLocked(() => StateDirectory.Open(StateDirectory.Resolve()));
+    var registry = new HostRegistry(state, log);
+    using var stopping = CancellationTokenSource.CreateLinkedTokenSource(registry.Stopping.Token);
     using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
         System.Runtime.InteropServices.PosixSignal.SIGTERM, context => { context.Cancel = true; stopping.Cancel(); });
     Console.CancelKeyPress += (_, e) => { e.Cancel = true; stopping.Cancel(); };
-    Console.Out.WriteLine($"Listening on {server.SocketPath}");
-    Console.Out.Flush();
-    try { await Task.Delay(Timeout.Infinite, stopping.Token); }
-    catch (OperationCanceledException) { }
+    await using (var server = WhileLocked(() => ControlServer.Start(RuntimeDirectory.Resolve(), log, registry)))
+    {
+        // Mirrors come up before the first call is served, so the first Get-MirrorDevice already lists them.
+        MirrorAssembler.AssembleAll(registry);
+        server.Ready();
+        Console.Out.WriteLine($"Listening on {server.SocketPath}");
+        Console.Out.Flush();
+        if (logPath != null && HostLogFile.TakeOver(logPath) is { } logFile) stamped.Inner = logFile;
+        log.WriteLine($"Kcopyd host {Environment.ProcessId} listening on {server.SocketPath}, state in {state.Path}.");
+        try { await Task.Delay(Timeout.Infinite, stopping.Token); }
+        catch (OperationCanceledException) { }
+        log.WriteLine("Stopping: jobs are stopped, mirrors closed (their definitions stay).");
+        registry.Close();
+    }
     return 0;
 }
 catch (HostStartException e)
 {
     Console.Error.WriteLine($"kcopyd-host: {e.Message}");
     return 1;
+}
+
+// A host killed a moment ago (SIGKILL, then restarted by the next cmdlet or by systemd) holds its locks until its
+// last I/O has ended: a few seconds are waited out; a live host's lock is still a refusal after them.
+static T WhileLocked<T>(Func<T> take)
+{
+    var deadline = DateTime.UtcNow.AddSeconds(10);
+    while (true)
+    {
+        try { return take(); }
+        catch (HostStartException e) when (e.LockHeld && DateTime.UtcNow < deadline) { Thread.Sleep(200); }
+    }
 }

@@ -20,8 +20,15 @@ internal static class RuntimeDirectory
     {
         if (!Directory.Exists(path))
         {
-            Directory.CreateDirectory(path, Mode);
-            File.SetUnixFileMode(path, Mode); // exactly 0700 whatever the umask
+            try
+            {
+                Directory.CreateDirectory(path, Mode);
+                File.SetUnixFileMode(path, Mode); // exactly 0700 whatever the umask
+            }
+            catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+            {
+                throw new HostStartException($"Cannot create the runtime directory '{path}': {e.Message}");
+            }
         }
         // Checked after creating too: another process may have made the directory first, with its own owner and mode.
         stat st;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using Kcopyd.Host.Protocol;
+using Kcopyd.Protocol;
 using StreamJsonRpc;
 using Tmds.Linux;
 
@@ -111,6 +111,7 @@ public sealed class ControlSocketTests : IDisposable
         string hostDll = Path.Combine(AppContext.BaseDirectory, "Kcopyd.Host.dll");
         var start = new ProcessStartInfo("dotnet", [hostDll]) { RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment["KCOPYD_RUNTIME_DIR"] = RuntimeDir;
+        start.Environment["KCOPYD_STATE_DIR"] = Path.Combine(_parent, "state");
         using var host = Process.Start(start)!;
         try
         {

@@ -1,6 +1,7 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
     $script:Device = New-TestLoopDevice -Name 'clear.img' -Size 64MB
 
     function Reset-Device {
@@ -15,8 +16,8 @@ BeforeAll {
 }
 
 AfterAll {
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
     Remove-Module Kcopyd -ErrorAction Ignore
-    Remove-TestLoopDevices
 }
 
 Describe 'Clear-Region' {
@@ -59,7 +60,7 @@ Describe 'Clear-Region' {
     It 'returns a running job at once without -Wait, which Get-CopyJob then shows finished' {
         $job = Clear-Region $Device 0 32MB -Confirm:$false
         $job.Id | Should -BeGreaterThan 0
-        $job.WaitAsync().Wait([TimeSpan]::FromSeconds(60)) | Should -BeTrue
+        (Wait-CopyJob -Id $job.Id -TimeoutSeconds 60).IsFinished | Should -BeTrue
         (Get-CopyJob -Id $job.Id).State | Should -Be 'Completed'
         Get-RegionHash $Device 0 32MB | Should -Be (Get-ZeroHash 32MB)
     }

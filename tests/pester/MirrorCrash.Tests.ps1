@@ -1,16 +1,17 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
     $script:Manifest = Resolve-Path "$PSScriptRoot/../../Kcopyd.psd1"
 }
 
 AfterAll {
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
     Remove-Module Kcopyd -ErrorAction Ignore
-    Remove-TestLoopDevices
 }
 
-Describe 'A mirror with a persistent log, after its process is killed' {
-    It 'resyncs only the regions the log marks dirty and keeps every acknowledged write on every leg' {
+Describe 'A mirror with a persistent log, after its host is killed' {
+    It 'is assembled again by the next cmdlet, resyncs only the regions the log marks dirty, and keeps every acknowledged write on every leg' {
         $regionCount = 32
         # The second leg takes 20 ms per write, so writes are always in flight when the kill comes.
         $legs = @(
@@ -22,13 +23,15 @@ Describe 'A mirror with a persistent log, after its process is killed' {
         $folder = Split-Path (New-TestImage -Name 'crash-marker' -Size 0)
         $log = Join-Path $folder 'crash.log'
         $acks = Join-Path $folder 'crash.acks'
+        New-MirrorDevice crash $legs -NoSync -LogPath $log -Confirm:$false | Out-Null
+        $killed = (Get-KcopydHost).ProcessId
 
         # The writer: 64 KiB writes into random regions through the mirror, 16 in flight at any time, each noted
         # once acknowledged (its job Completed). A kill then always finds writes in flight and regions dirty.
         $writer = @"
 `$ErrorActionPreference = 'Stop'
 Import-Module '$Manifest'
-`$mirror = New-MirrorDevice crash '$($legs[0])', '$($legs[1])' -NoSync -LogPath '$log' -Confirm:`$false
+`$mirror = Get-MirrorDevice crash
 `$random = [Random]::new(121)
 `$inFlight = [Collections.Generic.Queue[object]]::new()
 while (`$true) {
@@ -36,8 +39,7 @@ while (`$true) {
         `$offset = `$random.Next($regionCount) * 512KB + `$random.Next(8) * 64KB
         `$inFlight.Enqueue((Start-RegionCopy -Source '$data' -Destination `$mirror -SourceOffset `$offset -DestinationOffset `$offset -Length 64KB -Confirm:`$false))
     }
-    `$job = `$inFlight.Dequeue()
-    `$job.WaitAsync().Wait()
+    `$job = Wait-CopyJob -Id `$inFlight.Dequeue().Id
     if (`$job.State -ne 'Completed') { exit 3 }
     [IO.File]::AppendAllText('$acks', "`$(`$job.DestinationOffset[0])``n")
 }
@@ -54,7 +56,8 @@ while (`$true) {
                 Start-Sleep -Milliseconds 100
             }
         } finally {
-            # SIGKILL to the whole tree: `dotnet pwsh` is the muxer and the pwsh it starts, which holds the mirror.
+            # SIGKILL to the host, which holds the mirror and runs the writes; then the writer, left without it.
+            Stop-Process -Id $killed -Force
             $process.Kill($true)
             $process.WaitForExit()
         }
@@ -64,20 +67,16 @@ while (`$true) {
         $dirty | Should -BeGreaterThan 0
         $dirty | Should -BeLessThan $regionCount
 
-        # The killed process lets go of its legs only once its last I/O to the slow leg has ended.
-        $deadline = [DateTime]::UtcNow.AddSeconds(30)
-        while ($true) {
-            try { $mirror = New-MirrorDevice crash2 $legs -LogPath $log -Confirm:$false -ErrorAction Stop; break }
-            catch { if ($_.FullyQualifiedErrorId -notmatch '^(DeviceInUse|LegInUse|LogInUse),' -or [DateTime]::UtcNow -gt $deadline) { throw } }
-            Start-Sleep -Milliseconds 100
-        }
+        # The next cmdlet starts a host, which assembles the mirror from its definition and its log.
+        $mirror = Get-MirrorDevice crash
+        (Get-KcopydHost).ProcessId | Should -Not -Be $killed
         try {
             $mirror.RegionCount - $mirror.InSyncRegions | Should -BeLessOrEqual $dirty
-            $status = Wait-MirrorDevice crash2 -TimeoutSeconds 120
+            $status = Wait-MirrorDevice crash -TimeoutSeconds 120
             $status.State | Should -Be 'InSync'
             $status.RecoveredRegions | Should -Be $dirty
         } finally {
-            Remove-MirrorDevice crash2 -Confirm:$false
+            Remove-MirrorDevice crash -Confirm:$false
         }
         foreach ($offset in $acknowledged) {
             $expected = Get-RegionHash $data $offset 64KB

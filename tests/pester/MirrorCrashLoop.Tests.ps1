@@ -1,6 +1,7 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
     $script:Manifest = Resolve-Path "$PSScriptRoot/../../Kcopyd.psd1"
 
     function New-MirrorWhenFree([string] $Name, [string[]] $Legs, [string] $Log) {
@@ -18,8 +19,8 @@ BeforeAll {
 }
 
 AfterAll {
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
     Remove-Module Kcopyd -ErrorAction Ignore
-    Remove-TestLoopDevices
 }
 
 Describe 'A mirror whose writer is killed again and again, with a leg failing at random moments' {

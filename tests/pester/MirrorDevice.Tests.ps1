@@ -1,13 +1,14 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
 
     function Get-DeviceHash([string] $Path, [long] $Length) { Get-RegionHash -Path $Path -Offset 0 -Length $Length }
 }
 
 AfterAll {
-    Remove-Module Kcopyd -ErrorAction Ignore   # removes every mirror left, stacked ones first
-    Remove-TestLoopDevices
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
+    Remove-Module Kcopyd -ErrorAction Ignore
 }
 
 Describe 'New-MirrorDevice and Wait-MirrorDevice' {
@@ -135,7 +136,7 @@ Describe 'Stacked mirrors (the seed scenario)' {
             (Get-MirrorDevice seed-b).RecoveryLimitBytesPerSecond | Should -Be 256KB
             (Set-MirrorDevice seed-b -RecoveryBytesPerSecond 0 -PassThru).RecoveryLimitBytesPerSecond | Should -Be 0
             (Wait-MirrorDevice seed-b, seed-a -TimeoutSeconds 120).State | Should -Be @('InSync', 'InSync')
-            foreach ($job in $writes) { $job.WaitAsync().Wait(60000) | Should -BeTrue; $job.State | Should -Be 'Completed' }
+            foreach ($job in $writes) { (Wait-CopyJob -Id $job.Id -TimeoutSeconds 60).State | Should -Be 'Completed' }
             $expected = Get-DeviceHash $x 8MB
             Get-DeviceHash $c 8MB | Should -Be $expected
             Get-DeviceHash $y 8MB | Should -Be $expected

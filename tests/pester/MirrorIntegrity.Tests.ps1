@@ -1,11 +1,12 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
 }
 
 AfterAll {
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
     Remove-Module Kcopyd -ErrorAction Ignore
-    Remove-TestLoopDevices
 }
 
 Describe 'A read error on the default leg during the first recovery' {
@@ -258,6 +259,6 @@ Describe 'Removing a mirror whose leg hangs' {
         }
         Remove-MirrorDevice h1c -Confirm:$false
         # Its writes were all in flight when it was stopped: they end as the leg answers, whichever way.
-        $job.WaitAsync().Wait(30000) | Should -BeTrue
+        (Wait-CopyJob -Id $job.Id -TimeoutSeconds 30).IsFinished | Should -BeTrue
     }
 }

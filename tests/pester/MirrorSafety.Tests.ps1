@@ -5,6 +5,7 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
     $script:ModulePath = (Resolve-Path "$PSScriptRoot/../../Kcopyd.psd1").Path
 
     function Get-DeviceHash([string] $Path, [long] $Length = 8MB) { Get-RegionHash -Path $Path -Offset 0 -Length $Length }
@@ -33,8 +34,8 @@ BeforeAll {
 }
 
 AfterAll {
-    Remove-Module Kcopyd -ErrorAction Ignore   # removes every mirror left, stacked ones first
-    Remove-TestLoopDevices
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
+    Remove-Module Kcopyd -ErrorAction Ignore
     foreach ($directory in $script:Directories) { Remove-Item $directory -Recurse -Force -ErrorAction Ignore }
 }
 

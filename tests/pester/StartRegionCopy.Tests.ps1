@@ -1,6 +1,7 @@
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
+    Use-TestHost | Out-Null
     $script:Source = New-TestLoopDevice -Name 'source.img' -Size 64MB
     $script:Targets = 1..3 | ForEach-Object { New-TestLoopDevice -Name "target$_.img" -Size 64MB }
     Write-RandomRegion -Path $Source -Offset 0 -Length 64MB -Seed 42
@@ -8,8 +9,8 @@ BeforeAll {
 }
 
 AfterAll {
+    Remove-TestLoopDevices   # stops the file's host first: its mirrors close, stacked ones first
     Remove-Module Kcopyd -ErrorAction Ignore
-    Remove-TestLoopDevices
 }
 
 Describe 'Start-RegionCopy' {
@@ -40,7 +41,7 @@ Describe 'Start-RegionCopy' {
     It 'returns a running job at once without -Wait, which Get-CopyJob then shows finished' {
         $job = Start-RegionCopy $Source $Targets[1] -Length 32MB -Confirm:$false
         $job.Id | Should -BeGreaterThan 0
-        $job.WaitAsync().Wait([TimeSpan]::FromSeconds(60)) | Should -BeTrue
+        (Wait-CopyJob -Id $job.Id -TimeoutSeconds 60).IsFinished | Should -BeTrue
         $seen = Get-CopyJob -Id $job.Id
         $seen.State | Should -Be 'Completed'
         $seen.BytesCopied | Should -Be 32MB
@@ -112,7 +113,7 @@ Describe 'Get-CopyJob' {
         try {
             Get-CopyJob | Export-Clixml $file
             $back = @(Import-Clixml $file)
-            $back[0].PSObject.TypeNames[0] | Should -Be 'Deserialized.Kcopyd.Engine.Copy.CopyJob'
+            $back[0].PSObject.TypeNames[0] | Should -Be 'Deserialized.Kcopyd.Protocol.CopyJobInfo'
             $back[0].BytesCopied | Should -Be (Get-CopyJob)[0].BytesCopied
             $back[0].Destination | Should -Be (Get-CopyJob)[0].Destination
             ($back | Format-Table | Out-String) | Should -Match 'Completed'

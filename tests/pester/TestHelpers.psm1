@@ -104,7 +104,34 @@ function Send-PauseControl {
     } finally { $client.Dispose() }
 }
 
+function Use-TestHost {
+    # Gives this test file a Kcopyd host of its own (runtime and state directories nobody else uses) and starts
+    # it now, from this pwsh, so the child processes a test kills never own it. Remove-TestLoopDevices stops it.
+    $script:HostFolder = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-host-$([guid]::NewGuid().ToString('n').Substring(0, 12))"
+    New-Item -ItemType Directory $script:HostFolder | Out-Null
+    $env:KCOPYD_RUNTIME_DIR = Join-Path $script:HostFolder 'run'
+    $env:KCOPYD_STATE_DIR = Join-Path $script:HostFolder 'state'
+    Get-CopyJob | Out-Null
+    $script:HostProcessId = (Get-KcopydHost).ProcessId
+    $script:HostProcessId
+}
+
+function Stop-TestHost {
+    # Stops the file's host (its mirrors closed, their legs let go) before the loop devices under them go.
+    if (-not $script:HostFolder) { return }
+    $hostInfo = Get-KcopydHost -ErrorAction Ignore
+    if ($hostInfo) { Stop-KcopydHost -Force -Confirm:$false -TimeoutSeconds 30 -WarningAction Continue }
+    # A test may have killed and restarted it; whichever is left goes now.
+    foreach ($id in @($script:HostProcessId, $hostInfo.ProcessId) | Where-Object { $_ } | Sort-Object -Unique) {
+        Get-Process -Id $id -ErrorAction Ignore | Stop-Process -Force
+    }
+    Remove-Item $script:HostFolder -Recurse -Force -ErrorAction Ignore
+    $script:HostFolder = $null
+    Remove-Item Env:KCOPYD_RUNTIME_DIR, Env:KCOPYD_STATE_DIR -ErrorAction Ignore
+}
+
 function Remove-TestLoopDevices {
+    Stop-TestHost
     foreach ($device in $script:Devices) { losetup -d $device 2>$null }
     $script:Devices.Clear()
     foreach ($nbd in $script:NbdDisks) {
@@ -200,4 +227,4 @@ function Invoke-KcopydInChild {
     } finally { $process.Dispose() }
 }
 
-Export-ModuleMember -Function New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl
+Export-ModuleMember -Function Use-TestHost, Stop-TestHost, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl

@@ -31,7 +31,7 @@ internal sealed unsafe class HostLock : IDisposable
         throw new HostStartException(IsBusy(errno)
             ? $"Another Kcopyd host uses this state directory '{directory}' (it holds '{path}'); "
                 + $"stop it, or set {StateDirectory.Variable} to another directory."
-            : $"Cannot lock '{path}': {Posix.Describe(errno)}");
+            : $"Cannot lock '{path}': {Posix.Describe(errno)}", lockHeld: IsBusy(errno));
     }
 
     /// <summary>Closing the only descriptor of the open file description releases the lock.</summary>

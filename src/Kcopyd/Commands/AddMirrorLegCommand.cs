@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -8,7 +9,7 @@ namespace Kcopyd.Commands;
 /// <summary>Adds a leg to a mirror device; it is resynced whole from the default leg before it serves reads.</summary>
 [Cmdlet(VerbsCommon.Add, "MirrorLeg", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(MirrorStatus))]
-public sealed class AddMirrorLegCommand : PSCmdlet
+public sealed class AddMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -26,25 +27,6 @@ public sealed class AddMirrorLegCommand : PSCmdlet
 
     protected override void EndProcessing()
     {
-        var devices = new DeviceScope(this);
-        try
-        {
-            var mirror = KcopydSession.GetMirror(Name);
-            var device = devices.OpenForWrite(Leg, Force, asLeg: true);
-            if (!Force) LegChecks.RefuseIfHoldsData(device, "the new leg");
-            if (!ShouldProcess(device.Name, $"Add to mirror '{mirror.Name}' and overwrite it with a full resync"))
-            {
-                devices.CloseAll();
-                return;
-            }
-            mirror.AddLeg(device);
-            foreach (var opened in devices.Opened) KcopydSession.AdoptLeg(mirror.Name, opened);
-            WriteObject(mirror.GetStatus());
-        }
-        catch (KcopydException ex)
-        {
-            devices.CloseAll();
-            ThrowTerminatingError(ErrorRecords.From(ex));
-        }
+        if (Call<MirrorStatus?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
     }
 }

@@ -1,13 +1,15 @@
 using System.Management.Automation;
+using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
-/// <summary>Gets the copy jobs started in this session, live: their properties change as they run.</summary>
+/// <summary>Gets the copy jobs of the Kcopyd host, whichever session started them: running ones and the finished ones still listed.</summary>
 [Cmdlet(VerbsCommon.Get, "CopyJob")]
-[OutputType(typeof(CopyJob))]
-public sealed class GetCopyJobCommand : PSCmdlet
+[OutputType(typeof(CopyJobInfo))]
+public sealed class GetCopyJobCommand : HostCommand
 {
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -18,19 +20,23 @@ public sealed class GetCopyJobCommand : PSCmdlet
 
     protected override void ProcessRecord()
     {
-        if (Id == null)
+        foreach (var job in JobSelection.Select(this, Id))
+            if (State == null || State.Contains(job.State)) WriteObject(job);
+    }
+}
+
+/// <summary>The jobs with these ids (an error for each id the host does not list), or all of them.</summary>
+internal static class JobSelection
+{
+    public static IEnumerable<CopyJobInfo> Select(HostCommand cmdlet, long[]? ids)
+    {
+        if (ids == null) return cmdlet.Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]);
+        var found = new List<CopyJobInfo>();
+        foreach (long id in ids)
         {
-            foreach (var job in KcopydSession.Jobs)
-                if (State == null || State.Contains(job.State)) WriteObject(job);
-            return;
+            try { found.AddRange(cmdlet.CallOrThrow<CopyJobInfo[]>(ControlMethods.GetJobs, new long[] { id })); }
+            catch (KcopydException ex) { cmdlet.WriteError(ErrorRecords.From(ex)); }
         }
-        foreach (long id in Id)
-        {
-            var job = KcopydSession.FindJob(id);
-            if (job == null)
-                WriteError(ErrorRecords.Create("CopyJobNotFound", ErrorCategory.ObjectNotFound, id, $"There is no copy job with Id {id}."));
-            else if (State == null || State.Contains(job.State))
-                WriteObject(job);
-        }
+        return found;
     }
 }

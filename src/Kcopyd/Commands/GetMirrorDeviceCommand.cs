@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Engine;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -7,15 +9,15 @@ namespace Kcopyd.Commands;
 /// <summary>Gets the status of the session's mirror devices, as dmsetup status gives it, fresh on every call.</summary>
 [Cmdlet(VerbsCommon.Get, "MirrorDevice")]
 [OutputType(typeof(MirrorStatus))]
-public sealed class GetMirrorDeviceCommand : PSCmdlet
+public sealed class GetMirrorDeviceCommand : HostCommand
 {
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
     public string[]? Name { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void EndProcessing()
     {
-        foreach (var mirror in MirrorSelection.Select(this, Name)) WriteObject(mirror.GetStatus());
+        foreach (var mirror in MirrorSelection.Select(this, Name)) WriteObject(mirror);
     }
 }

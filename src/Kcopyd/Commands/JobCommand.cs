@@ -1,16 +1,15 @@
 using System.Management.Automation;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
 /// <summary>What every cmdlet that starts a copy job takes: the client it runs on, -Wait, and -Force.</summary>
-public abstract class JobCommand : PSCmdlet
+public abstract class JobCommand : HostCommand
 {
     [Parameter]
     [ValidateNotNullOrEmpty]
-    public string Client { get; set; } = KcopydSession.DefaultClientName;
+    public string Client { get; set; } = "default";
 
-    /// <summary>Show progress until the job ends, then output it.</summary>
+    /// <summary>Show progress until the job ends, then output it. Ctrl+C stops waiting; the job goes on in the host.</summary>
     [Parameter]
     public SwitchParameter Wait { get; set; }
 

@@ -2,6 +2,7 @@ using System.Management.Automation;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -12,7 +13,7 @@ namespace Kcopyd.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.New, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(MirrorStatus))]
-public sealed class NewMirrorDeviceCommand : PSCmdlet
+public sealed class NewMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0)]
     [ValidatePattern("^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -58,76 +59,19 @@ public sealed class NewMirrorDeviceCommand : PSCmdlet
 
     protected override void EndProcessing()
     {
-        if (KcopydSession.MirrorExists(Name))
+        var request = new NewMirrorRequest
         {
-            ThrowTerminatingError(ErrorRecords.Create("MirrorExists", ErrorCategory.ResourceExists, Name, $"A mirror device named '{Name}' exists already."));
-        }
-        var devices = new DeviceScope(this);
-        MirrorDevice? mirror = null;
-        try
-        {
-            var legs = Leg.Select(l => devices.OpenForWrite(l, Force, asLeg: true)).ToArray();
-            string? logPath = LogPath == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(LogPath);
-            if (!NoSync && !Force)
-            {
-                // Legs the mirror's own log knows are its own: re-creating a mirror from its log needs no -Force.
-                var known = logPath == null || ResetLog
-                    ? new HashSet<string>()
-                    : DiskDirtyLog.RecordedLegIds(logPath, MirrorDevice.LogPlacementCheck(legs, logPath));
-                foreach (var leg in legs.Skip(1).Where(l => !known.Contains(LegIdentity.Of(l))))
-                    LegChecks.RefuseIfHoldsData(leg, "a leg after the first");
-            }
-            string action = NoSync
-                ? $"Create mirror '{Name}' without initial recovery"
-                : $"Create mirror '{Name}' and overwrite every leg after the first with {legs[0].Name}";
-            if (!ShouldProcess(string.Join(", ", legs.Select(l => l.Name)), action))
-            {
-                devices.CloseAll();
-                return;
-            }
-            mirror = new MirrorDevice(legs, new MirrorOptions
-            {
-                Name = Name,
-                RegionSizeBytes = RegionSize,
-                LogPath = logPath,
-                NoSync = NoSync,
-                ResetLog = ResetLog,
-                RequestPoolSize = RequestPoolSize,
-                RecoveryBytesPerSecond = RecoveryBytesPerSecond,
-            });
-            KcopydSession.AddMirror(mirror, devices.Opened);
-        }
-        catch (KcopydException ex)
-        {
-            mirror?.Dispose();
-            devices.CloseAll();
-            ThrowTerminatingError(ErrorRecords.From(ex));
-            return;
-        }
-        catch
-        {
-            // Whatever failed, no leg stays open (exclusively) behind the admin's back.
-            mirror?.Dispose();
-            devices.CloseAll();
-            throw;
-        }
-        // A log's in-sync regions are identical on its alive legs; a leg that differs there is not the storage the log
-        // knew, whatever its identity says (an image file deleted and re-created under the same inode): serving reads
-        // from it would be stale data. (-NoSync is the admin saying the legs are identical; it warns from a sample itself.)
-        if (!NoSync && mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)
-        {
-            string defaultLeg = mirror.DefaultLeg.Name, log = mirror.GetStatus().LogPath ?? "";
-            KcopydSession.RemoveMirror(mirror.Name);
-            ThrowTerminatingError(ErrorRecords.From(new KcopydException("LegIdentityMismatch", KcopydErrorKind.InvalidArgument,
-                $"The mirror log '{log}' does not fit these legs: '{differs.Leg}' differs from the default leg '{defaultLeg}' at byte " +
-                $"{differs.OffsetBytes}, in a region the log records in sync, so it is not the device the log knew (an image file " +
-                "re-created under a reused inode, or a leg written outside the mirror). The mirror was not created; with the leg that " +
-                "holds the data first, -ResetLog resyncs every other leg from it.", log)));
-            return;
-        }
-        if (NoSync && mirror.FindSampledDifference() is { } offset)
-            WriteWarning($"-NoSync trusts the legs of mirror '{Name}' to be identical, but they differ at byte {offset} (a sample of the legs was compared). " +
-                         "Run Test-MirrorDevice -Repair, or re-create the mirror without -NoSync.");
-        WriteObject(mirror.GetStatus());
+            Name = Name,
+            Legs = Leg.Select(l => l.ToRef(this)).ToArray(),
+            RegionSize = RegionSize,
+            LogPath = LogPath == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(LogPath),
+            NoSync = NoSync,
+            ResetLog = ResetLog,
+            RequestPoolSize = RequestPoolSize,
+            RecoveryBytesPerSecond = RecoveryBytesPerSecond,
+            Force = Force,
+        };
+        // The host opens and checks the legs and the log, asks to go on, then keeps the mirror and its definition.
+        if (Call<MirrorStatus?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
     }
 }

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using Kcopyd.Engine;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -7,7 +8,7 @@ namespace Kcopyd.Commands;
 /// <summary>Flushes a mirror device, stops its recovery and releases its legs.</summary>
 [Cmdlet(VerbsCommon.Remove, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(void))]
-public sealed class RemoveMirrorDeviceCommand : PSCmdlet
+public sealed class RemoveMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -22,11 +23,10 @@ public sealed class RemoveMirrorDeviceCommand : PSCmdlet
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
         {
-            if (!ShouldProcess(mirror.Name, "Flush, stop recovery and release the legs")) continue;
             try
             {
-                if (!KcopydSession.RemoveMirror(mirror.Name, Force))
-                    WriteWarning($"Mirror '{mirror.Name}' is removed, but I/O to a leg has not returned after {KcopydSession.CloseTimeout.TotalSeconds:0} s " +
+                if (CallOrThrow<MirrorRemoval?>(ControlMethods.RemoveMirror, mirror.Name, Force.IsPresent) is { Closed: false } removal)
+                    WriteWarning($"Mirror '{mirror.Name}' is removed, but I/O to a leg has not returned after {removal.CloseTimeoutSeconds} s " +
                                  "(a hung device?): its legs and log stay held until it does, then they are let go.");
             }
             catch (KcopydException ex)

@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -11,7 +12,7 @@ namespace Kcopyd.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "MirrorLeg", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(MirrorStatus))]
-public sealed class RemoveMirrorLegCommand : PSCmdlet
+public sealed class RemoveMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -24,21 +25,6 @@ public sealed class RemoveMirrorLegCommand : PSCmdlet
 
     protected override void EndProcessing()
     {
-        try
-        {
-            var mirror = KcopydSession.GetMirror(Name);
-            // Before ShouldProcess: -WhatIf on a leg the mirror does not have says so rather than what it would do.
-            var device = mirror.FindLeg(Leg).Device;
-            if (!ShouldProcess(Leg, $"Remove from mirror '{mirror.Name}'")) return;
-            bool consistent = mirror.RemoveLeg(Leg);
-            KcopydSession.CloseLeg(mirror.Name, device);
-            if (!consistent)
-                WriteWarning($"'{Leg}' was not alive and in sync when it left mirror '{mirror.Name}': it is not a consistent copy of the mirror.");
-            WriteObject(mirror.GetStatus());
-        }
-        catch (KcopydException ex)
-        {
-            ThrowTerminatingError(ErrorRecords.From(ex));
-        }
+        if (Call<MirrorStatus?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
     }
 }

@@ -1,5 +1,7 @@
 using System.Management.Automation;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Engine;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -7,7 +9,7 @@ namespace Kcopyd.Commands;
 /// <summary>Changes a running mirror device: its recovery throttle.</summary>
 [Cmdlet(VerbsCommon.Set, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(MirrorStatus))]
-public sealed class SetMirrorDeviceCommand : PSCmdlet
+public sealed class SetMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -26,9 +28,14 @@ public sealed class SetMirrorDeviceCommand : PSCmdlet
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
         {
-            if (!ShouldProcess(mirror.Name, $"Limit recovery to {RecoveryBytesPerSecond} bytes per second")) continue;
-            mirror.RecoveryThrottle.BytesPerSecond = RecoveryBytesPerSecond;
-            if (PassThru) WriteObject(mirror.GetStatus());
+            try
+            {
+                if (CallOrThrow<MirrorStatus?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
+            }
+            catch (KcopydException ex)
+            {
+                WriteError(ErrorRecords.From(ex));
+            }
         }
     }
 }

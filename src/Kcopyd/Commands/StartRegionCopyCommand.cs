@@ -1,13 +1,13 @@
 using System.Management.Automation;
 using Kcopyd.Engine.Copy;
-using Kcopyd.Engine.Devices;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
 /// <summary>Copies a region from one block device or image file to up to eight destinations, reading it once.</summary>
 [Cmdlet(VerbsLifecycle.Start, "RegionCopy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(CopyJob))]
+[OutputType(typeof(CopyJobInfo))]
 public sealed class StartRegionCopyCommand : JobCommand
 {
     /// <summary>A block device, an image file, or a mirror device.</summary>
@@ -43,39 +43,19 @@ public sealed class StartRegionCopyCommand : JobCommand
 
     protected override void EndProcessing()
     {
-        if (DestinationOffset.Length != 1 && DestinationOffset.Length != Destination.Length)
+        var request = new CopyJobRequest
         {
-            ThrowTerminatingError(ErrorRecords.Create("DestinationOffsetCount", ErrorCategory.InvalidArgument, DestinationOffset,
-                $"Give one DestinationOffset for all destinations or one for each of the {Destination.Length} destinations."));
-        }
-        if (DestinationOffset.Any(o => o < 0))
-        {
-            ThrowTerminatingError(ErrorRecords.Create("RegionOutOfRange", ErrorCategory.InvalidArgument, DestinationOffset,
-                "DestinationOffset cannot be negative."));
-        }
-
-        var job = JobLauncher.Start(this, Client, (client, devices) =>
-        {
-            var source = devices.Open(Source, DeviceOpenOptions.ReadOnly);
-            var destinations = Destination
-                .Select((path, i) => new CopyDestination(devices.OpenForWrite(path, Force), DestinationOffset.Length == 1 ? DestinationOffset[0] : DestinationOffset[i]))
-                .ToArray();
-            var request = new CopyRequest
-            {
-                Source = source,
-                SourceOffsetBytes = SourceOffset,
-                Destinations = destinations,
-                LengthBytes = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : source.SizeBytes - SourceOffset,
-                IgnoreErrors = IgnoreErrors,
-                Completed = _ => devices.CloseAll(),
-            };
-            request.Validate();
-
-            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
-            return ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {SourceOffset}")
-                ? client.Copy(request)
-                : null;
-        });
-        if (job != null) JobLauncher.Output(this, job, Wait, $"Copying {job.Source}");
+            Client = Client,
+            Source = Source.ToRef(this),
+            Destinations = Destination.Select(d => d.ToRef(this)).ToArray(),
+            SourceOffset = SourceOffset,
+            DestinationOffsets = DestinationOffset,
+            Length = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : null,
+            IgnoreErrors = IgnoreErrors,
+            Force = Force,
+        };
+        // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
+        if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
+            JobProgress.Output(this, job, Wait, $"Copying {job.Source}");
     }
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Management.Automation;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Engine;
+using Kcopyd.Protocol;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -8,10 +10,10 @@ namespace Kcopyd.Commands;
 /// <summary>Waits until mirror devices are in sync, showing recovery progress; a timeout is an error.</summary>
 [Cmdlet(VerbsLifecycle.Wait, "MirrorDevice")]
 [OutputType(typeof(MirrorStatus))]
-public sealed class WaitMirrorDeviceCommand : PSCmdlet
+public sealed class WaitMirrorDeviceCommand : HostCommand
 {
-    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
-    private readonly List<MirrorDevice> _mirrors = [];
+    private const int IntervalMilliseconds = 250;
+    private readonly List<MirrorStatus> _mirrors = [];
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -32,10 +34,11 @@ public sealed class WaitMirrorDeviceCommand : PSCmdlet
         foreach (var mirror in _mirrors)
         {
             var progress = new ProgressRecord(1, $"Waiting for mirror '{mirror.Name}' to be in sync", "Recovering");
-            while (!mirror.WaitForSync(Interval))
+            MirrorStatus status;
+            MirrorWait wait;
+            while (!(wait = CallOrThrow<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)).InSync)
             {
-                if (Stopping) return;
-                var status = mirror.GetStatus();
+                status = wait.Status;
                 if (status.State == MirrorState.Degraded && status.RecoveringRegions == 0)
                 {
                     // A dead leg keeps regions out of sync until it is replaced: waiting longer cannot help.
@@ -54,7 +57,7 @@ public sealed class WaitMirrorDeviceCommand : PSCmdlet
             }
             progress.RecordType = ProgressRecordType.Completed;
             WriteProgress(progress);
-            WriteObject(mirror.GetStatus());
+            WriteObject(wait.Status);
         }
     }
 }

@@ -24,6 +24,14 @@ public sealed class DeviceArgument
 
     public static DeviceArgument FromMirror(string name) => new(null, name);
 
+    /// <summary>
+    /// How the host is told: a path resolved against this session's location (relative, PSDrive; the host has no
+    /// location of its own) together with the text as typed, or a mirror by name.
+    /// </summary>
+    public Kcopyd.Protocol.DeviceRef ToRef(System.Management.Automation.PSCmdlet cmdlet) => MirrorName != null
+        ? new() { Mirror = MirrorName }
+        : new() { Path = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path), Text = Path };
+
     public override string ToString() => Path ?? $"mirror '{MirrorName}'";
 }
 
@@ -59,7 +67,6 @@ public sealed class DeviceArgumentTransformationAttribute : ArgumentTransformati
             string path when path.Length > 0 => DeviceArgument.FromPath(path),
             FileSystemInfo file => DeviceArgument.FromPath(file.FullName),
             MirrorStatus mirror => DeviceArgument.FromMirror(mirror.Name),
-            MirrorDevice mirror => DeviceArgument.FromMirror(mirror.Name),
             _ => throw new ArgumentTransformationMetadataException(
                 $"'{item}' is neither a path nor a mirror device (the object New-MirrorDevice or Get-MirrorDevice returns)."),
         };

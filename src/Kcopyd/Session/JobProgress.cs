@@ -1,38 +1,72 @@
 using System.Management.Automation;
+using Kcopyd.Commands;
 using Kcopyd.Engine.Copy;
+using Kcopyd.Protocol;
 
 namespace Kcopyd.Session;
 
-/// <summary>Shows a job's progress until it ends; stopping the pipeline (Ctrl+C) stops the job and returns within seconds.</summary>
+/// <summary>
+/// Follows a job in the host until it ends, showing progress. Ctrl+C stops the waiting, not the job, and says so:
+/// the job's id and how to stop it or wait again.
+/// </summary>
 internal static class JobProgress
 {
-    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
-    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(2);
+    private const int IntervalMilliseconds = 250;
 
-    public static void WaitWithProgress(PSCmdlet cmdlet, CopyJob job, string activity, Func<bool> stopping)
+    /// <summary>The job when it ended; null when the wait was stopped (the job goes on).</summary>
+    public static CopyJobInfo? Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
     {
         var record = new ProgressRecord((int)(job.Id % int.MaxValue), activity, Describe(job));
-        while (!job.Wait(Interval))
+        try
         {
-            if (stopping())
+            while (!job.IsFinished)
             {
-                // Ctrl+C must give the shell back even when a device hangs with I/O in flight: the job goes on
-                // stopping by itself (Get-CopyJob shows it) once that I/O returns.
-                job.Stop();
-                job.Wait(StopGrace);
-                break;
+                record.StatusDescription = Describe(job);
+                record.PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100);
+                if (job.BytesPerSecond > 0)
+                    record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / job.BytesPerSecond);
+                cmdlet.WriteProgress(record);
+                job = cmdlet.CallOrThrow<CopyJobInfo>(ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
             }
-            record.StatusDescription = Describe(job);
-            record.PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100);
-            long rate = job.BytesPerSecond;
-            if (rate > 0) record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / rate);
+        }
+        catch (PipelineStoppedException)
+        {
+            // Written to the host's console directly: the pipeline is stopping and takes no more records.
+            cmdlet.Host.UI.WriteWarningLine($"Stopped waiting for copy job {job.Id}; it goes on in the Kcopyd host. " +
+                $"Wait-CopyJob -Id {job.Id} waits again, Stop-CopyJob -Id {job.Id} stops it.");
+            throw;
+        }
+        finally
+        {
+            record.RecordType = ProgressRecordType.Completed;
             cmdlet.WriteProgress(record);
         }
-        record.RecordType = ProgressRecordType.Completed;
-        cmdlet.WriteProgress(record);
+        return job;
     }
 
-    private static string Describe(CopyJob job)
+    /// <summary>After a wait: the job's warnings, and its failure as an error record; then the job.</summary>
+    public static void Report(PSCmdlet cmdlet, CopyJobInfo job)
+    {
+        foreach (string warning in job.Warnings) cmdlet.WriteWarning(warning);
+        if (job.State == CopyJobState.Failed)
+        {
+            var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
+            cmdlet.WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
+        }
+    }
+
+    /// <summary>With -Wait, follows the job to its end and reports it; then outputs it.</summary>
+    public static void Output(HostCommand cmdlet, CopyJobInfo job, bool wait, string activity)
+    {
+        if (wait)
+        {
+            job = Wait(cmdlet, job, activity)!;
+            Report(cmdlet, job);
+        }
+        cmdlet.WriteObject(job);
+    }
+
+    private static string Describe(CopyJobInfo job)
         => $"{Size(job.BytesCopied)} of {Size(job.BytesTotal)} at {Size(job.BytesPerSecond)}/s";
 
     private static string Size(long bytes) => bytes switch

@@ -1,43 +1,43 @@
-using System.Management.Automation;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Mirror;
+using Kcopyd.Protocol;
 
-namespace Kcopyd.Session;
+namespace Kcopyd.Host.Registry;
 
 /// <summary>
-/// The devices one cmdlet call opens for its job. The job closes them when it ends; a job that never starts
-/// (bad input, -WhatIf) must not leave them open, so the caller closes them at once.
+/// The devices one call opens for its job. The job closes them when it ends; a job that never starts (bad input,
+/// -WhatIf) must not leave them open, so the caller closes them at once.
 /// </summary>
-internal sealed class DeviceScope(PSCmdlet cmdlet)
+internal sealed class DeviceScope(MirrorTable mirrors)
 {
     private readonly List<IBlockDevice> _opened = [];
 
     /// <summary>
-    /// Opens a path as the user typed it (relative, PSDrive) with the engine's own checks, or finds a mirror of
-    /// this session. Mirrors stay open: they belong to the session, not to the job.
+    /// Opens a path with the engine's own checks, or finds a mirror of the host. Mirrors stay open: they belong
+    /// to the host, not to the job.
     /// </summary>
-    public IBlockDevice Open(DeviceArgument argument, DeviceOpenOptions options)
+    public IBlockDevice Open(DeviceRef device, DeviceOpenOptions options)
     {
-        if (argument.MirrorName != null) return KcopydSession.GetMirror(argument.MirrorName);
-        string path = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(argument.Path);
-        // A bare mirror name that is no file here names the mirror (Start-RegionCopy -Destination data).
-        if (!File.Exists(path) && !Directory.Exists(path) && KcopydSession.MirrorExists(argument.Path!)) return KcopydSession.GetMirror(argument.Path!);
-        var device = LinuxBlockDevice.Open(path, options);
-        _opened.Add(device);
-        return device;
+        if (device.Mirror != null) return mirrors.Get(device.Mirror);
+        string path = device.Path ?? throw new KcopydException("DeviceNotFound", KcopydErrorKind.InvalidArgument, "No device was named.");
+        // A bare mirror name that is no file where the cmdlet ran names the mirror (Start-RegionCopy -Destination data).
+        if (!File.Exists(path) && !Directory.Exists(path) && device.Text is { } text && mirrors.Exists(text)) return mirrors.Get(text);
+        var opened = LinuxBlockDevice.Open(path, options);
+        _opened.Add(opened);
+        return opened;
     }
 
     /// <summary>
     /// Opens a destination: exclusively, so a mounted or claimed device (or an image file another writer holds)
     /// is refused, unless forced. For a mirror leg the refusal is LegInUse.
     /// </summary>
-    public IBlockDevice OpenForWrite(DeviceArgument argument, bool force, bool asLeg = false)
+    public IBlockDevice OpenForWrite(DeviceRef reference, bool force, bool asLeg = false)
     {
         IBlockDevice device;
         try
         {
-            device = Open(argument, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
+            device = Open(reference, DeviceOpenOptions.ReadWrite with { Exclusive = !force });
         }
         catch (KcopydException ex) when (asLeg && ex.ErrorId == "DeviceInUse")
         {
@@ -53,7 +53,7 @@ internal sealed class DeviceScope(PSCmdlet cmdlet)
         return device;
     }
 
-    /// <summary>The path devices opened so far (not the session's mirrors).</summary>
+    /// <summary>The path devices opened so far (not the host's mirrors).</summary>
     public IReadOnlyList<IBlockDevice> Opened => _opened;
 
     public void CloseAll() => _opened.ForEach(d => d.Dispose());

@@ -2,7 +2,7 @@ using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Mirror;
 
-namespace Kcopyd.Session;
+namespace Kcopyd.Host.Registry;
 
 /// <summary>
 /// The checks before a device becomes a leg that the recovery overwrites, as mdadm's "appears to contain a

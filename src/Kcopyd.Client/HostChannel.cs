@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Sockets;
+using Kcopyd.Engine;
+using Kcopyd.Protocol;
+using Newtonsoft.Json.Linq;
+using StreamJsonRpc;
+
+namespace Kcopyd.Client;
+
+/// <summary>A connection to the Kcopyd host over its control socket, checked to speak this module's protocol.</summary>
+public sealed class HostChannel : IHostChannel
+{
+    /// <summary>After Ctrl+C, how long a call waits for the host to confirm it stopped before giving the shell back.</summary>
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>A new host assembles its mirrors before it answers; a live one answers at once.</summary>
+    private static readonly TimeSpan FirstAnswerTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly Socket _socket;
+    private readonly JsonRpc _rpc;
+    private readonly ConcurrentDictionary<long, PendingCall> _calls = new();
+    private long _lastCallId;
+
+    private HostChannel(Socket socket, string socketPath)
+    {
+        _socket = socket;
+        SocketPath = socketPath;
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        _rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new JsonMessageFormatter()));
+        _rpc.AddLocalRpcTarget(new CallbackTarget(_calls));
+        _rpc.StartListening();
+    }
+
+    public string SocketPath { get; }
+
+    public HostInfo Host { get; private set; } = new();
+
+    public bool IsConnected => !_rpc.Completion.IsCompleted;
+
+    /// <summary>Asks GetHost first, which every version answers, and refuses a host of another protocol version.</summary>
+    internal static HostChannel Open(Socket connected, string socketPath)
+    {
+        var channel = new HostChannel(connected, socketPath);
+        try
+        {
+            using var timeout = new CancellationTokenSource(FirstAnswerTimeout);
+            try
+            {
+                channel.Host = channel._rpc.InvokeWithCancellationAsync<HostInfo>(ControlProtocol.GetHost, [], timeout.Token).GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                throw new KcopydException("HostNotAnswering", KcopydErrorKind.DeviceError,
+                    $"The Kcopyd host on '{socketPath}' did not answer within {FirstAnswerTimeout.TotalSeconds:0} s (a hung device while it assembles its mirrors?). Its log is host.log beside the socket.", socketPath);
+            }
+            catch (Exception e) when (e is ConnectionLostException or ObjectDisposedException or IOException)
+            {
+                throw new KcopydException("HostAccessDenied", KcopydErrorKind.PermissionDenied,
+                    $"The Kcopyd host on '{socketPath}' closed the connection unanswered: only root and the host's own user may drive it.", socketPath);
+            }
+            if (channel.Host.ProtocolVersion != ControlProtocol.Version)
+                throw new KcopydException("HostVersionMismatch", KcopydErrorKind.InvalidOperation,
+                    $"The Kcopyd host on '{socketPath}' (pid {channel.Host.ProcessId}, version {channel.Host.Version}) speaks protocol {channel.Host.ProtocolVersion}, " +
+                    $"this module protocol {ControlProtocol.Version}. Stop it (Stop-KcopydHost -Force, or kill -TERM {channel.Host.ProcessId}) so this module starts its own; " +
+                    "mirrors with definitions come back.", socketPath);
+            return channel;
+        }
+        catch
+        {
+            channel.Dispose();
+            throw;
+        }
+    }
+
+    public T Call<T>(string method, object?[] arguments, IOperationSink? sink, Func<bool> stopping)
+    {
+        long id = Interlocked.Increment(ref _lastCallId);
+        var call = new PendingCall(sink);
+        _calls[id] = call;
+        using var cancel = new CancellationTokenSource();
+        try
+        {
+            object?[] withId = method is ControlProtocol.GetHost or ControlProtocol.StopHost ? arguments : [id, .. arguments];
+            var answer = _rpc.InvokeWithCancellationAsync<T>(method, withId, cancel.Token);
+            Stopwatch? stoppedFor = null;
+            while (!answer.IsCompleted)
+            {
+                call.RunQueued(50);
+                if (stoppedFor == null && stopping())
+                {
+                    stoppedFor = Stopwatch.StartNew();
+                    call.Cancel();
+                    cancel.Cancel();
+                }
+                // Ctrl+C gives the shell back even when the host is stuck on a hung device.
+                if (stoppedFor?.Elapsed > StopGrace) throw new OperationCanceledException();
+            }
+            call.RunQueued(0);
+            return Unwrap(answer);
+        }
+        finally
+        {
+            call.Cancel();
+            _calls.TryRemove(id, out _);
+        }
+    }
+
+    private T Unwrap<T>(Task<T> answer)
+    {
+        try
+        {
+            return answer.GetAwaiter().GetResult();
+        }
+        catch (RemoteInvocationException e) when (e.ErrorData is JToken data && data.ToObject<RemoteError>() is { ErrorId.Length: > 0 } error)
+        {
+            throw error.ToException();
+        }
+        catch (RemoteRpcException e)
+        {
+            throw new KcopydException("HostError", KcopydErrorKind.InvalidOperation, $"The Kcopyd host failed the call: {e.Message}", SocketPath);
+        }
+        catch (Exception e) when (e is ConnectionLostException or ObjectDisposedException or IOException)
+        {
+            throw new KcopydException("HostConnectionLost", KcopydErrorKind.DeviceError,
+                $"The Kcopyd host (pid {Host.ProcessId}) went away during the call: it was stopped or killed. What it did before is in host.log beside " +
+                $"'{SocketPath}'; the next cmdlet starts a host, which assembles the mirrors it has definitions of.", SocketPath);
+        }
+    }
+
+    public void Dispose()
+    {
+        _rpc.Dispose();
+        _socket.Dispose();
+    }
+}

@@ -1,0 +1,123 @@
+using Kcopyd.Engine;
+using Kcopyd.Engine.Copy;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Host.Registry;
+using Kcopyd.Protocol;
+
+namespace Kcopyd.Host.Operations;
+
+/// <summary>Start-RegionCopy, Clear-Region and the copy-job cmdlets, run in the host.</summary>
+internal sealed class CopyOperations(HostRegistry registry)
+{
+    /// <summary>Longest a WaitJob call waits before answering with the job as it is (the cmdlet then asks again).</summary>
+    private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(10);
+
+    /// <summary>The started job, or null when ShouldProcess said no. Bad input fails first, under -WhatIf too.</summary>
+    public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
+        => Start(context, r.Client, (client, devices) =>
+        {
+            if (r.DestinationOffsets.Length != 1 && r.DestinationOffsets.Length != r.Destinations.Length)
+                throw new KcopydException("DestinationOffsetCount", KcopydErrorKind.InvalidArgument,
+                    $"Give one DestinationOffset for all destinations or one for each of the {r.Destinations.Length} destinations.");
+            if (r.DestinationOffsets.Any(o => o < 0))
+                throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument, "DestinationOffset cannot be negative.");
+            var source = devices.Open(r.Source, DeviceOpenOptions.ReadOnly);
+            var destinations = r.Destinations
+                .Select((d, i) => new CopyDestination(devices.OpenForWrite(d, r.Force), r.DestinationOffsets.Length == 1 ? r.DestinationOffsets[0] : r.DestinationOffsets[i]))
+                .ToArray();
+            var request = new CopyRequest
+            {
+                Source = source,
+                SourceOffsetBytes = r.SourceOffset,
+                Destinations = destinations,
+                LengthBytes = r.Length ?? source.SizeBytes - r.SourceOffset,
+                IgnoreErrors = r.IgnoreErrors,
+                Completed = _ => devices.CloseAll(),
+            };
+            request.Validate();
+            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
+            return context.ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {r.SourceOffset}")
+                ? client.Copy(request)
+                : null;
+        });
+
+    public CopyJobInfo? StartZero(OperationContext context, ZeroJobRequest r)
+        => Start(context, r.Client, (client, devices) =>
+        {
+            CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
+            // Zero validates again, but only after the prompt: bad input must fail first, and under -WhatIf too.
+            new CopyRequest { Destinations = destination, LengthBytes = r.Length }.Validate();
+            return context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
+                ? client.Zero(destination, r.Length, _ => devices.CloseAll())
+                : null;
+        });
+
+    public CopyJobInfo[] GetJobs(long[]? ids)
+    {
+        if (ids == null) return registry.Jobs.List().ToArray();
+        return ids.Select(id => registry.Jobs.Find(id) ?? throw NotFound(id)).ToArray();
+    }
+
+    /// <summary>Answers when the job ends, or after the timeout (at most 10 s) with the job as it is then.</summary>
+    public async Task<CopyJobInfo> WaitJob(long id, int timeoutMilliseconds, CancellationToken cancellation)
+    {
+        if (registry.Jobs.FindLive(id) is { } job)
+        {
+            var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
+            try { await job.WaitAsync(cancellation).WaitAsync(timeout, cancellation); }
+            catch (TimeoutException) { }
+        }
+        // The snapshot is taken when the job ends, just after its task completes: wait for it briefly.
+        for (int i = 0; i < 50 && registry.Jobs.FindLive(id) is { State: not (CopyJobState.Queued or CopyJobState.Running) }; i++)
+            await Task.Delay(2, cancellation);
+        return registry.Jobs.Find(id) ?? throw NotFound(id);
+    }
+
+    /// <summary>Asks the job to stop; it ends as Stopped once its chunks in flight return (WaitJob sees it).</summary>
+    public CopyJobInfo StopJob(OperationContext context, long id)
+    {
+        var info = registry.Jobs.Find(id) ?? throw NotFound(id);
+        if (registry.Jobs.FindLive(id) is not { } job) return info;
+        if (!context.ShouldProcess($"copy job {id}", "Stop")) return info;
+        job.Stop();
+        job.Wait(TimeSpan.FromSeconds(2));
+        return registry.Jobs.Find(id) ?? info;
+    }
+
+    /// <summary>Drops a finished job from the list; a running one is refused (stop it first).</summary>
+    public bool RemoveJob(OperationContext context, long id)
+    {
+        if (registry.Jobs.Find(id) is not { } info) throw NotFound(id);
+        if (!info.IsFinished)
+            throw new KcopydException("CopyJobRunning", KcopydErrorKind.InvalidOperation,
+                $"Copy job {id} is {info.State}: stop it first (Stop-CopyJob -Id {id}), then remove it.", id);
+        if (!context.ShouldProcess($"copy job {id} ({info.State})", "Remove from the job list")) return false;
+        registry.Jobs.Remove(id);
+        return true;
+    }
+
+    private CopyJobInfo? Start(OperationContext context, string clientName, Func<CopyClient, DeviceScope, CopyJob?> start)
+    {
+        var devices = new DeviceScope(registry.Mirrors);
+        try
+        {
+            var job = start(registry.Clients.Get(clientName), devices);
+            if (job == null)
+            {
+                devices.CloseAll();
+                return null;
+            }
+            registry.Jobs.Add(job);
+            return CopyJobInfo.Of(job);
+        }
+        catch
+        {
+            // Bad input, or the cmdlet gone mid-call: no device stays open (exclusively) behind the admin's back.
+            devices.CloseAll();
+            throw;
+        }
+    }
+
+    private static KcopydException NotFound(long id)
+        => new("CopyJobNotFound", KcopydErrorKind.NotFound, $"There is no copy job with Id {id}.", id);
+}

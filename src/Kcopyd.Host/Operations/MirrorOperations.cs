@@ -1,0 +1,112 @@
+using Kcopyd.Engine;
+using Kcopyd.Engine.Mirror;
+using Kcopyd.Host.Registry;
+using Kcopyd.Protocol;
+
+namespace Kcopyd.Host.Operations;
+
+/// <summary>New-, Get-, Wait-, Set- and Remove-MirrorDevice, run in the host.</summary>
+internal sealed class MirrorOperations(HostRegistry registry)
+{
+    private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(10);
+
+    private MirrorTable Mirrors => registry.Mirrors;
+
+    /// <summary>The new mirror's status, or null when ShouldProcess said no.</summary>
+    public MirrorStatus? NewMirror(OperationContext context, NewMirrorRequest r)
+    {
+        if (Mirrors.Exists(r.Name))
+            throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{r.Name}' exists already.", r.Name);
+        var devices = new DeviceScope(Mirrors);
+        MirrorDevice? mirror = null;
+        try
+        {
+            var legs = r.Legs.Select(l => devices.OpenForWrite(l, r.Force, asLeg: true)).ToArray();
+            if (!r.NoSync && !r.Force)
+            {
+                // Legs the mirror's own log knows are its own: re-creating a mirror from its log needs no -Force.
+                var known = r.LogPath == null || r.ResetLog
+                    ? new HashSet<string>()
+                    : DiskDirtyLog.RecordedLegIds(r.LogPath, MirrorDevice.LogPlacementCheck(legs, r.LogPath));
+                foreach (var leg in legs.Skip(1).Where(l => !known.Contains(LegIdentity.Of(l))))
+                    LegChecks.RefuseIfHoldsData(leg, "a leg after the first");
+            }
+            string action = r.NoSync
+                ? $"Create mirror '{r.Name}' without initial recovery"
+                : $"Create mirror '{r.Name}' and overwrite every leg after the first with {legs[0].Name}";
+            if (!context.ShouldProcess(string.Join(", ", legs.Select(l => l.Name)), action))
+            {
+                devices.CloseAll();
+                return null;
+            }
+            mirror = new MirrorDevice(legs, new MirrorOptions
+            {
+                Name = r.Name,
+                RegionSizeBytes = r.RegionSize,
+                LogPath = r.LogPath,
+                NoSync = r.NoSync,
+                ResetLog = r.ResetLog,
+                RequestPoolSize = r.RequestPoolSize,
+                RecoveryBytesPerSecond = r.RecoveryBytesPerSecond,
+            });
+            // Checked before the mirror is kept: a refused one leaves no definition behind.
+            if (!r.NoSync && mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)
+                throw LogDoesNotFit(mirror, differs.Leg, differs.OffsetBytes);
+            Mirrors.Add(mirror, devices.Opened, r.Force);
+        }
+        catch
+        {
+            // Whatever failed, no leg stays open (exclusively) behind the admin's back.
+            mirror?.Dispose();
+            devices.CloseAll();
+            throw;
+        }
+        if (r.NoSync && mirror.FindSampledDifference() is { } offset)
+            context.WriteWarning($"-NoSync trusts the legs of mirror '{r.Name}' to be identical, but they differ at byte {offset} (a sample of the legs was compared). " +
+                                 "Run Test-MirrorDevice -Repair, or re-create the mirror without -NoSync.");
+        return mirror.GetStatus();
+    }
+
+    /// <summary>
+    /// A log's in-sync regions are identical on its alive legs; a leg that differs there is not the storage the log
+    /// knew, whatever its identity says (an image file deleted and re-created under the same inode): serving reads
+    /// from it would be stale data. (-NoSync is the admin saying the legs are identical; it warns from a sample itself.)
+    /// </summary>
+    public static KcopydException LogDoesNotFit(MirrorDevice mirror, string leg, long offsetBytes)
+    {
+        string log = mirror.GetStatus().LogPath ?? "";
+        return new KcopydException("LegIdentityMismatch", KcopydErrorKind.InvalidArgument,
+            $"The mirror log '{log}' does not fit these legs: '{leg}' differs from the default leg '{mirror.DefaultLeg.Name}' at byte " +
+            $"{offsetBytes}, in a region the log records in sync, so it is not the device the log knew (an image file " +
+            "re-created under a reused inode, or a leg written outside the mirror). The mirror was not created; with the leg that " +
+            "holds the data first, -ResetLog resyncs every other leg from it.", log);
+    }
+
+    public MirrorStatus[] GetMirrors() => Mirrors.All.Select(m => m.GetStatus()).ToArray();
+
+    /// <summary>Answers when the mirror is in sync, or after the timeout (at most 10 s) with its status then.</summary>
+    public async Task<MirrorWait> WaitMirror(string name, int timeoutMilliseconds, CancellationToken cancellation)
+    {
+        var mirror = Mirrors.Get(name);
+        var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
+        bool inSync = await mirror.WaitForSyncAsync(timeout, cancellation);
+        return new MirrorWait { Status = mirror.GetStatus(), InSync = inSync };
+    }
+
+    public MirrorStatus? SetMirror(OperationContext context, string name, long recoveryBytesPerSecond)
+    {
+        var mirror = Mirrors.Get(name);
+        if (!context.ShouldProcess(mirror.Name, $"Limit recovery to {recoveryBytesPerSecond} bytes per second")) return null;
+        mirror.RecoveryThrottle.BytesPerSecond = recoveryBytesPerSecond;
+        Mirrors.Save(mirror.Name);
+        return mirror.GetStatus();
+    }
+
+    /// <summary>Null when ShouldProcess said no.</summary>
+    public MirrorRemoval? RemoveMirror(OperationContext context, string name, bool force)
+    {
+        var mirror = Mirrors.Get(name);
+        if (!context.ShouldProcess(mirror.Name, "Flush, stop recovery and release the legs")) return null;
+        return new MirrorRemoval { Closed = Mirrors.Remove(mirror.Name, force), CloseTimeoutSeconds = (int)MirrorTable.CloseTimeout.TotalSeconds };
+    }
+}

@@ -1,0 +1,49 @@
+using Kcopyd.Host.State;
+using Kcopyd.Protocol;
+
+namespace Kcopyd.Host.Registry;
+
+/// <summary>Everything the host holds: copy clients, jobs, mirrors, the state directory, and what failed to assemble.</summary>
+internal sealed class HostRegistry
+{
+    public HostRegistry(StateDirectory? state, TextWriter log)
+    {
+        State = state;
+        Log = log;
+        Mirrors = new MirrorTable(state, Jobs, log);
+        if (state != null)
+        {
+            var settings = state.LoadSettings(out string? error);
+            if (error != null) log.WriteLine($"The host's settings were not read, defaults apply: {error}");
+            Jobs.HistoryCount = settings.JobHistoryCount;
+            Jobs.HistoryMaxAge = settings.JobHistoryMaxAge;
+        }
+    }
+
+    public StateDirectory? State { get; }
+
+    public TextWriter Log { get; }
+
+    public ClientTable Clients { get; } = new();
+
+    public JobTable Jobs { get; } = new();
+
+    public MirrorTable Mirrors { get; }
+
+    /// <summary>Definitions the last assembly could not bring up, and why.</summary>
+    public List<UnassembledMirror> Unassembled { get; } = [];
+
+    /// <summary>Raised by StopHost: the host's main loop ends, closing everything.</summary>
+    public CancellationTokenSource Stopping { get; } = new();
+
+    /// <summary>Stops running jobs (bounded wait), closes mirrors top-down keeping their definitions, frees the clients.</summary>
+    public void Close()
+    {
+        var running = Jobs.Running.ToArray();
+        foreach (var job in running) job.Stop();
+        // Bounded, like every wait on a device: a job stuck on a hung disk must not keep the host from exiting.
+        bool jobsEnded = Task.WhenAll(running.Select(j => j.WaitAsync())).Wait(MirrorTable.CloseTimeout);
+        Mirrors.CloseAll();
+        Clients.DisposeAll(jobsEnded);
+    }
+}

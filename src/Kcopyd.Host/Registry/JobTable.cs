@@ -1,0 +1,80 @@
+using System.Collections.Concurrent;
+using Kcopyd.Engine.Copy;
+using Kcopyd.Protocol;
+
+namespace Kcopyd.Host.Registry;
+
+/// <summary>
+/// The host's copy jobs: running ones live, finished ones as snapshots in a history bounded by count and age,
+/// so memory stays flat however many jobs run. A finished job keeps nothing of its devices or client.
+/// </summary>
+internal sealed class JobTable
+{
+    private sealed class Entry(CopyJob job)
+    {
+        public volatile CopyJob? Live = job;
+        public volatile CopyJobInfo? Final;
+
+        public CopyJobInfo Snapshot() => Final ?? CopyJobInfo.Of(Live!);
+    }
+
+    private readonly ConcurrentDictionary<long, Entry> _jobs = new();
+    // Finished jobs in the order they ended, so trimming takes the oldest without sorting the table.
+    private readonly Queue<(long Id, DateTime EndTime)> _finished = new();
+    private readonly object _pruneLock = new();
+
+    public int HistoryCount { get; set; } = 1000;
+
+    public TimeSpan HistoryMaxAge { get; set; } = TimeSpan.FromHours(24);
+
+    public int Count => _jobs.Count;
+
+    public int RunningCount => _jobs.Values.Count(e => e.Final == null);
+
+    /// <summary>Keeps a started job; when it ends, only its snapshot stays, and the history is trimmed.</summary>
+    public void Add(CopyJob job)
+    {
+        var entry = new Entry(job);
+        _jobs[job.Id] = entry;
+        job.WaitAsync().ContinueWith(_ =>
+        {
+            entry.Final = CopyJobInfo.Of(job);
+            entry.Live = null;
+            lock (_pruneLock) _finished.Enqueue((job.Id, entry.Final.EndTime ?? DateTime.Now));
+            Prune();
+        }, TaskScheduler.Default);
+    }
+
+    public IEnumerable<CopyJobInfo> List() => _jobs.Values.Select(e => e.Snapshot()).OrderBy(j => j.Id).ToArray();
+
+    public CopyJobInfo? Find(long id) => _jobs.TryGetValue(id, out var e) ? e.Snapshot() : null;
+
+    /// <summary>The running job, or null when it ended (or never was).</summary>
+    public CopyJob? FindLive(long id) => _jobs.TryGetValue(id, out var e) ? e.Live : null;
+
+    public IEnumerable<CopyJob> Running => _jobs.Values.Select(e => e.Live).OfType<CopyJob>().ToArray();
+
+    /// <summary>Drops a finished job from the history; a running one is not dropped (false).</summary>
+    public bool Remove(long id)
+    {
+        if (!_jobs.TryGetValue(id, out var e) || e.Final == null) return false;
+        return _jobs.TryRemove(id, out _);
+    }
+
+    /// <summary>Finished jobs beyond the count, or older than the age, leave the history (oldest first).</summary>
+    public void Prune()
+    {
+        lock (_pruneLock)
+        {
+            var cutoff = DateTime.Now - HistoryMaxAge;
+            while (_finished.Count > 0)
+            {
+                var (id, endTime) = _finished.Peek();
+                // Ids of jobs Remove-CopyJob dropped are still queued: they count until they reach the front.
+                if (_finished.Count <= HistoryCount && endTime >= cutoff && _jobs.ContainsKey(id)) break;
+                _finished.Dequeue();
+                _jobs.TryRemove(id, out _);
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+using System.Collections.Concurrent;
+using Kcopyd.Engine;
+using Kcopyd.Engine.Copy;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Mirror;
+using Kcopyd.Host.State;
+
+namespace Kcopyd.Host.Registry;
+
+/// <summary>
+/// The host's mirrors, each with the leg devices opened for it and its definition in the state directory,
+/// rewritten whenever its legs or settings change so the next start assembles it as it is now.
+/// </summary>
+internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, TextWriter log)
+{
+    /// <summary>A mirror, the leg devices the host opened for it (closed after it), and how it was made.</summary>
+    private sealed record Entry(MirrorDevice Mirror, List<IBlockDevice> OpenedLegs, bool Force);
+
+    /// <summary>How long removing a mirror waits for its I/O in flight; after that it finishes closing on its own.</summary>
+    public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly ConcurrentDictionary<string, Entry> _mirrors = new(StringComparer.OrdinalIgnoreCase);
+    private readonly object _lock = new();
+
+    public int Count => _mirrors.Count;
+
+    public IEnumerable<MirrorDevice> All => _mirrors.Values.Select(e => e.Mirror).OrderBy(m => m.Id).ToArray();
+
+    public bool Exists(string name) => _mirrors.ContainsKey(name);
+
+    public MirrorDevice Get(string name)
+        => _mirrors.TryGetValue(name, out var entry)
+            ? entry.Mirror
+            : throw new KcopydException("MirrorNotFound", KcopydErrorKind.NotFound, $"There is no mirror device named '{name}'.", name);
+
+    /// <summary>Keeps a new mirror with the legs opened for it, and writes its definition.</summary>
+    public void Add(MirrorDevice mirror, IReadOnlyList<IBlockDevice> openedLegs, bool force, bool persist = true)
+    {
+        var entry = new Entry(mirror, [.. openedLegs], force);
+        if (!_mirrors.TryAdd(mirror.Name, entry))
+            throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{mirror.Name}' exists already.", mirror.Name);
+        if (persist) Save(mirror.Name);
+    }
+
+    /// <summary>A device opened for a leg that joined the mirror later (Add-MirrorLeg, Repair-MirrorDevice -NewLeg).</summary>
+    public void AdoptLeg(string mirrorName, IBlockDevice device)
+    {
+        var entry = _mirrors[mirrorName];
+        lock (entry.OpenedLegs) entry.OpenedLegs.Add(device);
+    }
+
+    /// <summary>Closes the device of a leg that left the mirror, if the host opened it (a mirror leg stays).</summary>
+    public void CloseLeg(string mirrorName, IBlockDevice device)
+    {
+        var entry = _mirrors[mirrorName];
+        lock (entry.OpenedLegs)
+        {
+            if (!entry.OpenedLegs.Remove(device)) return;
+        }
+        device.Dispose();
+    }
+
+    /// <summary>Writes the mirror's definition as it is now: legs in order, by path and identity, and its settings.</summary>
+    public void Save(string name)
+    {
+        if (state == null || !_mirrors.TryGetValue(name, out var entry)) return;
+        var mirror = entry.Mirror;
+        var status = mirror.GetStatus();
+        state.SaveMirror(new MirrorDefinition
+        {
+            Name = mirror.Name,
+            Legs = mirror.Legs.Select(l => new MirrorLegDefinition
+            {
+                Path = l.Device is MirrorDevice m ? m.Name : l.Device.Name,
+                IsMirror = l.Device is MirrorDevice,
+                StableId = l.StableId,
+            }).ToArray(),
+            RegionSizeBytes = mirror.RegionSizeBytes,
+            LogPath = status.LogPath,
+            RequestPoolSize = status.RequestPoolSize,
+            RecoveryBytesPerSecond = mirror.RecoveryThrottle.BytesPerSecond,
+            Force = entry.Force,
+            Created = DateTimeOffset.Now,
+        });
+    }
+
+    /// <summary>
+    /// Flushes and stops a mirror, then closes the legs opened for it, and forgets its definition. A mirror that
+    /// is a leg of another, or that a running copy uses (unless forced), is refused. False when its I/O had not
+    /// all returned within <see cref="CloseTimeout"/>: it is gone, and lets go of its legs once that I/O ends.
+    /// </summary>
+    public bool Remove(string name, bool force = false)
+    {
+        lock (_lock)
+        {
+            var mirror = Get(name);
+            // A copy running into or out of the mirror would fail half-way with EIO: say so first.
+            var busy = jobs.Running.Where(j => j.State is CopyJobState.Queued or CopyJobState.Running
+                && (j.Source == mirror.Name || j.Destination.Contains(mirror.Name))).ToArray();
+            if (busy.Length > 0 && !force)
+                throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
+                    $"Mirror '{name}' is used by running copy job(s) {string.Join(", ", busy.Select(j => j.Id))}; wait for them, or use -Force to stop them first.", name);
+            foreach (var job in busy) job.Stop();
+            // Bounded: a job stuck on a hung leg ends when the mirror's I/O does.
+            Task.WhenAll(busy.Select(j => j.WaitAsync())).Wait(CloseTimeout);
+            var user = UserOf(mirror);
+            if (user != null)
+                throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
+                    $"Mirror '{name}' is a leg of mirror '{user.Name}'; remove that one first.", name);
+            _mirrors.TryRemove(mirror.Name, out var entry);
+            state?.DeleteMirror(mirror.Name);
+            return Close(entry!);
+        }
+    }
+
+    /// <summary>The mirror that has this one as a leg, if any.</summary>
+    public MirrorDevice? UserOf(MirrorDevice mirror)
+        => _mirrors.Values.Select(e => e.Mirror).FirstOrDefault(m => m.Legs.Any(l => ReferenceEquals(l.Device, mirror)));
+
+    /// <summary>Closes every mirror, stacked ones first, keeping their definitions: the next start assembles them again.</summary>
+    public void CloseAll()
+    {
+        lock (_lock)
+        {
+            while (!_mirrors.IsEmpty)
+            {
+                // A mirror stacked on another goes first, so no mirror is closed under a live one.
+                var top = _mirrors.Values.First(e => UserOf(e.Mirror) == null);
+                _mirrors.TryRemove(top.Mirror.Name, out _);
+                if (!Close(top)) log.WriteLine($"Mirror '{top.Mirror.Name}' is closing, but I/O to a leg has not returned after {CloseTimeout.TotalSeconds:0} s.");
+            }
+        }
+    }
+
+    /// <summary>Closes a mirror (bounded), then the legs opened for it: at once, or when its late I/O has ended.</summary>
+    private static bool Close(Entry entry)
+        => entry.Mirror.Close(CloseTimeout, () =>
+        {
+            foreach (var leg in entry.OpenedLegs) leg.Dispose();
+        });
+}

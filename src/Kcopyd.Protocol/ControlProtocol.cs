@@ -1,0 +1,51 @@
+namespace Kcopyd.Protocol;
+
+/// <summary>The control socket's protocol: JSON-RPC 2.0 (StreamJsonRpc, header-delimited JSON) over a Unix socket.</summary>
+public static class ControlProtocol
+{
+    /// <summary>Raised whenever a method's meaning or shape changes; a client refuses a host of another version.</summary>
+    public const int Version = 2;
+
+    /// <summary>The socket's name inside the runtime directory.</summary>
+    public const string SocketName = "control.sock";
+
+    /// <summary>Keeps its name and the ProtocolVersion property in every version, so any client can ask it first.</summary>
+    public const string GetHost = "GetHost";
+
+    /// <summary>Keeps its name and its one argument (force) in every version, so a client can stop a host it cannot speak to.</summary>
+    public const string StopHost = "StopHost";
+
+    // What the host asks of the cmdlet while an operation runs (the first argument of each is the call's id).
+    public const string ShouldProcess = "Operation.ShouldProcess";
+    public const string Write = "Operation.Write";
+    public const string Progress = "Operation.Progress";
+    public const string Error = "Operation.Error";
+}
+
+/// <summary>
+/// The methods a cmdlet calls. Every one but GetHost and StopHost takes the call's id first, which the host
+/// names when it asks the cmdlet something during that call (ShouldProcess, a warning, progress).
+/// </summary>
+public static class ControlMethods
+{
+    public const string GetHostStatus = "GetHostStatus";
+    public const string SetHost = "SetHost";
+
+    public const string StartCopy = "StartCopy";
+    public const string StartZero = "StartZero";
+    public const string GetJobs = "GetJobs";
+    public const string WaitJob = "WaitJob";
+    public const string StopJob = "StopJob";
+    public const string RemoveJob = "RemoveJob";
+
+    public const string NewMirror = "NewMirror";
+    public const string GetMirrors = "GetMirrors";
+    public const string WaitMirror = "WaitMirror";
+    public const string SetMirror = "SetMirror";
+    public const string RemoveMirror = "RemoveMirror";
+    public const string RepairMirror = "RepairMirror";
+    public const string ReplaceLeg = "ReplaceLeg";
+    public const string AddLeg = "AddLeg";
+    public const string RemoveLeg = "RemoveLeg";
+    public const string TestMirror = "TestMirror";
+}

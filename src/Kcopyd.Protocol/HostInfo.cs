@@ -1,0 +1,31 @@
+namespace Kcopyd.Protocol;
+
+/// <summary>What GetHost answers: who the host is, which protocol it speaks, and what it holds.</summary>
+public sealed class HostInfo
+{
+    public int ProtocolVersion { get; set; }
+    public int ProcessId { get; set; }
+    public string Version { get; set; } = "";
+    public DateTimeOffset StartTime { get; set; }
+    public string SocketPath { get; set; } = "";
+    public string StateDirectory { get; set; } = "";
+    public int Clients { get; set; }
+    /// <summary>Jobs listed: running and queued ones, and finished ones still in the history.</summary>
+    public int Jobs { get; set; }
+    public int RunningJobs { get; set; }
+    public int Mirrors { get; set; }
+    /// <summary>Mirror definitions the host could not assemble at its start, and why (their legs are missing, ...).</summary>
+    public UnassembledMirror[] Unassembled { get; set; } = [];
+    public int JobHistoryCount { get; set; }
+    public TimeSpan JobHistoryMaxAge { get; set; }
+
+    public override string ToString() => $"Kcopyd host {ProcessId} ({Version}) on {SocketPath}";
+}
+
+/// <summary>A mirror the host keeps a definition of but could not assemble: it is reported, never dropped.</summary>
+public sealed class UnassembledMirror
+{
+    public string Name { get; set; } = "";
+    public string Reason { get; set; } = "";
+    public override string ToString() => $"{Name}: {Reason}";
+}

@@ -1,0 +1,61 @@
+namespace Kcopyd.Protocol;
+
+/// <summary>Start-RegionCopy's request: one source, up to eight destinations.</summary>
+public sealed class CopyJobRequest
+{
+    public string Client { get; set; } = "default";
+    public DeviceRef Source { get; set; } = new();
+    public DeviceRef[] Destinations { get; set; } = [];
+    public long SourceOffset { get; set; }
+    /// <summary>One offset for every destination, or one each.</summary>
+    public long[] DestinationOffsets { get; set; } = [0];
+    /// <summary>Null: the rest of the source after SourceOffset.</summary>
+    public long? Length { get; set; }
+    public bool IgnoreErrors { get; set; }
+    public bool Force { get; set; }
+}
+
+/// <summary>Clear-Region's request.</summary>
+public sealed class ZeroJobRequest
+{
+    public string Client { get; set; } = "default";
+    public DeviceRef Path { get; set; } = new();
+    public long Offset { get; set; }
+    public long Length { get; set; }
+    public bool Force { get; set; }
+}
+
+/// <summary>New-MirrorDevice's request.</summary>
+public sealed class NewMirrorRequest
+{
+    public string Name { get; set; } = "";
+    public DeviceRef[] Legs { get; set; } = [];
+    public long RegionSize { get; set; }
+    public string? LogPath { get; set; }
+    public bool NoSync { get; set; }
+    public bool ResetLog { get; set; }
+    public int RequestPoolSize { get; set; }
+    public long RecoveryBytesPerSecond { get; set; }
+    public bool Force { get; set; }
+}
+
+/// <summary>How long finished jobs stay listed.</summary>
+public sealed class HostSettingsChange
+{
+    public int? JobHistoryCount { get; set; }
+    public TimeSpan? JobHistoryMaxAge { get; set; }
+}
+
+/// <summary>What WaitMirror answers: the mirror's status, and whether it is in sync.</summary>
+public sealed class MirrorWait
+{
+    public Kcopyd.Engine.Mirror.MirrorStatus Status { get; set; } = new();
+    public bool InSync { get; set; }
+}
+
+/// <summary>What RemoveMirror answers: false when I/O to a leg had not returned within the close timeout.</summary>
+public sealed class MirrorRemoval
+{
+    public bool Closed { get; set; }
+    public int CloseTimeoutSeconds { get; set; }
+}

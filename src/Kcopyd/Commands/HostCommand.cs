@@ -1,0 +1,64 @@
+using System.Management.Automation;
+using Kcopyd.Connection;
+using Kcopyd.Engine;
+using Kcopyd.Protocol;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>
+/// What every cmdlet shares: it is a thin client of the Kcopyd host. A call runs in the host, which asks this
+/// cmdlet to confirm (-WhatIf, -Confirm) and tells it warnings and progress; a host error is an ErrorRecord with
+/// the host's ErrorId; Ctrl+C cancels the call and gives the shell back within seconds.
+/// </summary>
+public abstract class HostCommand : PSCmdlet
+{
+    /// <summary>Calls the host; an error there is a terminating error here.</summary>
+    internal T Call<T>(string method, params object?[] arguments)
+    {
+        try
+        {
+            return CallOrThrow<T>(method, arguments);
+        }
+        catch (KcopydException ex)
+        {
+            ThrowTerminatingError(ErrorRecords.From(ex));
+            throw; // not reached: ThrowTerminatingError throws
+        }
+    }
+
+    /// <summary>Calls the host; an error there is a KcopydException for the caller to write as it sees fit.</summary>
+    internal T CallOrThrow<T>(string method, params object?[] arguments)
+    {
+        var channel = HostConnection.Get()!;
+        try
+        {
+            return channel.Call<T>(method, arguments, new Sink(this), () => Stopping);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new PipelineStoppedException();
+        }
+    }
+
+    /// <summary>The cmdlet's streams, as the host uses them during a call (always on the pipeline thread).</summary>
+    private sealed class Sink(HostCommand cmdlet) : IOperationSink
+    {
+        public bool ShouldProcess(string target, string action) => cmdlet.ShouldProcess(target, action);
+
+        public void Write(MessageKind kind, string text)
+        {
+            if (kind == MessageKind.Warning) cmdlet.WriteWarning(text);
+            else cmdlet.WriteVerbose(text);
+        }
+
+        public void Progress(ProgressInfo progress)
+            => cmdlet.WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, progress.Status.Length > 0 ? progress.Status : " ")
+            {
+                PercentComplete = progress.PercentComplete,
+                RecordType = progress.Completed ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+            });
+
+        public void Error(KcopydException error) => cmdlet.WriteError(ErrorRecords.From(error));
+    }
+}

@@ -1,0 +1,37 @@
+using System.Management.Automation;
+using Kcopyd.Engine;
+using Kcopyd.Engine.Copy;
+using Kcopyd.Protocol;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Removes finished copy jobs from the host's list; a running job is refused (stop it first).</summary>
+[Cmdlet(VerbsCommon.Remove, "CopyJob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = ById)]
+[OutputType(typeof(void))]
+public sealed class RemoveCopyJobCommand : HostCommand
+{
+    private const string ById = "Id";
+    private const string ByState = "State";
+
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
+    [ValidateNotNullOrEmpty]
+    public long[] Id { get; set; } = null!;
+
+    /// <summary>Every listed job in these states (Completed, Failed, Stopped).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = ByState)]
+    [ValidateSet(nameof(CopyJobState.Completed), nameof(CopyJobState.Failed), nameof(CopyJobState.Stopped))]
+    public CopyJobState[] State { get; set; } = null!;
+
+    protected override void ProcessRecord()
+    {
+        long[] ids = ParameterSetName == ByState
+            ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Contains(j.State)).Select(j => j.Id).ToArray()
+            : Id;
+        foreach (long id in ids)
+        {
+            try { CallOrThrow<bool>(ControlMethods.RemoveJob, id); }
+            catch (KcopydException ex) { WriteError(ErrorRecords.From(ex)); }
+        }
+    }
+}

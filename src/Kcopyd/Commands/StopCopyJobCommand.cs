@@ -1,0 +1,35 @@
+using System.Management.Automation;
+using Kcopyd.Engine;
+using Kcopyd.Protocol;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Stops copy jobs: no new chunk starts, chunks in flight finish, and each job ends as Stopped.</summary>
+[Cmdlet(VerbsLifecycle.Stop, "CopyJob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(CopyJobInfo))]
+public sealed class StopCopyJobCommand : HostCommand
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public long[] Id { get; set; } = null!;
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (long id in Id)
+        {
+            try
+            {
+                var job = CallOrThrow<CopyJobInfo>(ControlMethods.StopJob, id);
+                if (PassThru) WriteObject(job);
+            }
+            catch (KcopydException ex)
+            {
+                WriteError(ErrorRecords.From(ex));
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.Management.Automation;
+using Kcopyd.Protocol;
+using Kcopyd.Session;
+
+namespace Kcopyd.Commands;
+
+/// <summary>Waits for copy jobs to end, showing progress, and outputs them; Ctrl+C stops the waiting, not the jobs.</summary>
+[Cmdlet(VerbsLifecycle.Wait, "CopyJob")]
+[OutputType(typeof(CopyJobInfo))]
+public sealed class WaitCopyJobCommand : HostCommand
+{
+    private readonly List<long> _ids = [];
+
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public long[] Id { get; set; } = null!;
+
+    /// <summary>Seconds to wait at most; by default, for ever. A job still running then is output as it is, with an error.</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int TimeoutSeconds { get; set; } = -1;
+
+    protected override void ProcessRecord() => _ids.AddRange(Id);
+
+    protected override void EndProcessing()
+    {
+        var elapsed = Stopwatch.StartNew();
+        foreach (var start in JobSelection.Select(this, [.. _ids]))
+        {
+            var job = start;
+            var record = new ProgressRecord((int)(job.Id % int.MaxValue), $"Waiting for copy job {job.Id}", " ");
+            while (!job.IsFinished)
+            {
+                long left = TimeoutSeconds < 0 ? 250 : Math.Min(250, TimeoutSeconds * 1000L - elapsed.ElapsedMilliseconds);
+                if (left <= 0)
+                {
+                    WriteError(ErrorRecords.Create("CopyJobWaitTimeout", ErrorCategory.OperationTimeout, job,
+                        $"Copy job {job.Id} is still {job.State} after {TimeoutSeconds} s ({job.PercentComplete:0.#} %)."));
+                    break;
+                }
+                record.StatusDescription = $"{job.PercentComplete:0.#} % of {job.BytesTotal} bytes";
+                record.PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100);
+                WriteProgress(record);
+                try
+                {
+                    job = CallOrThrow<CopyJobInfo>(ControlMethods.WaitJob, job.Id, (int)left);
+                }
+                catch (PipelineStoppedException)
+                {
+                    Host.UI.WriteWarningLine($"Stopped waiting for copy job {job.Id}; it goes on in the Kcopyd host. Stop-CopyJob -Id {job.Id} stops it.");
+                    throw;
+                }
+            }
+            record.RecordType = ProgressRecordType.Completed;
+            WriteProgress(record);
+            if (job.IsFinished) JobProgress.Report(this, job);
+            WriteObject(job);
+        }
+    }
+}
