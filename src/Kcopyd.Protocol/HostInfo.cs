@@ -16,6 +16,11 @@ public sealed class HostInfo
     public int Mirrors { get; set; }
     /// <summary>Mirror definitions the host could not assemble at its start, and why (their legs are missing, ...).</summary>
     public UnassembledMirror[] Unassembled { get; set; } = [];
+    /// <summary>The host process's resident memory, and the part of it the .NET heap holds (after the last collection).</summary>
+    public long WorkingSetBytes { get; set; }
+    public long ManagedHeapBytes { get; set; }
+    /// <summary>How the default copy client submits I/O: "io_uring" or "blocking" (empty until it ran a job).</summary>
+    public string IoBackend { get; set; } = "";
     public int JobHistoryCount { get; set; }
     public TimeSpan JobHistoryMaxAge { get; set; }
 

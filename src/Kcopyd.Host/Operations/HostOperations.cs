@@ -23,6 +23,9 @@ internal sealed class HostOperations(HostRegistry registry, string socketPath)
         RunningJobs = registry.Jobs.RunningCount,
         Mirrors = registry.Mirrors.Count,
         Unassembled = [.. registry.Unassembled],
+        WorkingSetBytes = Environment.WorkingSet,
+        ManagedHeapBytes = GC.GetGCMemoryInfo().HeapSizeBytes,
+        IoBackend = registry.Clients.DefaultIoBackend ?? "",
         JobHistoryCount = registry.Jobs.HistoryCount,
         JobHistoryMaxAge = registry.Jobs.HistoryMaxAge,
     };

@@ -13,6 +13,9 @@ internal sealed class ClientTable
 
     public int Count => _clients.Count;
 
+    /// <summary>The default client's I/O backend, once it exists (asking must not create it).</summary>
+    public string? DefaultIoBackend => _clients.TryGetValue(DefaultName, out var client) ? client.IoBackend : null;
+
     public CopyClient Get(string? name)
     {
         name = string.IsNullOrEmpty(name) ? DefaultName : name;
