@@ -83,6 +83,7 @@ public sealed class HostChannel : IHostChannel
         {
             object?[] withId = method is ControlProtocol.GetHost or ControlProtocol.StopHost ? arguments : [id, .. arguments];
             var answer = _rpc.InvokeWithCancellationAsync<T>(method, withId, cancel.Token);
+            answer.ContinueWith(_ => call.Wake(), TaskScheduler.Default);
             Stopwatch? stoppedFor = null;
             while (!answer.IsCompleted)
             {

@@ -32,6 +32,9 @@ internal sealed class PendingCall(IOperationSink? sink)
         if (sink != null && !_cancelled) _work.Add(() => write(sink));
     }
 
+    /// <summary>Ends the current wait in <see cref="RunQueued"/> at once (the answer came).</summary>
+    public void Wake() => _work.Add(static () => { });
+
     /// <summary>Runs what is queued, waiting at most <paramref name="timeoutMilliseconds"/> for the first item.</summary>
     public void RunQueued(int timeoutMilliseconds)
     {

@@ -3,19 +3,6 @@ BeforeAll {
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
     Use-TestHost | Out-Null
     $script:Manifest = Resolve-Path "$PSScriptRoot/../../Kcopyd.psd1"
-
-    function New-MirrorWhenFree([string] $Name, [string[]] $Legs, [string] $Log) {
-        # A killed process lets go of its legs and its log only once its last I/O has ended.
-        $deadline = [DateTime]::UtcNow.AddSeconds(30)
-        while ($true) {
-            try { return New-MirrorDevice $Name $Legs -LogPath $Log -Confirm:$false -ErrorAction Stop }
-            catch {
-                $busy = $_.FullyQualifiedErrorId -like 'LegInUse,*' -or $_.FullyQualifiedErrorId -like 'DeviceInUse,*' -or $_.FullyQualifiedErrorId -like 'LogInUse,*'
-                if (-not $busy -or [DateTime]::UtcNow -gt $deadline) { throw }
-            }
-            Start-Sleep -Milliseconds 100
-        }
-    }
 }
 
 AfterAll {
@@ -23,8 +10,8 @@ AfterAll {
     Remove-Module Kcopyd -ErrorAction Ignore
 }
 
-Describe 'A mirror whose writer is killed again and again, with a leg failing at random moments' {
-    It 'keeps every acknowledged write on both legs through 20 SIGKILLs and re-creations from the log' {
+Describe 'A mirror whose host is killed again and again, with a leg failing at random moments' {
+    It 'keeps every acknowledged write on both legs through 20 SIGKILLs of the host and assemblies from the log' {
         $seed = 20261202
         Write-Host "Crash loop seed: $seed"
         $random = [Random]::new($seed)
@@ -53,8 +40,8 @@ Describe 'A mirror whose writer is killed again and again, with a leg failing at
             # from the first leg runs, so the kill (and the leg's failure) land in the middle of a recovery.
             $reset = $run % 3 -eq 0
             if ($reset) { Remove-Item $log }
-            # The writer re-creates the mirror from its log (its recovery throttled, so kills also land during a
-            # resync), then writes 64 KiB blocks of $data into random blocks of the mirror until it is killed, 16 in
+            # The writer re-creates the mirror from its log in the host (its recovery throttled, so kills also land
+            # during a resync), then writes 64 KiB blocks of $data into random blocks of the mirror until it is killed, 16 in
             # flight but never two on one block. It notes each write before it is sent (S) and once it is
             # acknowledged (A); a failed write is noted too (F): it was not acknowledged.
             $writer = @"
@@ -75,8 +62,7 @@ while (`$true) {
         `$notes.WriteLine("S `$to `$from")
         `$inFlight.Enqueue((Start-RegionCopy -Source '$data' -Destination `$mirror -SourceOffset `$from -DestinationOffset `$to -Length 64KB -Confirm:`$false))
     }
-    `$job = `$inFlight.Dequeue()
-    `$job.WaitAsync().Wait()
+    `$job = Wait-CopyJob -Id `$inFlight.Dequeue().Id
     `$notes.WriteLine("`$(if (`$job.State -eq 'Completed') { 'A' } else { 'F' }) `$(`$job.DestinationOffset[0]) `$(`$job.SourceOffset)")
     [void]`$busy.Remove(`$job.DestinationOffset[0])
 }
@@ -100,10 +86,12 @@ while (`$true) {
                 }
                 Start-Sleep -Milliseconds ([Math]::Max(0, $killAfter - $clock.ElapsedMilliseconds))
             } finally {
-                # SIGKILL to the whole tree: `dotnet pwsh` is the muxer and the pwsh it starts, which holds the mirror.
+                # SIGKILL to the host, which holds the mirror and runs the writes; then to the writer, left without it.
+                $killed = (Get-KcopydHost).ProcessId
+                Stop-Process -Id $killed -Force
                 $process.Kill($true)
                 $process.WaitForExit()
-                Remove-Item $trigger -ErrorAction Ignore   # the leg works again for the re-creation
+                Remove-Item $trigger -ErrorAction Ignore   # the leg works again for the assembly
             }
             # What each block may hold: its last acknowledged write, or a write sent after it that never was (in
             # flight at the kill, or failed). Blocks never acknowledged in this run are not checked.
@@ -121,13 +109,15 @@ while (`$true) {
                 }
             }
 
-            $mirror = New-MirrorWhenFree "check$run" $legs $log
+            # The next cmdlet starts a host, which assembles the mirror from its definition and its log.
+            Get-MirrorDevice crash | Out-Null
+            (Get-KcopydHost).ProcessId | Should -Not -Be $killed
             try {
-                $status = Wait-MirrorDevice "check$run" -TimeoutSeconds 120
-                $status.State | Should -Be 'InSync' -Because "run $run re-created from its log must resync to the end"
+                $status = Wait-MirrorDevice crash -TimeoutSeconds 120
+                $status.State | Should -Be 'InSync' -Because "run $run assembled from its log must resync to the end"
                 $status.Legs.Health | Should -Be @('Alive', 'Alive')
             } finally {
-                Remove-MirrorDevice "check$run" -Confirm:$false
+                Remove-MirrorDevice crash -Confirm:$false
             }
             foreach ($to in $allowed.Keys) {
                 $expected = @($allowed[$to] | ForEach-Object { Get-RegionHash $data $_ 64KB })

@@ -219,7 +219,7 @@ Describe 'Removing a mirror that a copy is using' {
             $err.Exception.Message | Should -Match "job\(s\) $($job.Id)"
             @(Get-MirrorDevice u1).Count | Should -Be 1
             Remove-MirrorDevice u1 -Force -Confirm:$false
-            $job.State | Should -Be 'Stopped'
+            (Get-CopyJob -Id $job.Id).State | Should -Be 'Stopped'
             @(Get-MirrorDevice u1 -ErrorAction SilentlyContinue).Count | Should -Be 0
         } finally {
             Remove-MirrorDevice u1 -Force -Confirm:$false -ErrorAction Ignore
@@ -239,7 +239,7 @@ Describe 'Removing a mirror whose leg hangs' {
             Send-PauseControl $paused.Socket 'p' | Should -Be 'P'
             $job = Start-RegionCopy $data h1 -Length 4MB -Confirm:$false
             Start-Sleep -Milliseconds 500
-            $job.State | Should -Be 'Running' -Because 'its writes to the paused leg hang'
+            (Get-CopyJob -Id $job.Id).State | Should -Be 'Running' -Because 'its writes to the paused leg hang'
             $clock = [Diagnostics.Stopwatch]::StartNew()
             Remove-MirrorDevice h1 -Force -Confirm:$false -WarningVariable warned -WarningAction SilentlyContinue
             $clock.Elapsed.TotalSeconds | Should -BeLessThan 30 -Because 'a hung leg must not hang the admin'

@@ -61,16 +61,11 @@ internal sealed class CopyOperations(HostRegistry registry)
     /// <summary>Answers when the job ends, or after the timeout (at most 10 s) with the job as it is then.</summary>
     public async Task<CopyJobInfo> WaitJob(long id, int timeoutMilliseconds, CancellationToken cancellation)
     {
-        if (registry.Jobs.FindLive(id) is { } job)
-        {
-            var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
-            try { await job.WaitAsync(cancellation).WaitAsync(timeout, cancellation); }
-            catch (TimeoutException) { }
-        }
-        // The snapshot is taken when the job ends, just after its task completes: wait for it briefly.
-        for (int i = 0; i < 50 && registry.Jobs.FindLive(id) is { State: not (CopyJobState.Queued or CopyJobState.Running) }; i++)
-            await Task.Delay(2, cancellation);
-        return registry.Jobs.Find(id) ?? throw NotFound(id);
+        if (registry.Jobs.FindLive(id) is not { } job) return registry.Jobs.Find(id) ?? throw NotFound(id);
+        var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
+        try { await job.WaitAsync(cancellation).WaitAsync(timeout, cancellation); }
+        catch (TimeoutException) { }
+        return CopyJobInfo.Of(job);
     }
 
     /// <summary>Asks the job to stop; it ends as Stopped once its chunks in flight return (WaitJob sees it).</summary>
