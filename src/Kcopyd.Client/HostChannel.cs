@@ -62,8 +62,8 @@ public sealed class HostChannel : IHostChannel
             if (channel.Host.ProtocolVersion != ControlProtocol.Version)
                 throw new KcopydException("HostVersionMismatch", KcopydErrorKind.InvalidOperation,
                     $"The Kcopyd host on '{socketPath}' (pid {channel.Host.ProcessId}, version {channel.Host.Version}) speaks protocol {channel.Host.ProtocolVersion}, " +
-                    $"this module protocol {ControlProtocol.Version}. Stop it (Stop-KcopydHost -Force, or kill -TERM {channel.Host.ProcessId}) so this module starts its own; " +
-                    "mirrors with definitions come back.", socketPath);
+                    $"this module protocol {ControlProtocol.Version}. Stop it with kill -TERM {channel.Host.ProcessId} (it stops its jobs and closes its " +
+                    "mirrors cleanly, as on Stop-KcopydHost -Force); the next cmdlet starts this module's host, which assembles the mirrors again.", socketPath);
             return channel;
         }
         catch

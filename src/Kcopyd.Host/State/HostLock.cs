@@ -1,3 +1,4 @@
+using Kcopyd.Engine.Native;
 using Tmds.Linux;
 
 namespace Kcopyd.Host.State;
@@ -6,7 +7,6 @@ namespace Kcopyd.Host.State;
 internal sealed unsafe class HostLock : IDisposable
 {
     private const ushort Mode = 0x180; // 0600
-    private static readonly int[] RetryDelaysMs = [10, 20, 40, 80, 160];
 
     private int _fd;
 
@@ -18,14 +18,11 @@ internal sealed unsafe class HostLock : IDisposable
         int fd = Posix.Open(path, LibC.O_RDWR | LibC.O_CREAT | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, Mode);
         if (fd < 0) throw new HostStartException($"Cannot open the lock file '{path}': {Posix.Describe(LibC.errno)}");
         LibC.fchmod(fd, Mode); // 0600 whatever the umask; the private directory, not this mode, is what keeps others out
-        // A child another thread forked but has not yet exec'ed holds a copy of a descriptor just closed (close-on-exec
-        // is not close-on-fork), so a busy answer is asked again for about 300 ms before it counts.
-        int errno = TrySet(fd);
-        for (int i = 0; i < RetryDelaysMs.Length && IsBusy(errno); i++)
-        {
-            Thread.Sleep(RetryDelaysMs[i]);
-            errno = TrySet(fd);
-        }
+        flock whole = default;
+        whole.l_type = (short)LibC.F_WRLCK;
+        whole.l_whence = 0; // SEEK_SET; with l_start = l_len = 0 the whole file, however long
+        // A child forked but not yet exec'ed may hold a descriptor of the host before us for a moment: BusyRetry.
+        int errno = BusyRetry.Run(() => OfdLock.Set(fd, whole), LibC.EAGAIN, LibC.EACCES);
         if (errno == 0) return new HostLock(fd);
         LibC.close(fd);
         throw new HostStartException(IsBusy(errno)
@@ -42,14 +39,4 @@ internal sealed unsafe class HostLock : IDisposable
     }
 
     private static bool IsBusy(int errno) => errno == LibC.EAGAIN || errno == LibC.EACCES;
-
-    private static int TrySet(int fd)
-    {
-        flock whole = default;
-        whole.l_type = (short)LibC.F_WRLCK;
-        whole.l_whence = 0; // SEEK_SET; with l_start = l_len = 0 the whole file, however long
-        int rc;
-        do { rc = LibC.fcntl(fd, LibC.F_OFD_SETLK, &whole); } while (rc != 0 && LibC.errno == LibC.EINTR);
-        return rc == 0 ? 0 : LibC.errno;
-    }
 }

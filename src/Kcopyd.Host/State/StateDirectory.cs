@@ -43,11 +43,11 @@ internal sealed partial class StateDirectory : IDisposable
     public static StateDirectory Open(string path)
     {
         path = IOPath.GetFullPath(path);
-        PrivateDirectory.Prepare(path, "state directory");
+        PrivateDirectory.Prepare(path, "state directory", Variable);
         var hostLock = HostLock.Take(path);
         try
         {
-            PrivateDirectory.Prepare(IOPath.Combine(path, MirrorsName), "mirrors directory");
+            PrivateDirectory.Prepare(IOPath.Combine(path, MirrorsName), "mirrors directory", Variable);
         }
         catch
         {
