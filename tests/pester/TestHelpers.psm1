@@ -114,7 +114,7 @@ function Use-TestHost {
     $env:KCOPYD_RUNTIME_DIR = Join-Path $script:HostFolder 'run'
     $env:KCOPYD_STATE_DIR = Join-Path $script:HostFolder 'state'
     Get-CopyJob | Out-Null
-    $script:HostProcessId = (Get-KcopydHost).ProcessId
+    $script:HostProcessId = (Get-KcopydHost -WarningAction Ignore).ProcessId
     $script:HostProcessId
 }
 
@@ -229,4 +229,20 @@ function Invoke-KcopydInChild {
     } finally { $process.Dispose() }
 }
 
-Export-ModuleMember -Function Use-TestHost, Stop-TestHost, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl
+function Remove-TestLoopDevice {
+    # Detaches one device New-TestLoopDevice or Add-TestLoopDevice attached, now, and forgets it: Remove-TestLoopDevices
+    # must not detach, at the end, whatever another process attached under the same number meanwhile.
+    param([Parameter(Mandatory)] [string] $Device)
+    if (-not $script:Devices.Remove($Device)) { throw "'$Device' is not a loop device these helpers attached" }
+    losetup -d $Device
+    if ($LASTEXITCODE) { throw "losetup -d $Device failed" }
+}
+
+function Update-TestHost {
+    # After a test stopped or killed the file's host and a cmdlet started another, that one is the file's host: so
+    # Stop-TestHost never kills the first one's process id, which the kernel may have given another process since.
+    $script:HostProcessId = (Get-KcopydHost -WarningAction Ignore).ProcessId
+    $script:HostProcessId
+}
+
+Export-ModuleMember -Function Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl

@@ -111,6 +111,7 @@ internal static class MirrorAssembler
 
     private static void Report(HostRegistry registry, string name, string reason)
     {
+        reason = reason.TrimEnd('.'); // an exception's message ends in a stop; the warning and the log line add their own
         registry.Unassembled.Add(new UnassembledMirror { Name = name, Reason = reason });
         registry.Log.WriteLine($"Mirror '{name}' was not assembled: {reason}. Its definition is kept.");
     }
