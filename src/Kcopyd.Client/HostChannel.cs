@@ -38,8 +38,11 @@ public sealed class HostChannel : IHostChannel
 
     public bool IsConnected => !_rpc.Completion.IsCompleted;
 
-    /// <summary>Asks GetHost first, which every version answers, and refuses a host of another protocol version.</summary>
-    internal static HostChannel Open(Socket connected, string socketPath)
+    /// <summary>
+    /// Asks GetHost first, which every version answers, and refuses a host of another protocol version, unless
+    /// <paramref name="anyVersion"/> (Stop-KcopydHost: StopHost too is the same in every version).
+    /// </summary>
+    internal static HostChannel Open(Socket connected, string socketPath, bool anyVersion = false)
     {
         var channel = new HostChannel(connected, socketPath);
         try
@@ -59,11 +62,11 @@ public sealed class HostChannel : IHostChannel
                 throw new KcopydException("HostAccessDenied", KcopydErrorKind.PermissionDenied,
                     $"The Kcopyd host on '{socketPath}' closed the connection unanswered: only root and the host's own user may drive it.", socketPath);
             }
-            if (channel.Host.ProtocolVersion != ControlProtocol.Version)
+            if (!anyVersion && channel.Host.ProtocolVersion != ControlProtocol.Version)
                 throw new KcopydException("HostVersionMismatch", KcopydErrorKind.InvalidOperation,
                     $"The Kcopyd host on '{socketPath}' (pid {channel.Host.ProcessId}, version {channel.Host.Version}) speaks protocol {channel.Host.ProtocolVersion}, " +
-                    $"this module protocol {ControlProtocol.Version}. Stop it with kill -TERM {channel.Host.ProcessId} (it stops its jobs and closes its " +
-                    "mirrors cleanly, as on Stop-KcopydHost -Force); the next cmdlet starts this module's host, which assembles the mirrors again.", socketPath);
+                    $"this module protocol {ControlProtocol.Version}. Stop it with Stop-KcopydHost -Force (it stops its jobs and closes its mirrors " +
+                    "cleanly); the next cmdlet starts this module's host, which assembles the mirrors again.", socketPath);
             return channel;
         }
         catch
@@ -117,15 +120,16 @@ public sealed class HostChannel : IHostChannel
         {
             throw error.ToException();
         }
-        catch (RemoteRpcException e)
-        {
-            throw new KcopydException("HostError", KcopydErrorKind.InvalidOperation, $"The Kcopyd host failed the call: {e.Message}", SocketPath);
-        }
+        // Before RemoteRpcException, which ConnectionLostException derives from.
         catch (Exception e) when (e is ConnectionLostException or ObjectDisposedException or IOException)
         {
             throw new KcopydException("HostConnectionLost", KcopydErrorKind.DeviceError,
                 $"The Kcopyd host (pid {Host.ProcessId}) went away during the call: it was stopped or killed. What it did before is in host.log beside " +
                 $"'{SocketPath}'; the next cmdlet starts a host, which assembles the mirrors it has definitions of.", SocketPath);
+        }
+        catch (RemoteRpcException e)
+        {
+            throw new KcopydException("HostError", KcopydErrorKind.InvalidOperation, $"The Kcopyd host failed the call: {e.Message}", SocketPath);
         }
     }
 

@@ -150,7 +150,8 @@ internal sealed class ControlServer : IAsyncDisposable
         using var stream = new NetworkStream(connection, ownsSocket: true);
         // The same wire format as JsonRpc.Attach: Content-Length headers, JSON. The service asks the cmdlet back on it.
         using var rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new JsonMessageFormatter()));
-        rpc.AddLocalRpcTarget(new ControlService(_registry, _host, rpc));
+        using var service = new ControlService(_registry, _host, rpc);
+        rpc.AddLocalRpcTarget(service);
         rpc.StartListening();
         try { await rpc.Completion; }
         catch (Exception e) { _log.WriteLine($"A client connection ended with an error: {e.Message}"); }

@@ -12,7 +12,7 @@ namespace Kcopyd.Host;
 /// (the connection keeps reading, so the host's questions to the cmdlet get their answers), and an engine error
 /// goes back with its ErrorId as the JSON-RPC error's data.
 /// </summary>
-internal sealed class ControlService(HostRegistry registry, HostOperations host, JsonRpc rpc)
+internal sealed class ControlService(HostRegistry registry, HostOperations host, JsonRpc rpc) : IDisposable
 {
     /// <summary>JSON-RPC's range for application errors; every KcopydException is sent with this code.</summary>
     public const int KcopydErrorCode = -32000;
@@ -62,6 +62,9 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     public Task<MirrorStatus?> RemoveLeg(long callId, string name, string leg, CancellationToken c) => Run(callId, c, ctx => _repairs.RemoveLeg(ctx, name, leg));
 
     public Task<RegionMismatch[]?> TestMirror(long callId, string name, bool repair, CancellationToken c) => Run(callId, c, ctx => _repairs.TestMirror(ctx, name, repair));
+
+    /// <summary>The connection ended.</summary>
+    public void Dispose() => _copies.Dispose();
 
     private Task<T> Run<T>(long callId, CancellationToken cancellation, Func<OperationContext, T> operation)
         => Run(() => operation(new OperationContext(rpc, callId, cancellation)));

@@ -13,6 +13,8 @@ public sealed class CopyJobRequest
     public long? Length { get; set; }
     public bool IgnoreErrors { get; set; }
     public bool Force { get; set; }
+    /// <summary>The cmdlet will follow the job to its end (-Wait): it stays listed until then, whatever the history.</summary>
+    public bool Follow { get; set; }
 }
 
 /// <summary>Clear-Region's request.</summary>
@@ -23,6 +25,8 @@ public sealed class ZeroJobRequest
     public long Offset { get; set; }
     public long Length { get; set; }
     public bool Force { get; set; }
+    /// <summary>As CopyJobRequest.Follow.</summary>
+    public bool Follow { get; set; }
 }
 
 /// <summary>New-MirrorDevice's request.</summary>

@@ -482,10 +482,8 @@ Describe 'The job history' {
         }
     }
 
-    # Product bug: with -JobHistoryCount 0 (which Set-KcopydHost accepts) a job leaves the list the moment it ends,
-    # before WaitJob takes its snapshot, so every -Wait fails ("There is no copy job with Id N", and under an ErrorId
-    # that is the exception's type name) although the job completed. Unskip once a waited-for job is still answered.
-    It 'lets -Wait report a job Completed even with -JobHistoryCount 0' -Skip {
+    # A job followed by -Wait stays listed until the cmdlet has seen it end, whatever the history's bounds.
+    It 'lets -Wait report a job Completed even with -JobHistoryCount 0' {
         $disk = New-TestLoopDevice -Name 't8-zero.img' -Size 4MB
         try {
             Set-KcopydHost -JobHistoryCount 0 -Confirm:$false
@@ -602,10 +600,8 @@ namespace KcopydHostTests
 }
 
 Describe 'A host killed during Start-RegionCopy -Wait' {
-    # Product bug: HostChannel.Unwrap catches RemoteRpcException before ConnectionLostException (which derives from
-    # it), so a lost host is "HostError: The Kcopyd host failed the call"; and JobProgress.Wait lets the
-    # KcopydException out of EndProcessing unconverted, so its ErrorId is the exception's type name. Unskip once fixed.
-    It 'is reported as HostConnectionLost, and the next cmdlet starts a host again' -Skip {
+    # The lost host is named as such, with its ErrorId, also from inside -Wait.
+    It 'is reported as HostConnectionLost, and the next cmdlet starts a host again' {
         $data = New-TestLoopDevice -Name 't12-data.img' -Size 4MB
         $target = New-PausableDisk 't12-target' -Size '4M'
         $paused = $false
@@ -707,10 +703,8 @@ while True:
         $script:Python.HasExited | Should -BeFalse
     }
 
-    # Product bug: Stop-KcopydHost opens its connection through the same version check, so it is refused with
-    # HostVersionMismatch too, although that error tells the admin to run it and StopHost is kept in every version
-    # for exactly this. Unskip once Stop-KcopydHost sends StopHost without the check.
-    It 'is sent StopHost by Stop-KcopydHost -Force, as the mismatch error advises' -Skip {
+    # StopHost is the same in every protocol version, so Stop-KcopydHost stops a host it cannot otherwise speak to.
+    It 'is sent StopHost by Stop-KcopydHost -Force, as the mismatch error advises' {
         Invoke-InHostDirectory $script:FakeDirectory { Stop-KcopydHost -Force -Confirm:$false -TimeoutSeconds 1 -WarningAction SilentlyContinue }
         @(Get-Content $script:Calls) | Should -Contain 'StopHost'
     }

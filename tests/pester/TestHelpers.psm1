@@ -123,10 +123,10 @@ function Stop-TestHost {
     if (-not $script:HostFolder) { return }
     $hostInfo = Get-KcopydHost -ErrorAction Ignore
     if ($hostInfo) { Stop-KcopydHost -Force -Confirm:$false -TimeoutSeconds 30 -WarningAction Continue }
-    # A test may have killed and restarted it; whichever is left goes now.
-    foreach ($id in @($script:HostProcessId, $hostInfo.ProcessId) | Where-Object { $_ } | Sort-Object -Unique) {
-        Get-Process -Id $id -ErrorAction Ignore | Stop-Process -Force
-    }
+    # Whatever host of this file's runtime directory is left goes now, found by its own command line (never by
+    # a process id remembered from before a test restarted it, which the kernel may have given another process).
+    $log = Join-Path $env:KCOPYD_RUNTIME_DIR 'host.log'
+    foreach ($id in @(pgrep -f -x ".*Kcopyd\.Host\.dll --log $([regex]::Escape($log))")) { Stop-Process -Id $id -Force -ErrorAction Ignore }
     Remove-Item $script:HostFolder -Recurse -Force -ErrorAction Ignore
     $script:HostFolder = $null
     Remove-Item Env:KCOPYD_RUNTIME_DIR, Env:KCOPYD_STATE_DIR -ErrorAction Ignore

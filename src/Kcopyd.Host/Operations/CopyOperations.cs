@@ -6,15 +6,20 @@ using Kcopyd.Protocol;
 
 namespace Kcopyd.Host.Operations;
 
-/// <summary>Start-RegionCopy, Clear-Region and the copy-job cmdlets, run in the host.</summary>
-internal sealed class CopyOperations(HostRegistry registry)
+/// <summary>
+/// Start-RegionCopy, Clear-Region and the copy-job cmdlets, run in the host: one instance per connection, which
+/// keeps the jobs that connection follows listed until it has seen them end (or it is gone).
+/// </summary>
+internal sealed class CopyOperations(HostRegistry registry) : IDisposable
 {
+    private readonly HashSet<long> _followed = [];
+
     /// <summary>Longest a WaitJob call waits before answering with the job as it is (the cmdlet then asks again).</summary>
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(10);
 
     /// <summary>The started job, or null when ShouldProcess said no. Bad input fails first, under -WhatIf too.</summary>
     public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
-        => Start(context, r.Client, (client, devices) =>
+        => Start(context, r.Client, r.Follow, (client, devices) =>
         {
             if (r.DestinationOffsets.Length != 1 && r.DestinationOffsets.Length != r.Destinations.Length)
                 throw new KcopydException("DestinationOffsetCount", KcopydErrorKind.InvalidArgument,
@@ -42,7 +47,7 @@ internal sealed class CopyOperations(HostRegistry registry)
         });
 
     public CopyJobInfo? StartZero(OperationContext context, ZeroJobRequest r)
-        => Start(context, r.Client, (client, devices) =>
+        => Start(context, r.Client, r.Follow, (client, devices) =>
         {
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             // Zero validates again, but only after the prompt: bad input must fail first, and under -WhatIf too.
@@ -58,14 +63,25 @@ internal sealed class CopyOperations(HostRegistry registry)
         return ids.Select(id => registry.Jobs.Find(id) ?? throw NotFound(id)).ToArray();
     }
 
-    /// <summary>Answers when the job ends, or after the timeout (at most 10 s) with the job as it is then.</summary>
+    /// <summary>
+    /// Answers when the job ends, or after the timeout (at most 10 s) with the job as it is then; a job this
+    /// connection is waiting for stays listed until a WaitJob has answered it ended.
+    /// </summary>
     public async Task<CopyJobInfo> WaitJob(long id, int timeoutMilliseconds, CancellationToken cancellation)
     {
-        if (registry.Jobs.FindLive(id) is not { } job) return registry.Jobs.Find(id) ?? throw NotFound(id);
+        if (registry.Jobs.FindLive(id) is not { } job)
+        {
+            var ended = registry.Jobs.Find(id) ?? throw NotFound(id);
+            Unfollow(id);
+            return ended;
+        }
+        Follow(id);
         var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
         try { await job.WaitAsync(cancellation).WaitAsync(timeout, cancellation); }
         catch (TimeoutException) { }
-        return CopyJobInfo.Of(job);
+        var info = CopyJobInfo.Of(job);
+        if (info.IsFinished) Unfollow(id);
+        return info;
     }
 
     /// <summary>Asks the job to stop; it ends as Stopped once its chunks in flight return (WaitJob sees it).</summary>
@@ -91,7 +107,29 @@ internal sealed class CopyOperations(HostRegistry registry)
         return true;
     }
 
-    private CopyJobInfo? Start(OperationContext context, string clientName, Func<CopyClient, DeviceScope, CopyJob?> start)
+    /// <summary>The connection is gone: what it followed is left to the history's bounds.</summary>
+    public void Dispose()
+    {
+        lock (_followed)
+        {
+            foreach (long id in _followed) registry.Jobs.Unpin(id);
+            _followed.Clear();
+        }
+    }
+
+    private void Follow(long id)
+    {
+        lock (_followed)
+            if (_followed.Add(id)) registry.Jobs.Pin(id);
+    }
+
+    private void Unfollow(long id)
+    {
+        lock (_followed)
+            if (_followed.Remove(id)) registry.Jobs.Unpin(id);
+    }
+
+    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, Func<CopyClient, DeviceScope, CopyJob?> start)
     {
         var devices = new DeviceScope(registry.Mirrors);
         try
@@ -102,7 +140,9 @@ internal sealed class CopyOperations(HostRegistry registry)
                 devices.CloseAll();
                 return null;
             }
-            registry.Jobs.Add(job);
+            // Pinned before it can end and leave a history of one: the -Wait that follows must find it.
+            if (follow) lock (_followed) _followed.Add(job.Id);
+            registry.Jobs.Add(job, pin: follow);
             return CopyJobInfo.Of(job);
         }
         catch

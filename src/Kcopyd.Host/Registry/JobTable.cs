@@ -22,6 +22,9 @@ internal sealed class JobTable
     // Finished jobs in the order they ended, so trimming takes the oldest without sorting the table.
     private readonly Queue<(long Id, DateTime EndTime)> _finished = new();
     private readonly object _pruneLock = new();
+    // Jobs a cmdlet follows (-Wait, Wait-CopyJob): they stay until it has seen them end, however small the history.
+    private readonly Dictionary<long, int> _pins = [];
+    private readonly HashSet<long> _trimmedWhilePinned = [];
 
     public int HistoryCount { get; set; } = 1000;
 
@@ -31,10 +34,14 @@ internal sealed class JobTable
 
     public int RunningCount => _jobs.Values.Count(e => e.Final == null);
 
-    /// <summary>Keeps a started job; when it ends, only its snapshot stays, and the history is trimmed.</summary>
-    public void Add(CopyJob job)
+    /// <summary>
+    /// Keeps a started job; when it ends, only its snapshot stays, and the history is trimmed. Pinned (see
+    /// <see cref="Pin"/>) before it can end, when a cmdlet is going to follow it.
+    /// </summary>
+    public void Add(CopyJob job, bool pin = false)
     {
         var entry = new Entry(job);
+        if (pin) Pin(job.Id);
         _jobs[job.Id] = entry;
         job.WaitAsync().ContinueWith(_ =>
         {
@@ -73,8 +80,31 @@ internal sealed class JobTable
                 // Ids of jobs Remove-CopyJob dropped are still queued: they count until they reach the front.
                 if (_finished.Count <= HistoryCount && endTime >= cutoff && _jobs.ContainsKey(id)) break;
                 _finished.Dequeue();
-                _jobs.TryRemove(id, out _);
+                if (_pins.ContainsKey(id)) _trimmedWhilePinned.Add(id);
+                else _jobs.TryRemove(id, out _);
             }
+        }
+    }
+
+    /// <summary>Keeps the job listed, even past the history's bounds, until as many Unpins as Pins.</summary>
+    public void Pin(long id)
+    {
+        lock (_pruneLock) _pins[id] = _pins.GetValueOrDefault(id) + 1;
+    }
+
+    public void Unpin(long id)
+    {
+        lock (_pruneLock)
+        {
+            if (!_pins.TryGetValue(id, out int count)) return;
+            if (count > 1)
+            {
+                _pins[id] = count - 1;
+                return;
+            }
+            _pins.Remove(id);
+            // The history let it go while it was followed: it goes now.
+            if (_trimmedWhilePinned.Remove(id)) _jobs.TryRemove(id, out _);
         }
     }
 }

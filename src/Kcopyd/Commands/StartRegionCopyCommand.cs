@@ -53,6 +53,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             Length = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : null,
             IgnoreErrors = IgnoreErrors,
             Force = Force,
+            Follow = Wait,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
         if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)

@@ -25,8 +25,9 @@ public sealed class StopKcopydHostCommand : HostCommand
 
     protected override void EndProcessing()
     {
+        // A connection of its own that takes a host of any protocol version: StopHost is the same in all of them.
         IHostChannel? channel;
-        try { channel = HostConnection.Get(start: false); }
+        try { channel = HostConnection.GetAnyVersion(); }
         catch (KcopydException ex) { ThrowTerminatingError(ErrorRecords.From(ex)); return; }
         if (channel == null)
         {
@@ -34,8 +35,23 @@ public sealed class StopKcopydHostCommand : HostCommand
             return;
         }
         int pid = channel.Host.ProcessId;
-        if (!ShouldProcess($"Kcopyd host {pid} on {channel.Host.SocketPath}", Force ? "Stop its jobs, close its mirrors and stop it" : "Stop")) return;
-        Call<bool>(ControlProtocol.StopHost, Force.IsPresent);
+        try
+        {
+            if (!ShouldProcess($"Kcopyd host {pid} on {channel.Host.SocketPath}", Force ? "Stop its jobs, close its mirrors and stop it" : "Stop")) return;
+            channel.Call<bool>(ControlProtocol.StopHost, [Force.IsPresent], null, () => Stopping);
+        }
+        catch (KcopydException ex)
+        {
+            ThrowTerminatingError(ErrorRecords.From(ex));
+        }
+        catch (OperationCanceledException)
+        {
+            throw new PipelineStoppedException();
+        }
+        finally
+        {
+            channel.Dispose();
+        }
         HostConnection.Close();
         // Answered at once; the host then closes its mirrors (each bounded) and exits. Wait so the next cmdlet meets no half-stopped host.
         var deadline = DateTime.UtcNow.AddSeconds(TimeoutSeconds);

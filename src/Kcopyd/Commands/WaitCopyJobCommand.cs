@@ -44,7 +44,7 @@ public sealed class WaitCopyJobCommand : HostCommand
                 WriteProgress(record);
                 try
                 {
-                    job = CallOrThrow<CopyJobInfo>(ControlMethods.WaitJob, job.Id, (int)left);
+                    job = Call<CopyJobInfo>(ControlMethods.WaitJob, job.Id, (int)left);
                 }
                 catch (PipelineStoppedException)
                 {

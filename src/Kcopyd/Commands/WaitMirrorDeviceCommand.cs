@@ -36,7 +36,7 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
             var progress = new ProgressRecord(1, $"Waiting for mirror '{mirror.Name}' to be in sync", "Recovering");
             MirrorStatus status;
             MirrorWait wait;
-            while (!(wait = CallOrThrow<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)).InSync)
+            while (!(wait = Call<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)).InSync)
             {
                 status = wait.Status;
                 if (status.State == MirrorState.Degraded && status.RecoveringRegions == 0)

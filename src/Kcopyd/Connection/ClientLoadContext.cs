@@ -22,10 +22,10 @@ internal sealed class ClientLoadContext(string moduleDirectory) : AssemblyLoadCo
     }
 
     /// <summary>HostConnector.Connect of the isolated client, as a delegate of framework and protocol types only.</summary>
-    public Func<string, bool, Kcopyd.Protocol.IHostChannel?> LoadConnector()
+    public Func<string, bool, bool, Kcopyd.Protocol.IHostChannel?> LoadConnector()
     {
         var assembly = LoadFromAssemblyPath(Path.Combine(_deps, "Kcopyd.Client.dll"));
         var connect = assembly.GetType("Kcopyd.Client.HostConnector", throwOnError: true)!.GetMethod("Connect")!;
-        return connect.CreateDelegate<Func<string, bool, Kcopyd.Protocol.IHostChannel?>>();
+        return connect.CreateDelegate<Func<string, bool, bool, Kcopyd.Protocol.IHostChannel?>>();
     }
 }

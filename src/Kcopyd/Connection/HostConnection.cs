@@ -12,7 +12,7 @@ internal static class HostConnection
     public const string RuntimeDirectoryVariable = "KCOPYD_RUNTIME_DIR";
 
     private static readonly object s_lock = new();
-    private static readonly Lazy<Func<string, bool, IHostChannel?>> s_connect = new(
+    private static readonly Lazy<Func<string, bool, bool, IHostChannel?>> s_connect = new(
         () => new ClientLoadContext(Path.GetDirectoryName(typeof(HostConnection).Assembly.Location)!).LoadConnector());
     private static IHostChannel? s_channel;
     private static string? s_directory;
@@ -34,11 +34,14 @@ internal static class HostConnection
             string directory = RuntimeDirectory;
             if (s_channel is { IsConnected: true } && directory == s_directory) return s_channel;
             Close();
-            s_channel = s_connect.Value(directory, start);
+            s_channel = s_connect.Value(directory, start, false);
             s_directory = directory;
             return s_channel;
         }
     }
+
+    /// <summary>A connection of its own to whatever host runs, of any protocol version (only to stop it); null if none.</summary>
+    public static IHostChannel? GetAnyVersion() => s_connect.Value(RuntimeDirectory, false, true);
 
     public static void Close()
     {

@@ -26,7 +26,7 @@ internal static class JobProgress
                 if (job.BytesPerSecond > 0)
                     record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / job.BytesPerSecond);
                 cmdlet.WriteProgress(record);
-                job = cmdlet.CallOrThrow<CopyJobInfo>(ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
+                job = cmdlet.Call<CopyJobInfo>(ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
             }
         }
         catch (PipelineStoppedException)
