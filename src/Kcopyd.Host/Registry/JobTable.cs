@@ -52,7 +52,11 @@ internal sealed class JobTable
         }, TaskScheduler.Default);
     }
 
-    public IEnumerable<CopyJobInfo> List() => _jobs.Values.Select(e => e.Snapshot()).OrderBy(j => j.Id).ToArray();
+    public IEnumerable<CopyJobInfo> List()
+    {
+        Prune(); // jobs past the age leave even when no job has ended since
+        return _jobs.Values.Select(e => e.Snapshot()).OrderBy(j => j.Id).ToArray();
+    }
 
     public CopyJobInfo? Find(long id) => _jobs.TryGetValue(id, out var e) ? e.Snapshot() : null;
 
