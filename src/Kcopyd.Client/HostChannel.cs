@@ -36,7 +36,19 @@ public sealed class HostChannel : IHostChannel
 
     public HostInfo Host { get; private set; } = new();
 
-    public bool IsConnected => !_rpc.Completion.IsCompleted;
+    /// <summary>
+    /// Also false when the host's end has closed and the reader has not noticed yet (a host killed a moment ago):
+    /// between calls the host sends nothing, so a readable socket with nothing to read is at its end.
+    /// </summary>
+    public bool IsConnected
+    {
+        get
+        {
+            if (_rpc.Completion.IsCompleted) return false;
+            try { return !(_socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0); }
+            catch (Exception e) when (e is ObjectDisposedException or SocketException) { return false; }
+        }
+    }
 
     /// <summary>
     /// Asks GetHost first, which every version answers, and refuses a host of another protocol version, unless

@@ -79,9 +79,12 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
         try { await job.WaitAsync(cancellation).WaitAsync(timeout, cancellation); }
         catch (TimeoutException) { }
-        var info = CopyJobInfo.Of(job);
-        if (info.IsFinished) Unfollow(id);
-        return info;
+        catch (OperationCanceledException)
+        {
+            Unfollow(id); // Ctrl+C: the cmdlet stopped following it
+            throw;
+        }
+        return Answer(job);
     }
 
     /// <summary>Asks the job to stop; it ends as Stopped once its chunks in flight return (WaitJob sees it).</summary>
@@ -105,6 +108,18 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         if (!context.ShouldProcess($"copy job {id} ({info.State})", "Remove from the job list")) return false;
         registry.Jobs.Remove(id);
         return true;
+    }
+
+    /// <summary>The job as the cmdlet is told it; one it sees ended it follows no more (it asks no more WaitJob).</summary>
+    private CopyJobInfo Answer(CopyJob job)
+    {
+        var info = CopyJobInfo.Of(job);
+        if (info.IsFinished)
+        {
+            registry.Jobs.SealIfEnded(job.Id);
+            Unfollow(job.Id);
+        }
+        return info;
     }
 
     /// <summary>The connection is gone: what it followed is left to the history's bounds.</summary>
@@ -143,7 +158,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             // Pinned before it can end and leave a history of one: the -Wait that follows must find it.
             if (follow) lock (_followed) _followed.Add(job.Id);
             registry.Jobs.Add(job, pin: follow);
-            return CopyJobInfo.Of(job);
+            return Answer(job);
         }
         catch
         {

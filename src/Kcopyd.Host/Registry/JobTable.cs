@@ -14,8 +14,14 @@ internal sealed class JobTable
     {
         public volatile CopyJob? Live = job;
         public volatile CopyJobInfo? Final;
+        public int Sealed;
 
-        public CopyJobInfo Snapshot() => Final ?? CopyJobInfo.Of(Live!);
+        // Live is read first: Seal writes Final before it clears Live, so a null Live means Final is there.
+        public CopyJobInfo Snapshot()
+        {
+            var live = Live;
+            return Final ?? CopyJobInfo.Of(live!);
+        }
     }
 
     private readonly ConcurrentDictionary<long, Entry> _jobs = new();
@@ -43,17 +49,34 @@ internal sealed class JobTable
         var entry = new Entry(job);
         if (pin) Pin(job.Id);
         _jobs[job.Id] = entry;
-        job.WaitAsync().ContinueWith(_ =>
-        {
-            entry.Final = CopyJobInfo.Of(job);
-            entry.Live = null;
-            lock (_pruneLock) _finished.Enqueue((job.Id, entry.Final.EndTime ?? DateTime.Now));
-            Prune();
-        }, TaskScheduler.Default);
+        job.WaitAsync().ContinueWith(_ => Seal(entry, job), TaskScheduler.Default);
     }
+
+    /// <summary>
+    /// Makes an ended job a snapshot in the history, once: when its task completes, or sooner when a caller has seen it
+    /// end (WaitJob answered it, a list showed it), so the list never shows more than the history holds.
+    /// </summary>
+    private void Seal(Entry entry, CopyJob job)
+    {
+        if (Interlocked.Exchange(ref entry.Sealed, 1) != 0) return;
+        entry.Final = CopyJobInfo.Of(job);
+        entry.Live = null;
+        lock (_pruneLock) _finished.Enqueue((job.Id, entry.Final.EndTime ?? DateTime.Now));
+        Prune();
+    }
+
+    /// <summary>Seals the job if it has ended (see <see cref="Seal(Entry, CopyJob)"/>).</summary>
+    public void SealIfEnded(long id)
+    {
+        if (_jobs.TryGetValue(id, out var entry) && entry.Live is { } job && IsEnded(job)) Seal(entry, job);
+    }
+
+    private static bool IsEnded(CopyJob job) => job.State is CopyJobState.Completed or CopyJobState.Failed or CopyJobState.Stopped;
 
     public IEnumerable<CopyJobInfo> List()
     {
+        foreach (var (id, entry) in _jobs)
+            if (entry.Live is { } job && IsEnded(job)) Seal(entry, job);
         Prune(); // jobs past the age leave even when no job has ended since
         return _jobs.Values.Select(e => e.Snapshot()).OrderBy(j => j.Id).ToArray();
     }

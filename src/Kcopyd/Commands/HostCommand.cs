@@ -30,16 +30,26 @@ public abstract class HostCommand : PSCmdlet
     /// <summary>Calls the host; an error there is a KcopydException for the caller to write as it sees fit.</summary>
     internal T CallOrThrow<T>(string method, params object?[] arguments)
     {
-        var channel = HostConnection.Get()!;
         try
         {
-            return channel.Call<T>(method, arguments, new Sink(this), () => Stopping);
+            try
+            {
+                return HostConnection.Get()!.Call<T>(method, arguments, new Sink(this), () => Stopping);
+            }
+            catch (KcopydException e) when (e.ErrorId == "HostConnectionLost" && Rereadable.Contains(method))
+            {
+                // The host went away before it answered a question that changes nothing: ask the next host.
+                return HostConnection.Get()!.Call<T>(method, arguments, new Sink(this), () => Stopping);
+            }
         }
         catch (OperationCanceledException)
         {
             throw new PipelineStoppedException();
         }
     }
+
+    /// <summary>Calls that only read, so asking them again of a new host is safe (a wait is not: its job died with the host).</summary>
+    private static readonly HashSet<string> Rereadable = [ControlMethods.GetJobs, ControlMethods.GetMirrors, ControlMethods.GetHostStatus];
 
     /// <summary>The cmdlet's streams, as the host uses them during a call (always on the pipeline thread).</summary>
     private sealed class Sink(HostCommand cmdlet) : IOperationSink
