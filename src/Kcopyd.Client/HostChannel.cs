@@ -71,8 +71,7 @@ public sealed class HostChannel : IHostChannel
             }
             catch (Exception e) when (e is ConnectionLostException or ObjectDisposedException or IOException)
             {
-                throw new KcopydException("HostAccessDenied", KcopydErrorKind.PermissionDenied,
-                    $"The Kcopyd host on '{socketPath}' closed the connection unanswered: only root and the host's own user may drive it.", socketPath);
+                throw new ClosedUnansweredException(socketPath);
             }
             if (!anyVersion && channel.Host.ProtocolVersion != ControlProtocol.Version)
                 throw new KcopydException("HostVersionMismatch", KcopydErrorKind.InvalidOperation,
@@ -151,3 +150,9 @@ public sealed class HostChannel : IHostChannel
         _socket.Dispose();
     }
 }
+
+/// <summary>
+/// The host closed the connection before it answered GetHost: it refused our uid, or it is going away (killed, its
+/// last I/O draining while its socket still takes connections). HostConnector tells the two apart.
+/// </summary>
+internal sealed class ClosedUnansweredException(string socketPath) : Exception($"The Kcopyd host on '{socketPath}' closed the connection unanswered.");

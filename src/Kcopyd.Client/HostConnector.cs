@@ -14,7 +14,31 @@ public static class HostConnector
     public static IHostChannel? Connect(string runtimeDirectory, bool start, bool anyVersion)
     {
         string socketPath = Path.Combine(runtimeDirectory, ControlProtocol.SocketName);
-        if (TryConnect(socketPath) is { } socket) return HostChannel.Open(socket, socketPath, anyVersion);
+        // Root is never refused by a host, so a host that closes on root unanswered is on its way out: a few seconds
+        // for it to go, then the next one is started (or is there already).
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (TryConnect(socketPath) is { } socket)
+        {
+            try
+            {
+                return HostChannel.Open(socket, socketPath, anyVersion);
+            }
+            catch (ClosedUnansweredException) when (Tmds.Linux.LibC.geteuid() == 0 && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(250);
+            }
+            catch (ClosedUnansweredException) when (Tmds.Linux.LibC.geteuid() == 0)
+            {
+                throw new KcopydException("HostNotAnswering", KcopydErrorKind.DeviceError,
+                    $"The Kcopyd host on '{socketPath}' has closed every connection unanswered for 20 s: it is going away and its I/O does not drain " +
+                    "(a hung device?). Its host.log says more.", socketPath);
+            }
+            catch (ClosedUnansweredException)
+            {
+                throw new KcopydException("HostAccessDenied", KcopydErrorKind.PermissionDenied,
+                    $"The Kcopyd host on '{socketPath}' closed the connection unanswered: only root and the host's own user may drive it.", socketPath);
+            }
+        }
         if (!start) return null;
         string? failure = HostLauncher.Start(runtimeDirectory, () => File.Exists(socketPath) && Answers(socketPath));
         // Another cmdlet may have started a host at the same moment: its host is as good as ours.

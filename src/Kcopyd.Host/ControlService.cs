@@ -66,8 +66,13 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     /// <summary>The connection ended.</summary>
     public void Dispose() => _copies.Dispose();
 
+    /// <summary>
+    /// An operation that asks the cmdlet back blocks while it waits for the answer, so it gets a thread of its own:
+    /// many of them on the thread pool would starve the very continuations that bring the answers.
+    /// </summary>
     private Task<T> Run<T>(long callId, CancellationToken cancellation, Func<OperationContext, T> operation)
-        => Run(() => operation(new OperationContext(rpc, callId, cancellation)));
+        => Task.Factory.StartNew(() => Run(() => operation(new OperationContext(rpc, callId, cancellation))),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
 
     private Task<T> Run<T>(Func<T> operation) => Run(() => Task.FromResult(operation()));
 

@@ -16,7 +16,7 @@ public sealed class HostInfo
     public int Mirrors { get; set; }
     /// <summary>Mirror definitions the host could not assemble at its start, and why (their legs are missing, ...).</summary>
     public UnassembledMirror[] Unassembled { get; set; } = [];
-    /// <summary>The host process's resident memory, and the part of it the .NET heap holds (after the last collection).</summary>
+    /// <summary>The host process's resident memory, and the bytes the .NET heap holds in objects.</summary>
     public long WorkingSetBytes { get; set; }
     public long ManagedHeapBytes { get; set; }
     /// <summary>How the default copy client submits I/O: "io_uring" or "blocking" (empty until it ran a job).</summary>

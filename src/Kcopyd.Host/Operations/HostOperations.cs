@@ -24,7 +24,7 @@ internal sealed class HostOperations(HostRegistry registry, string socketPath)
         Mirrors = registry.Mirrors.Count,
         Unassembled = [.. registry.Unassembled],
         WorkingSetBytes = Environment.WorkingSet,
-        ManagedHeapBytes = GC.GetGCMemoryInfo().HeapSizeBytes,
+        ManagedHeapBytes = GC.GetTotalMemory(forceFullCollection: false),
         IoBackend = registry.Clients.DefaultIoBackend ?? "",
         JobHistoryCount = registry.Jobs.HistoryCount,
         JobHistoryMaxAge = registry.Jobs.HistoryMaxAge,
