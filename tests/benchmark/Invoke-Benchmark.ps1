@@ -7,11 +7,18 @@
     the median of -Runs runs with the tools taking turns:
       copy      one random region device to device: Start-RegionCopy, dd, qemu-img convert, nbdcopy
       fan-out   the same region to three devices: one Start-RegionCopy against three dd runs one after another
-      jobs      10,000 copy jobs of 64 KiB through the engine's API from PowerShell (jobs per second)
+      latency   a 64 KiB job from submit to Completed, one after another (median and 99th percentile of 500):
+                Start-RegionCopy -Wait through the host against the engine's API in the same pwsh
+      jobs      10,000 copy jobs of 64 KiB (jobs per second): through the engine's API from PowerShell, and
+                through the host (Start-RegionCopy without -Wait for each, then waiting for all)
       zero      the region zeroed: Clear-Region against blkdiscard -z
       resync    a new mirror of the source and one or two legs brought in sync, against dd to each leg in turn
       mirror    the region written through a 2-leg mirror, against the same write to one leg directly
-      memory    the peak memory of the Kcopyd process for the copy above and for one copy of -MemoryCheckGiB
+      memory    the peak memory of Kcopyd (the pwsh and the host) for the copy above and for one copy of -MemoryCheckGiB
+    The cmdlets run in a Kcopyd host of the benchmark's own (KCOPYD_RUNTIME_DIR and KCOPYD_STATE_DIR in a new
+    temporary folder), started before the first row and stopped at the end, also when the benchmark fails. The copy
+    and fan-out rows also run the same copy through the engine's API in a pwsh with no host, which says what the
+    host costs.
     Every run starts from a reset destination and dropped page caches, and is checked afterwards (SHA-256 of the
     destination equals the source's; zeroing compared with /dev/zero), so a fast wrong answer fails the run.
     Prints the table and writes it, with the machine it ran on, to -OutFile. Needs root. Run it through
@@ -49,6 +56,13 @@ $WorkFolder = Join-Path $Folder "kcopyd-bench-$PID"
 $Devices = [Collections.Generic.List[object]]::new()
 $JobCount = 10000
 $JobBytes = 64KB
+$LatencyJobCount = 500
+# The operations of Measure-Kcopyd.ps1 that run in the host, whose peak memory counts with the pwsh's.
+$HostOperations = 'Copy', 'Zero', 'HostJobs', 'Latency', 'Resync', 'MirrorWrite'
+# The ones timed from before Import-Module (the others time only their jobs).
+$WholeOperations = 'Copy', 'EngineCopy', 'Zero', 'Resync', 'MirrorWrite'
+# The benchmark's own host: its folder, its process, and how long the first cmdlet took to start it.
+$BenchHost = [pscustomobject]@{ Folder = $null; ProcessId = 0; StartSeconds = 0.0; SavedEnvironment = @{} }
 $ChunkBytes = 4MB   # dd's block size; regions are whole multiples of it so every tool copies the same bytes
 
 function Invoke-Native {
@@ -147,6 +161,87 @@ function Assert-Zeroed([string] $Path, [long] $Bytes, [string] $Tool) {
     if ($LASTEXITCODE) { throw "$Tool left $Path with bytes that are not zero in the first $Bytes" }
 }
 
+# ---- the host ---------------------------------------------------------------------------------------------
+
+function Invoke-ModuleCommand([string] $Command) {
+    # A short command in a pwsh of its own with the module loaded.
+    $output = dotnet pwsh -NoProfile -NonInteractive -Command "`$ErrorActionPreference = 'Stop'; Import-Module '$ModulePath'; $Command"
+    if ($LASTEXITCODE) { throw "'$Command' failed: $output" }
+}
+
+function Start-BenchHost {
+    # A host of the benchmark's own, so no other host's jobs, mirrors or settings (its job history) play a part.
+    # Every measurement is a child pwsh, which inherits these variables. The host is started here, before the
+    # first row, as a user finds it running after the first cmdlet; no timed run includes its start.
+    $BenchHost.Folder = [IO.Directory]::CreateTempSubdirectory('kcopyd-bench-host-').FullName
+    foreach ($name in 'KCOPYD_RUNTIME_DIR', 'KCOPYD_STATE_DIR') { $BenchHost.SavedEnvironment[$name] = [Environment]::GetEnvironmentVariable($name) }
+    # Not made here: the host makes both as private as it requires (0700).
+    $env:KCOPYD_RUNTIME_DIR = Join-Path $BenchHost.Folder 'run'
+    $env:KCOPYD_STATE_DIR = Join-Path $BenchHost.Folder 'state'
+    # Then one copy and one zeroing, untimed, on two small image files of its own: a host that has served its
+    # users has run both before (the first of each compiles its code path in the host).
+    $images = foreach ($name in 'warm-source', 'warm-target') {
+        $image = Join-Path $BenchHost.Folder "$name.img"
+        $file = [IO.File]::Create($image); $file.SetLength(4MB); $file.Dispose()
+        $image
+    }
+    $output = dotnet pwsh -NoProfile -NonInteractive -File $ChildScript -Operation HostStart -ModulePath $ModulePath `
+        -Source $images[0] -Destination $images[1] -LengthBytes 4MB
+    if ($LASTEXITCODE) { throw "Starting the Kcopyd host failed: $output" }
+    $started = @($output)[-1] | ConvertFrom-Json
+    $BenchHost.ProcessId = $started.HostProcessId
+    $BenchHost.StartSeconds = $started.Seconds
+    Remove-Item $images
+    Write-Host ('Kcopyd host {0} on {1}: the first cmdlet took {2:N2} s, with the host''s start' -f $BenchHost.ProcessId, $env:KCOPYD_RUNTIME_DIR, $BenchHost.StartSeconds)
+}
+
+function Stop-BenchHost {
+    # Stop-KcopydHost -Force; a host that does not go within 10 s is sent SIGTERM (it is ours: its pid came from it).
+    if (-not $BenchHost.Folder) { return }
+    try {
+        if (Test-Path (Join-Path $env:KCOPYD_RUNTIME_DIR 'control.sock')) {
+            try { Invoke-ModuleCommand 'Stop-KcopydHost -Force -Confirm:$false' }
+            catch { Write-Warning "Stop-KcopydHost failed: $_" }
+        }
+        if ($BenchHost.ProcessId) {
+            if (-not (Wait-ProcessExit $BenchHost.ProcessId 10)) {
+                Write-Warning "Kcopyd host $($BenchHost.ProcessId) did not stop; sending it SIGTERM."
+                kill -TERM $BenchHost.ProcessId 2>$null
+                if (-not (Wait-ProcessExit $BenchHost.ProcessId 10)) { Write-Warning "Kcopyd host $($BenchHost.ProcessId) is still running." }
+            }
+        }
+        $log = Join-Path $env:KCOPYD_RUNTIME_DIR 'host.log'
+        if ($script:Failed -and (Test-Path $log)) {
+            Write-Warning "The end of the host's log ($log):"
+            Get-Content $log -Tail 20 | ForEach-Object { Write-Warning $_ }
+        }
+    } finally {
+        foreach ($name in $BenchHost.SavedEnvironment.Keys) { [Environment]::SetEnvironmentVariable($name, $BenchHost.SavedEnvironment[$name]) }
+        Remove-Item $BenchHost.Folder -Recurse -Force -ErrorAction Ignore
+        $BenchHost.Folder = $null
+    }
+}
+
+function Wait-ProcessExit([int] $ProcessId, [int] $Seconds) {
+    $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
+    while (Test-Path "/proc/$ProcessId") {
+        if ([DateTime]::UtcNow -gt $deadline) { return $false }
+        Start-Sleep -Milliseconds 100
+    }
+    $true
+}
+
+function Reset-PeakKiB([int] $ProcessId) {
+    # Linux's clear_refs: 5 sets the high-water mark (VmHWM) to the resident set it has now. Written in place, as
+    # echo does (a proc file cannot be truncated, which Set-Content would try).
+    $file = [IO.FileStream]::new("/proc/$ProcessId/clear_refs", [IO.FileMode]::Open, [IO.FileAccess]::Write)
+    try { $file.Write([byte[]][char[]]'5', 0, 1) } finally { $file.Dispose() }
+}
+
+function Get-PeakKiB([int] $ProcessId) {
+    [long]((Get-Content "/proc/$ProcessId/status" | Where-Object { $_ -like 'VmHWM:*' }) -replace '\D', '')
+}
+
 # ---- measuring --------------------------------------------------------------------------------------------
 
 function Measure-Native([string] $Command) {
@@ -160,22 +255,37 @@ function Measure-Native([string] $Command) {
     [pscustomobject]@{ Seconds = $clock.Elapsed.TotalSeconds; PeakKiB = [long](Get-Content $peakFile -Tail 1) }
 }
 
-function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Destination, [long] $Bytes) {
-    # A pwsh of its own per measurement: loading the module is part of the time, and the peak memory is this
-    # operation's alone. The child's own clock leaves out the start of pwsh, which the process time shows.
+function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Destination, [long] $Bytes, [int] $Jobs = $JobCount) {
+    # A pwsh of its own per measurement: loading the module is part of the time, and the pwsh's peak memory is
+    # this operation's alone. The child's own clock leaves out the start of pwsh, which the process time shows.
+    # The host lives across measurements, so its peak is reset to its resident set just before the child starts
+    # (clear_refs 5) and read when it ends: the host's peak during this operation, counted with the pwsh's.
     $arguments = @('-Operation', $Operation, '-ModulePath', $ModulePath, '-Destination', ($Destination -join ','),
-        '-LengthBytes', $Bytes, '-JobCount', $JobCount, '-JobBytes', $JobBytes)
+        '-LengthBytes', $Bytes, '-JobCount', $Jobs, '-JobBytes', $JobBytes)
     if ($Source) { $arguments += '-Source', $Source }
+    $inHost = $Operation -in $HostOperations
+    if ($inHost) { Reset-PeakKiB $BenchHost.ProcessId }
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $output = dotnet pwsh -NoProfile -NonInteractive -File $ChildScript @arguments
     $clock.Stop()
     if ($LASTEXITCODE) { throw "Kcopyd $Operation failed: $output" }
     $result = @($output)[-1] | ConvertFrom-Json
     if ($result.State -ne 'Completed') { throw "Kcopyd $Operation ended $($result.State)" }
+    $hostKiB = $null
+    if ($inHost) {
+        if ($result.HostProcessId -ne $BenchHost.ProcessId) {
+            throw "Kcopyd $Operation ran in host $($result.HostProcessId), not in the benchmark's host $($BenchHost.ProcessId) (it went away?)"
+        }
+        $hostKiB = Get-PeakKiB $BenchHost.ProcessId
+    }
     [pscustomobject]@{
         Seconds        = $result.Seconds
         JobSeconds     = $result.JobSeconds
-        PeakKiB        = $result.PeakKiB
+        MedianSeconds  = $result.MedianSeconds
+        P99Seconds     = $result.P99Seconds
+        # Both peaks, added: at most what both held at one moment.
+        PeakKiB        = $result.PeakKiB + [long]$hostKiB
+        HostPeakKiB    = $hostKiB
         Operation      = $Operation
         ProcessSeconds = $clock.Elapsed.TotalSeconds
         IoBackend      = $result.IoBackend
@@ -187,12 +297,14 @@ function New-Contender {
     # closures (which would not see this script's functions).
     param(
         [string] $Row, [string] $Tool, [long] $Bytes, [string] $Source, [string[]] $Targets, [string] $SourceHash,
+        # What the Ratio divides by: by default the tools that are not Kcopyd's.
+        [bool] $Reference = ($Tool -notlike 'Kcopyd*'),
         [scriptblock] $Prepare = { param($c) Clear-Untimed $c.Targets },
         [scriptblock] $Measure,
         [scriptblock] $Verify = { param($c) Assert-SameAsSource $c.Targets $c.Bytes $c.SourceHash $c.Tool }
     )
     [pscustomobject]@{
-        Row = $Row; Tool = $Tool; Bytes = $Bytes; Source = $Source; Targets = $Targets; SourceHash = $SourceHash
+        Row = $Row; Tool = $Tool; Bytes = $Bytes; Source = $Source; Targets = $Targets; SourceHash = $SourceHash; Reference = $Reference
         Prepare = $Prepare; Measure = $Measure; Verify = $Verify; Results = [Collections.Generic.List[object]]::new()
     }
 }
@@ -223,6 +335,7 @@ function Get-Median([double[]] $Values) {
 function Get-CopyContenders([string] $Source, [string] $Target, [long] $Bytes, [string] $SourceHash) {
     $common = @{ Row = "copy $(Get-SizeText $Bytes), 1 to 1"; Bytes = $Bytes; Source = $Source; Targets = $Target; SourceHash = $SourceHash }
     New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Wait' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'Kcopyd engine API in pwsh, no host' -Measure { param($c) Measure-Kcopyd EngineCopy $c.Source $c.Targets $c.Bytes }
     New-Contender @common -Tool 'dd bs=4M iflag=direct oflag=direct' -Measure {
         param($c) Measure-Native "dd if=$($c.Source) of=$($c.Targets[0]) bs=4M count=$($c.Bytes / 4MB) iflag=direct oflag=direct status=none"
     }
@@ -237,17 +350,34 @@ function Get-CopyContenders([string] $Source, [string] $Target, [long] $Bytes, [
 function Get-FanOutContenders([string] $Source, [string[]] $Targets, [long] $Bytes, [string] $SourceHash) {
     $common = @{ Row = "fan-out $(Get-SizeText $Bytes), 1 to 3"; Bytes = $Bytes; Source = $Source; Targets = $Targets; SourceHash = $SourceHash }
     New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Wait, 3 dest.' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'Kcopyd engine API, 3 dest., no host' -Measure { param($c) Measure-Kcopyd EngineCopy $c.Source $c.Targets $c.Bytes }
     New-Contender @common -Tool 'dd x3, one after another' -Measure {
         param($c)
         Measure-Native (($c.Targets | ForEach-Object { "dd if=$($c.Source) of=$_ bs=4M count=$($c.Bytes / 4MB) iflag=direct oflag=direct status=none" }) -join ' && ')
     }
 }
 
+function Get-LatencyContenders([string] $Source, [string] $Target, [long] $Bytes) {
+    # What the host adds to one small job: each timed alone, from a pwsh that already ran a few.
+    $checked = [Math]::Min($Bytes, [long]$LatencyJobCount * $JobBytes)
+    $common = @{
+        Row = "$($JobBytes / 1KB) KiB job, submit to Completed"; Bytes = $checked; Source = $Source; Targets = $Target
+        SourceHash = Get-RegionHash $Source $checked
+    }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Wait' -Measure { param($c) Measure-Kcopyd Latency $c.Source $c.Targets $c.Bytes -Jobs $LatencyJobCount }
+    New-Contender @common -Tool 'Kcopyd engine API from pwsh, no host' -Reference $true `
+        -Measure { param($c) Measure-Kcopyd EngineLatency $c.Source $c.Targets $c.Bytes -Jobs $LatencyJobCount }
+}
+
 function Get-JobsContenders([string] $Source, [string] $Target, [long] $Bytes) {
     # Past the end of a small region the jobs wrap around, so the check covers what they wrote.
     $checked = [Math]::Min($Bytes, [long]$JobCount * $JobBytes)
-    New-Contender -Row "$('{0:N0}' -f $JobCount) jobs of $($JobBytes / 1KB) KiB" -Tool 'Kcopyd engine API from pwsh' -Bytes $checked `
-        -Source $Source -Targets $Target -SourceHash (Get-RegionHash $Source $checked) `
+    $common = @{
+        Row = "$('{0:N0}' -f $JobCount) jobs of $($JobBytes / 1KB) KiB"; Bytes = $checked; Source = $Source; Targets = $Target
+        SourceHash = Get-RegionHash $Source $checked
+    }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Force, no -Wait' -Measure { param($c) Measure-Kcopyd HostJobs $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'Kcopyd engine API from pwsh, no host' -Reference $true `
         -Measure { param($c) Measure-Kcopyd Jobs $c.Source $c.Targets $c.Bytes }
 }
 
@@ -279,46 +409,96 @@ function Get-MirrorWriteContenders([string] $Source, [string[]] $Legs, [long] $B
     New-Contender @common -Targets $Legs[0] -Tool 'one leg directly (Start-RegionCopy)' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
 }
 
-function Measure-LargeCopy([long] $Bytes) {
-    # Once, on devices of its own: the other rows' images are gone by now, so their space is free again.
+function Measure-LargeCopy([long] $Bytes, [long] $SmallBytes) {
+    # Once, on devices of its own: the other rows' images are gone by now, so their space is free again. The
+    # copy of the rows' size runs again just before, on the same host: what the host keeps resident grows over
+    # the rows before (its heap, its page pools), so the two peaks are compared with the host in one state.
     $source = New-BenchDevice 'large-source' $Bytes
     $target = New-BenchDevice 'large-target' $Bytes
     Write-RandomData $source.Path $Bytes
-    $contender = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $Bytes)" -Bytes $Bytes -Source $source.Path `
-        -Targets $target.Path -SourceHash (Get-RegionHash $source.Path $Bytes) -Prepare {} `
-        -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
-    Invoke-Row $contender -Times 1
+    foreach ($size in $SmallBytes, $Bytes) {
+        $contender = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $size)" -Bytes $size -Source $source.Path `
+            -Targets $target.Path -SourceHash (Get-RegionHash $source.Path $size) -Prepare {} `
+            -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+        Invoke-Row $contender -Times 1
+    }
 }
 
 # ---- the table --------------------------------------------------------------------------------------------
 
+function Get-Measured($Contender, [string] $Name) {
+    # The median of one measured value over the contender's runs; null when its runs do not have it.
+    $first = $Contender.Results[0]
+    if ($first.PSObject.Properties[$Name] -and $null -ne $first.$Name) { Get-Median @($Contender.Results.$Name) }
+}
+
+function Get-Seconds($Contender) {
+    # What a contender's Ratio compares: for the latency row the median job, otherwise the whole run.
+    $median = Get-Measured $Contender 'MedianSeconds'
+    if ($null -ne $median) { $median } else { Get-Measured $Contender 'Seconds' }
+}
+
 function Get-ResultLines([object[]] $Contenders) {
-    # One line per tool: median time, rate, and for Kcopyd the best other tool's time over its own.
+    # One line per tool: median time, rate, and for Kcopyd the best reference tool's time over its own.
     foreach ($row in $Contenders.Row | Select-Object -Unique) {
         $group = @($Contenders | Where-Object Row -eq $row)
-        $medians = @{}
-        foreach ($c in $group) { $medians[$c.Tool] = Get-Median @($c.Results.Seconds) }
-        $others = @($group | Where-Object Tool -notlike 'Kcopyd*' | ForEach-Object { $medians[$_.Tool] })
+        $references = @($group | Where-Object Reference)
+        $others = @($references | ForEach-Object { Get-Seconds $_ })
         # Against the job's own time, another Kcopyd run counts with its own job time too.
-        $othersByJob = @($group | Where-Object Tool -notlike 'Kcopyd*' | ForEach-Object {
-                if ($_.Results[0].PSObject.Properties['JobSeconds'] -and $null -ne $_.Results[0].JobSeconds) { Get-Median @($_.Results.JobSeconds) } else { $medians[$_.Tool] }
-            })
+        $othersByJob = @($references | ForEach-Object { $job = Get-Measured $_ 'JobSeconds'; if ($null -ne $job) { $job } else { Get-Seconds $_ } })
         foreach ($c in $group) {
-            $seconds = $medians[$c.Tool]
-            $jobSeconds = if ($c.Results[0].PSObject.Properties['JobSeconds'] -and $null -ne $c.Results[0].JobSeconds) { Get-Median @($c.Results.JobSeconds) }
-            $ratio = if ($c.Tool -notlike 'Kcopyd*') { '' }
+            $seconds = Get-Seconds $c
+            $jobSeconds = Get-Measured $c 'JobSeconds'
+            $p99 = Get-Measured $c 'P99Seconds'
+            $ratio = if ($c.Reference -or $c.Tool -notlike 'Kcopyd*') { '' }
             elseif (-not $others) { 'n/a' }
             else { '{0:N2}' -f (($others | Measure-Object -Minimum).Minimum / $seconds) }
+            $hostKiB = @($c.Results | Where-Object { $_.PSObject.Properties['HostPeakKiB'] -and $null -ne $_.HostPeakKiB } | ForEach-Object HostPeakKiB)
             [pscustomobject]@{
-                Row        = $c.Row
-                Tool       = $c.Tool
-                Seconds    = '{0:N3}' -f $seconds
-                Rate       = if ($c.Row -like '*jobs of*') { '{0:N0} jobs/s' -f ($JobCount / $seconds) } else { '{0:N2} GB/s' -f ($c.Bytes / 1e9 / $seconds) }
-                Ratio      = $ratio
-                'Job s'    = if ($jobSeconds) { '{0:N3}' -f $jobSeconds } else { '' }
+                Row         = $c.Row
+                Tool        = $c.Tool
+                Seconds     = if ($null -ne $p99) { '{0:N4}' -f $seconds } else { '{0:N3}' -f $seconds }
+                Rate        = if ($null -ne $p99) { '{0:N2} ms, p99 {1:N2} ms' -f (1000 * $seconds), (1000 * $p99) }
+                elseif ($c.Row -like '*jobs of*') { '{0:N0} jobs/s' -f ($JobCount / $seconds) } else { '{0:N2} GB/s' -f ($c.Bytes / 1e9 / $seconds) }
+                Ratio       = $ratio
+                'Job s'     = if ($jobSeconds) { '{0:N3}' -f $jobSeconds } else { '' }
                 # The same ratio on the job's own time: what the engine does once the module is loaded.
-                'Job ratio' = if ($jobSeconds -and $othersByJob -and $c.Tool -like 'Kcopyd*') { '{0:N2}' -f (($othersByJob | Measure-Object -Minimum).Minimum / $jobSeconds) } else { '' }
-                'Peak MiB' = '{0:N0}' -f (($c.Results.PeakKiB | Measure-Object -Maximum).Maximum / 1KB)
+                'Job ratio' = if ($jobSeconds -and $othersByJob -and $ratio) { '{0:N2}' -f (($othersByJob | Measure-Object -Minimum).Minimum / $jobSeconds) } else { '' }
+                'Peak MiB'  = '{0:N0}' -f (($c.Results.PeakKiB | Measure-Object -Maximum).Maximum / 1KB)
+                'Host MiB'  = if ($hostKiB) { '{0:N0}' -f (($hostKiB | Measure-Object -Maximum).Maximum / 1KB) } else { '' }
+            }
+        }
+    }
+}
+
+function Get-HostVerdicts([object[]] $Contenders) {
+    # What the host costs, row by row: the cmdlets through the host against the engine's API with no host.
+    foreach ($row in $Contenders.Row | Select-Object -Unique) {
+        $group = @($Contenders | Where-Object Row -eq $row)
+        $operations = @{}
+        foreach ($c in $group) { if ($c.Results[0].PSObject.Properties['Operation']) { $operations[$c.Tool] = $c.Results[0].Operation } }
+        $viaHost = $group | Where-Object { $operations[$_.Tool] -in 'Copy', 'Latency', 'HostJobs' } | Select-Object -First 1
+        $engine = $group | Where-Object { $operations[$_.Tool] -in 'EngineCopy', 'EngineLatency', 'Jobs' } | Select-Object -First 1
+        if (-not $viaHost -or -not $engine) { continue }
+        $hostSeconds = Get-Seconds $viaHost
+        $engineSeconds = Get-Seconds $engine
+        switch ($operations[$viaHost.Tool]) {
+            'Copy' {
+                $change = $hostSeconds / $engineSeconds - 1
+                $jobChange = (Get-Measured $viaHost 'JobSeconds') / (Get-Measured $engine 'JobSeconds') - 1
+                'Host cost, {0}: {1} took {2:N3} s against {3:N3} s for {4}: {5:+0.0;-0.0}% ({6} the 5% target); the job''s own time {7:+0.0;-0.0}%.' -f $row,
+                    $viaHost.Tool, $hostSeconds, $engineSeconds, $engine.Tool, (100 * $change), $(if ($change -le 0.05) { 'within' } else { 'outside' }), (100 * $jobChange)
+            }
+            'Latency' {
+                $hostP99 = Get-Measured $viaHost 'P99Seconds'
+                $engineP99 = Get-Measured $engine 'P99Seconds'
+                'Host cost, {0}: {1:N2} ms median, {2:N2} ms p99 through the host ({3}), against {4:N2} ms and {5:N2} ms for {6}: {7:N1} and {8:N1} times as long.' -f $row,
+                    (1000 * $hostSeconds), (1000 * $hostP99), $viaHost.Tool, (1000 * $engineSeconds), (1000 * $engineP99), $engine.Tool,
+                    ($hostSeconds / $engineSeconds), ($hostP99 / $engineP99)
+            }
+            'HostJobs' {
+                'Host cost, {0}: {1:N0} jobs/s through the host ({2}), against {3:N0} jobs/s for {4}: a ratio of {5:N3}.' -f $row,
+                    ($JobCount / $hostSeconds), $viaHost.Tool, ($JobCount / $engineSeconds), $engine.Tool, ($engineSeconds / $hostSeconds)
             }
         }
     }
@@ -389,15 +569,20 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
         '## Results'
         ''
         "Median of $Runs runs (the memory check's large copy: once). Ratio is the best other tool's median time over"
-        "Kcopyd's: above 1 Kcopyd is faster. GB/s is 10^9 bytes of the region per second (for fan-out: the region,"
-        'which reaches each of the three destinations). Job s is the median of the Kcopyd job''s own time, from its'
-        'StartTime to its EndTime, without loading the module; Job ratio is the Ratio on that time. Peak MiB is the'
-        'largest resident set of any run.'
+        "Kcopyd's: above 1 Kcopyd is faster. In the $($JobBytes / 1KB) KiB job and the jobs rows the other tool is the engine's API"
+        'in a pwsh with no host, so their Ratio is what the host costs (below 1 the host is slower). GB/s is 10^9 bytes'
+        'of the region per second (for fan-out: the region, which reaches each of the three destinations). Job s is'
+        'the median of the Kcopyd job''s own time, from its StartTime to its EndTime, without loading the module; Job'
+        "ratio is the Ratio on that time. The $($JobBytes / 1KB) KiB job row times $LatencyJobCount jobs one after another, each alone from"
+        'submit to Completed: Seconds is the median job (its Ratio compares medians), Rate the median and the 99th'
+        'percentile (over runs: the median of each). Peak MiB is the largest of any run of the pwsh''s peak resident set'
+        'plus, for the cmdlets, the host''s peak during the same run, which Host MiB shows alone (see below).'
         ''
         ConvertTo-MarkdownTable $Lines
         ''
         if ($Facts.MemoryVerdict) { $Facts.MemoryVerdict }
         if ($Facts.MemoryNote) { $Facts.MemoryNote }
+        if ($Facts.HostVerdicts) { ''; $Facts.HostVerdicts | ForEach-Object { "- $_" } }
         ''
         '## How it was measured'
         ''
@@ -408,12 +593,34 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
         '  and page caches are dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`). The tools take turns within a run.'
         '- After every run the result is checked: SHA-256 of each destination region equals the source region''s;'
         '  a zeroed region equals /dev/zero (`cmp -n`). A run that fails the check stops the benchmark.'
+        '- The cmdlets run in the Kcopyd host (`bin/host/Kcopyd.Host.dll`); the benchmark has one of its own'
+        '  (`KCOPYD_RUNTIME_DIR` and `KCOPYD_STATE_DIR` in a new temporary folder, so the default job history of 1000'
+        '  and no mirrors), started before the first row and stopped at the end. The host outlives the pwsh that'
+        '  started it, so a user''s cmdlet finds it running: no timed run includes a host start. Starting it (the first'
+        "  cmdlet, ``Get-CopyJob``, in a pwsh of its own, after its Import-Module) took $('{0:N2}' -f $Facts.HostStartSeconds) s; then, untimed, it ran"
+        '  one 4 MiB `Start-RegionCopy -Wait` and one `Clear-Region -Wait`, as a host that has served its users has.'
         '- Kcopyd runs in a `dotnet pwsh` process of its own per run; its time runs from before `Import-Module` to'
-        '  the end of the job, so loading the module is included. Starting pwsh itself is not: it took a median'
-        "  of $('{0:N2}' -f $Facts.PwshStartSeconds) s more per process. The jobs row times only submitting the $('{0:N0}' -f $JobCount) jobs"
-        '  (a PowerShell loop over `CopyClient.Copy`) and waiting for all of them, with the devices opened once.'
-        '- Peak memory: VmHWM of the Kcopyd process (read from /proc/self/status at its end); GNU `time` %M for'
-        '  the other tools.'
+        '  the end of the job, so loading the module, and for the cmdlets loading their RPC client and connecting to'
+        '  the host, is included. Starting pwsh itself is not: it took a median'
+        "  of $('{0:N2}' -f $Facts.PwshStartSeconds) s more per process. The engine rows (""engine API ..., no host"") call"
+        '  `CopyClient.Copy` in that pwsh, with the host''s default client options, and wait for the job.'
+        "- The jobs rows time only submitting the $('{0:N0}' -f $JobCount) jobs and waiting for all of them, after the module is loaded"
+        '  (and, for the host row, connected).'
+        '  The engine row is a PowerShell loop over `CopyClient.Copy` with the devices opened once. The host row is a'
+        '  loop of `Start-RegionCopy -Force` (no -Wait), then `Wait-CopyJob` on the last job and `Get-CopyJob` until'
+        '  none is queued or running; the host opens the devices for each job, exclusively without -Force, which'
+        '  would refuse a job (DeviceInUse) while the one before it still writes the device. Of the host''s jobs'
+        '  the finished ones still listed (the last 1000) are checked to have completed, and the destination''s'
+        '  checksum covers them all.'
+        "- The $($JobBytes / 1KB) KiB job row: $LatencyJobCount jobs to successive offsets, each timed from its submit to its end"
+        '  (`Start-RegionCopy -Wait`; `CopyClient.Copy` then waiting for the job), after 20 untimed ones in the same pwsh.'
+        '- Peak memory: VmHWM of the pwsh (read from /proc/self/status at its end), plus for the cmdlets the host''s'
+        '  VmHWM for that run: the host lives across runs, so its high-water mark is reset to its resident set just'
+        '  before the run starts (`echo 5 > /proc/PID/clear_refs`) and read when the run ends. Host MiB thus includes'
+        '  what the host keeps resident from earlier runs (its heap, its clients'' page pools), as any user''s host'
+        '  would; the sum of the two peaks is at most what both held at one moment. GNU `time` %M for the other tools.'
+        '  What the host keeps resident grows over the rows (Host MiB), so the memory check copies the rows'' size'
+        '  again just before its large copy, on the same host and devices, and compares those two.'
         '- Options: `dd bs=4M iflag=direct oflag=direct`; `qemu-img convert -n -f raw -O raw -t none -T none -W -m 16`;'
         '  `nbdcopy --flush` (it goes through the page cache, so it waits for the data to reach the destination as'
         '  the O_DIRECT tools do); `blkdiscard -z`; Kcopyd with its default client.'
@@ -445,32 +652,40 @@ function Invoke-Benchmark {
     Write-RandomData $source.Path $bytes
     $sourceHash = Get-RegionHash $source.Path $bytes
 
+    Start-BenchHost
     $contenders = @(
         Invoke-Row (Get-CopyContenders $source.Path $targets[0].Path $bytes $sourceHash)
         Invoke-Row (Get-FanOutContenders $source.Path $targets.Path $bytes $sourceHash)
+        Invoke-Row (Get-LatencyContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-JobsContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-ZeroContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-ResyncContenders $source.Path $targets[0].Path $bytes $sourceHash)
         Invoke-Row (Get-ResyncContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
         Invoke-Row (Get-MirrorWriteContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
     )
-    # The memory check's first line is the copy row's Kcopyd runs again, seen for their memory.
-    $small = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $bytes)" -Bytes $bytes
-    $contenders[0].Results | ForEach-Object { $small.Results.Add($_) }
     $machine = Get-Machine   # while the devices are attached: it reports their direct I/O
     Remove-BenchDevices
 
-    $large = $null
+    $small = $large = $null
     $memoryNote = if ($largeBytes -le 0) { 'The large copy of the memory check was skipped (-MemoryCheckGiB 0).' }
     else { Get-SpaceShortfall (2 * $largeBytes) "The $(Get-SizeText $largeBytes) memory check" }
-    if ($memoryNote) { Write-Warning $memoryNote } else { $large = Measure-LargeCopy $largeBytes }
+    if ($memoryNote) {
+        Write-Warning $memoryNote
+        # Without the large copy, the memory check's line is the copy row's Kcopyd runs again, seen for their memory.
+        $small = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $bytes)" -Bytes $bytes
+        $contenders[0].Results | ForEach-Object { $small.Results.Add($_) }
+    } else {
+        $small, $large = Measure-LargeCopy $largeBytes $bytes
+    }
 
     $lines = @(Get-ResultLines @($contenders; $small; if ($large) { $large }))
     $lines | Format-Table -AutoSize -Wrap | Out-String -Width 200 | Out-Host
     $verdict = Get-MemoryVerdict $small $large
     if ($verdict) { Write-Host $verdict }
+    $hostVerdicts = @(Get-HostVerdicts $contenders)
+    $hostVerdicts | ForEach-Object { Write-Host $_ }
 
-    $kcopydRuns = @(@($contenders; $large) | Where-Object { $_ } | ForEach-Object { $_.Results } | Where-Object { $_.PSObject.Properties['Operation'] })
+    $kcopydRuns = @(@($contenders; if ($large) { $small; $large }) | Where-Object { $_ } | ForEach-Object { $_.Results } | Where-Object { $_.PSObject.Properties['Operation'] })
     $arguments = [ordered]@{}
     foreach ($name in 'SizeGiB', 'Runs', 'Folder', 'MemoryCheckGiB') { $arguments[$name] = Get-Variable $name -ValueOnly }
     Write-Report $lines @{
@@ -480,10 +695,12 @@ function Invoke-Benchmark {
         Arguments        = $arguments
         LoadStart        = $loadStart
         LoadEnd          = ((Get-Content /proc/loadavg) -split ' ')[0]
-        IoBackend        = @($kcopydRuns.IoBackend | Sort-Object -Unique) -join ', '
+        IoBackend        = @($kcopydRuns.IoBackend | Where-Object { $_ } | Sort-Object -Unique) -join ', '
         Tools            = Get-ToolVersions
-        # Jobs runs time only the jobs, so only the cmdlet runs tell how long pwsh itself takes to start.
-        PwshStartSeconds = Get-Median @($kcopydRuns | Where-Object Operation -ne 'Jobs' | ForEach-Object { $_.ProcessSeconds - $_.Seconds })
+        # The jobs and latency runs time only the jobs, so only the others tell how long pwsh itself takes to start.
+        PwshStartSeconds = Get-Median @($kcopydRuns | Where-Object Operation -in $WholeOperations | ForEach-Object { $_.ProcessSeconds - $_.Seconds })
+        HostStartSeconds = $BenchHost.StartSeconds
+        HostVerdicts     = $hostVerdicts
         MemoryVerdict    = $verdict
         MemoryNote       = $memoryNote
         Note             = $Note
@@ -492,9 +709,13 @@ function Invoke-Benchmark {
 
 # dotnet pwsh finds the repository's PowerShell through the tool manifest above this folder.
 Push-Location $PSScriptRoot
+$Failed = $true
 try {
     Invoke-Benchmark
+    $Failed = $false
 } finally {
+    # The host first: a mirror a failed run left open in it holds its legs' loop devices.
+    Stop-BenchHost
     Remove-BenchDevices
     Remove-Item $WorkFolder -Recurse -Force -ErrorAction Ignore
     Pop-Location
