@@ -6,6 +6,7 @@ public enum DeviceKind
     BlockDevice,
     ImageFile,
     Mirror,
+    Network, // an NBD export: Device and Inode hash its normalised URI
 }
 
 /// <summary>

@@ -1,0 +1,109 @@
+using Kcopyd.Engine.Io;
+using Kcopyd.Engine.Native;
+using Tmds.Linux;
+using static Kcopyd.Engine.Nbd.NbdProtocol;
+
+namespace Kcopyd.Engine.Nbd;
+
+/// <summary>Requests into NBD commands, split to the server's maximum, and the device's end.</summary>
+public sealed unsafe partial class NbdDevice
+{
+    /// <summary>
+    /// Queues the request's NBD command(s) for the connection's sender and returns; the reply completes it on the
+    /// receiver thread. Waits only while <see cref="NbdClientOptions.MaxInFlight"/> pieces are on the wire.
+    /// <paramref name="queue"/> is not used: the device does its own I/O on its socket.
+    /// </summary>
+    public void Submit(in BlockRequest request, IIoQueue queue)
+    {
+        int invalid = Check(request);
+        if (invalid != 0)
+        {
+            ObjectDisposedException.ThrowIf((Volatile.Read(ref _state) & DisposedFlag) != 0, this);
+            request.Completion.Completed(request.Tag, invalid);
+            return;
+        }
+        // Counted before the disposed check, so Dispose either sees this request or we see Dispose: never neither.
+        if ((Interlocked.Increment(ref _state) & DisposedFlag) != 0)
+        {
+            EndRequest();
+            throw new ObjectDisposedException(Name);
+        }
+
+        var (command, pieceBytes) = request.Operation switch
+        {
+            BlockOperation.Read => (CmdRead, _payloadPiece),
+            BlockOperation.Write => (CmdWrite, _payloadPiece),
+            BlockOperation.WriteZeroes when CanWriteZeroes => (CmdWriteZeroes, _rangePiece),
+            BlockOperation.WriteZeroes => (CmdWrite, _payloadPiece), // zeros from the shared zero buffer
+            BlockOperation.Discard => (CmdTrim, _rangePiece),
+            _ => (CmdFlush, 0u),
+        };
+        int immediate = request.Operation switch
+        {
+            BlockOperation.Flush when !CanFlush => 0,
+            BlockOperation.Discard when !CanTrim => Errno.EOPNOTSUPP,
+            _ => -1,
+        };
+        if (immediate < 0 && request.LengthBytes == 0 && request.Operation != BlockOperation.Flush) immediate = 0;
+        if (immediate >= 0)
+        {
+            new NbdClientRequest(this, request, 0).PieceEnded(immediate);
+            return;
+        }
+
+        int pieces = command == CmdFlush ? 1 : (int)((request.LengthBytes + pieceBytes - 1) / pieceBytes);
+        var owner = new NbdClientRequest(this, request, pieces);
+        bool zeroPayload = request.Operation == BlockOperation.WriteZeroes && command == CmdWrite;
+        long done = 0;
+        for (int i = 0; i < pieces; i++)
+        {
+            uint length = command == CmdFlush ? 0 : (uint)Math.Min(pieceBytes, request.LengthBytes - done);
+            _connection.Enqueue(new NbdClientPiece(owner, command, (ulong)(request.OffsetBytes + done), length, done, zeroPayload));
+            done += length;
+        }
+        owner.PieceEnded(0); // the issuer's hold
+    }
+
+    /// <summary>
+    /// Refuses new requests at once, waits (up to <see cref="NbdClientOptions.DisposeTimeout"/>) for those in
+    /// flight, then sends NBD_CMD_DISC and closes. Requests still in flight then end with EIO. Called from a
+    /// completion (on the receiver thread) it does not wait, since that thread is the one that ends them.
+    /// </summary>
+    public void Dispose()
+    {
+        int before = Interlocked.Or(ref _state, DisposedFlag);
+        if ((before & DisposedFlag) != 0) return;
+        if (before != 0 && !_connection.IsOwnThread) _drained.Wait(_options.DisposeTimeout);
+        _connection.Close();
+    }
+
+    /// <summary>Called once per completed request (by <see cref="NbdClientRequest"/>).</summary>
+    internal void EndRequest()
+    {
+        if (Interlocked.Decrement(ref _state) == DisposedFlag) _drained.Set();
+    }
+
+    /// <summary>0 for a request the device can send, else the errno it fails with at once.</summary>
+    private int Check(in BlockRequest request)
+    {
+        var operation = request.Operation;
+        // The last line of defence: never ask for a byte past the end, whatever the caller checked.
+        if (request.OffsetBytes < 0 || request.LengthBytes < 0 || request.LengthBytes > SizeBytes - request.OffsetBytes)
+            return Errno.EINVAL;
+        if (operation == BlockOperation.Flush) return 0;
+        if (operation != BlockOperation.Read && !CanWrite) return LibC.EROFS;
+        // A server may hang up on a request off its minimum block size: refuse it here instead.
+        uint min = _export.MinimumBlockSize;
+        if ((ulong)request.OffsetBytes % min != 0 || (ulong)request.LengthBytes % min != 0) return Errno.EINVAL;
+        if (operation is BlockOperation.Read or BlockOperation.Write && BufferBytes(request.Buffers) < request.LengthBytes) return Errno.EINVAL;
+        return 0;
+    }
+
+    private static long BufferBytes(IoBuffers buffers)
+    {
+        var vectors = (IoVec*)buffers.Vectors;
+        long total = 0;
+        for (int i = 0; i < buffers.Count; i++) total += vectors[i].Length;
+        return total;
+    }
+}

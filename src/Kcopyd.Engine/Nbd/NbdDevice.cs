@@ -1,0 +1,145 @@
+using System.Security.Cryptography;
+using System.Text;
+using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Io;
+using Kcopyd.Engine.Native;
+using static Kcopyd.Engine.Nbd.NbdProtocol;
+
+namespace Kcopyd.Engine.Nbd;
+
+/// <summary>
+/// An NBD export as a block device: one connection, many requests in flight on it, replies matched by cookie and
+/// completed on the connection's receiver thread. Requests larger than the server's maximum are split.
+/// </summary>
+public sealed partial class NbdDevice : IBlockDevice
+{
+    /// <summary>
+    /// The least LogicalBlockSize reported. The engine aligns copies to it; most servers (nbdkit, qemu-nbd on a file)
+    /// accept any byte range and say 1 or nothing, and 512 keeps copies sector-shaped like a disk's.
+    /// </summary>
+    public const int MinimumLogicalBlockSize = 512;
+
+    /// <summary>Read and write pieces stay at most this big even when the server allows more, so no one reply ties up the stream.</summary>
+    private const uint MaxPayloadPiece = 32 * 1024 * 1024;
+    /// <summary>Zero and trim pieces carry no payload; a server saying "no limit" still gets pieces below the 32-bit length.</summary>
+    private const uint MaxRangePiece = 1024 * 1024 * 1024;
+
+    // Set in _state once disposed; the bits below it count requests submitted and not yet completed.
+    private const int DisposedFlag = 1 << 30;
+
+    private readonly NbdClientExport _export;
+    private readonly NbdClientConnection _connection;
+    private readonly NbdClientOptions _options;
+    private readonly ManualResetEventSlim _drained = new(false);
+    private readonly uint _payloadPiece;
+    private readonly uint _rangePiece;
+    private int _state;
+
+    private NbdDevice(string name, NbdUri uri, NbdClientExport export, NbdClientConnection connection, bool write, NbdClientOptions options)
+    {
+        Name = name;
+        Uri = uri;
+        _export = export;
+        _connection = connection;
+        _options = options;
+        SizeBytes = export.SizeBytes;
+        LogicalBlockSize = (int)Math.Max(export.MinimumBlockSize, MinimumLogicalBlockSize);
+        CanWrite = write && !export.Has(FlagReadOnly);
+        string normalised = uri.ToString();
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(normalised));
+        Identity = new DeviceIdentity(DeviceKind.Network, BitConverter.ToUInt64(hash, 0), BitConverter.ToUInt64(hash, 8));
+        StableId = "nbd:" + normalised;
+        uint min = export.MinimumBlockSize;
+        _payloadPiece = Math.Min(export.MaximumBlockSize, MaxPayloadPiece) / min * min;
+        _rangePiece = Math.Min(export.HasBlockSizes ? export.MaximumBlockSize : NbdClientExport.DefaultMaximumPayload, MaxRangePiece) / min * min;
+    }
+
+    /// <summary>The URI as the caller wrote it.</summary>
+    public string Name { get; }
+
+    public NbdUri Uri { get; }
+
+    public long SizeBytes { get; }
+
+    /// <summary>The server's minimum block size, but at least <see cref="MinimumLogicalBlockSize"/>.</summary>
+    public int LogicalBlockSize { get; }
+
+    /// <summary>Opened for writing and the server did not say NBD_FLAG_READ_ONLY.</summary>
+    public bool CanWrite { get; }
+
+    /// <summary>Kind Network; Device and Inode are the first 16 bytes of the SHA-256 of the normalised URI (<see cref="NbdUri.ToString"/>).</summary>
+    public DeviceIdentity Identity { get; }
+
+    /// <summary><c>nbd:</c> and the normalised URI: the same export by another spelling of its URI is the same id.</summary>
+    public string StableId { get; }
+
+    /// <summary>The server's minimum block size (1 when it gave none): offsets and lengths are multiples of it.</summary>
+    public int MinimumBlockSize => (int)_export.MinimumBlockSize;
+
+    public int PreferredBlockSize => (int)_export.PreferredBlockSize;
+
+    /// <summary>The largest read or write sent as one NBD request; larger ones are split.</summary>
+    public long MaximumRequestBytes => _payloadPiece;
+
+    public bool IsReadOnlyExport => _export.Has(FlagReadOnly);
+
+    /// <summary>The server takes NBD_CMD_FLUSH; without it a Flush succeeds at once (there is nothing the server could be asked).</summary>
+    public bool CanFlush => _export.Has(FlagSendFlush);
+
+    /// <summary>The server takes NBD_CMD_TRIM; without it a Discard fails with EOPNOTSUPP, as on a local device that cannot discard.</summary>
+    public bool CanTrim => _export.Has(FlagSendTrim);
+
+    /// <summary>The server takes NBD_CMD_WRITE_ZEROES; without it WriteZeroes writes zeros.</summary>
+    public bool CanWriteZeroes => _export.Has(FlagSendWriteZeroes);
+
+    /// <summary>The server says several connections see one another's writes (NBD_FLAG_CAN_MULTI_CONN). This client uses one.</summary>
+    public bool CanMultiConn => _export.Has(FlagCanMultiConn);
+
+    /// <summary>False once the connection is lost: every request then fails with EIO. Reopen the device to go on.</summary>
+    public bool IsConnected => !_connection.IsBroken;
+
+    /// <summary>Why the connection was lost, in words; null while connected.</summary>
+    public string? ConnectionError => _connection.BrokenReason;
+
+    /// <summary>
+    /// Connects to the export <paramref name="uri"/> names and negotiates it, all within
+    /// <see cref="NbdClientOptions.ConnectTimeout"/>. <see cref="DeviceOpenOptions.Exclusive"/> and
+    /// <see cref="DeviceOpenOptions.Direct"/> have no meaning over NBD and are ignored.
+    /// </summary>
+    /// <exception cref="KcopydException">InvalidNbdUri, NbdTlsUnsupported, NbdConnectFailed, NbdExportNotFound,
+    /// NbdHandshakeTimeout or NbdHandshakeFailed.</exception>
+    public static NbdDevice Open(string uri, DeviceOpenOptions options, NbdClientOptions? clientOptions = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(uri);
+        return Open(NbdUri.Parse(uri), uri, options, clientOptions);
+    }
+
+    /// <inheritdoc cref="Open(string, DeviceOpenOptions, NbdClientOptions?)"/>
+    public static NbdDevice Open(NbdUri uri, DeviceOpenOptions options, NbdClientOptions? clientOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(uri);
+        return Open(uri, uri.ToString(), options, clientOptions);
+    }
+
+    private static NbdDevice Open(NbdUri uri, string name, DeviceOpenOptions options, NbdClientOptions? clientOptions)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var settings = clientOptions ?? NbdClientOptions.Default;
+        settings.Validate();
+        var deadline = new NbdClientDeadline(settings.ConnectTimeout);
+        var socket = NbdClientSocket.Connect(uri, name, deadline);
+        try
+        {
+            var export = NbdClientHandshake.Negotiate(socket, uri, name, deadline);
+            var connection = new NbdClientConnection(socket, uri.Address, settings.MaxInFlight);
+            return new NbdDevice(name, uri, export, connection, options.Write, settings);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public override string ToString() => Name;
+}
