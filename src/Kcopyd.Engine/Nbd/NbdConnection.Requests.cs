@@ -116,7 +116,7 @@ internal sealed partial class NbdConnection
         {
             request = new NbdConnectionRequest(this, command, flags, cookie, offset, length, bytes)
             {
-                Buffer = hasData ? new NbdConnectionBuffer((int)length) : null,
+                Buffer = hasData ? new NbdConnectionBuffer(_server, (int)length) : null,
                 FlushAfter = fua,
             };
         }

@@ -12,16 +12,19 @@ namespace Kcopyd.Engine.Nbd;
 /// </summary>
 internal sealed unsafe class NbdConnectionBuffer : MemoryManager<byte>
 {
+    private readonly NbdServer _owner;
     private byte* _data;
     private IoVec* _vector;
 
-    public NbdConnectionBuffer(int lengthBytes)
+    public NbdConnectionBuffer(NbdServer owner, int lengthBytes)
     {
+        _owner = owner;
         LengthBytes = lengthBytes;
         _data = (byte*)NativeMemory.AlignedAlloc((nuint)lengthBytes, PagePool.Alignment);
         _vector = (IoVec*)NativeMemory.Alloc((nuint)sizeof(IoVec));
         _vector->Base = (nint)_data;
         _vector->Length = lengthBytes;
+        owner.BufferAllocated();
     }
 
     public int LengthBytes { get; }
@@ -55,5 +58,6 @@ internal sealed unsafe class NbdConnectionBuffer : MemoryManager<byte>
         NativeMemory.Free(_vector);
         _data = null;
         _vector = null;
+        _owner.BufferFreed();
     }
 }

@@ -36,6 +36,7 @@ public sealed class NbdServer : IAsyncDisposable
     private long _bytesWritten;
     private long _deviceInFlight;
     private long _peakDeviceRequests;
+    private long _buffersInUse;
     private int _disposeQueueWhenIdle;
     private int _queueDisposed;
 
@@ -65,6 +66,13 @@ public sealed class NbdServer : IAsyncDisposable
 
     /// <summary>The most requests the device held at once: shows a test that requests really overlapped.</summary>
     internal long PeakDeviceRequests => Interlocked.Read(ref _peakDeviceRequests);
+
+    /// <summary>Request buffers allocated and not yet freed, across all connections: 0 once everything has ended.</summary>
+    internal long BuffersInUse => Interlocked.Read(ref _buffersInUse);
+
+    internal void BufferAllocated() => Interlocked.Increment(ref _buffersInUse);
+
+    internal void BufferFreed() => Interlocked.Decrement(ref _buffersInUse);
 
     /// <summary>Cancelled when stopping begins: readers stop reading, the accept loop ends.</summary>
     internal CancellationToken Stopping => _stopping.Token;
