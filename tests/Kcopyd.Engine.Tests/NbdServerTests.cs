@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text.Json;
 using Kcopyd.Engine.Devices;
+using Kcopyd.Engine.Mirror;
 using Kcopyd.Engine.Nbd;
 
 namespace Kcopyd.Engine.Tests;
@@ -140,6 +141,29 @@ public sealed class NbdServerTests : IDisposable
         Assert.True(peak >= 4, $"at most {peak} connections at once");
         Assert.True(served.Server.PeakDeviceRequests > 4, $"at most {served.Server.PeakDeviceRequests} requests at the device at once");
         Assert.Equal(0, statistics.RequestErrors);
+    }
+
+    [Fact]
+    public void A_mirror_served_over_nbd_advertises_its_region_size_and_gets_the_data_on_every_leg()
+    {
+        const long size = 32 * MiB;
+        string source = _scratch.Image("source.img", size);
+        Scratch.FillRandom(source, 0, size, seed: 7);
+        var legs = new[] { _scratch.Loop("leg0.img", size), _scratch.Loop("leg1.img", size) };
+        var mirror = new MirrorDevice(legs.Select(l => LinuxBlockDevice.Open(l, DeviceOpenOptions.ReadWrite)).ToArray(),
+            new MirrorOptions { NoSync = true, RegionSizeBytes = 256 * 1024, RequestPoolSize = 8, OwnsLegs = true });
+        using var served = Served.Start(_scratch, mirror);
+
+        var export = JsonDocument.Parse(Tool.Check("nbdinfo", "--json", served.Uri)).RootElement.GetProperty("exports")[0];
+        Assert.Equal(256 * 1024, export.GetProperty("block_size_preferred").GetInt32());
+        Assert.True(export.GetProperty("can_multi_conn").GetBoolean());
+        // Requests of 1 MiB span four regions each, and more are in flight than the mirror's pool holds.
+        Tool.Check("nbdcopy", "--connections=2", "--threads=2", "--requests=16", "--request-size=1048576", "--flush", source, served.Uri);
+        foreach (string leg in legs) Scratch.AssertSameBytes(source, 0, leg, 0, size);
+        string copy = _scratch.Image("copy.img", size);
+        Tool.Check("nbdcopy", served.Uri, copy);
+        Scratch.AssertSameBytes(source, 0, copy, 0, size);
+        Assert.Equal(0, served.Server.GetStatistics().RequestErrors);
     }
 
     [Fact]
