@@ -144,6 +144,30 @@ public sealed class NbdServerTests : IDisposable
     }
 
     [Fact]
+    public async Task A_server_on_a_tcp_listener_serves_nbdcopy_over_tcp()
+    {
+        const long size = 8 * MiB;
+        string source = _scratch.Image("source.img", size);
+        Scratch.FillRandom(source, 0, size, seed: 8);
+        string image = _scratch.Image("export.img", size);
+        using var device = LinuxBlockDevice.Open(image, DeviceOpenOptions.ReadWrite);
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        var server = NbdServer.Start(listener, new NbdExport(device));
+        try
+        {
+            int port = ((System.Net.IPEndPoint)server.LocalEndPoint!).Port;
+            Tool.Check("nbdcopy", "--flush", source, $"nbd://127.0.0.1:{port}");
+            Scratch.AssertSameBytes(source, 0, image, 0, size);
+        }
+        finally
+        {
+            await server.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        Assert.Equal(0, server.GetStatistics().FailedConnections);
+    }
+
+    [Fact]
     public void A_mirror_served_over_nbd_advertises_its_region_size_and_gets_the_data_on_every_leg()
     {
         const long size = 32 * MiB;

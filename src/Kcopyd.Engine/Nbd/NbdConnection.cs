@@ -4,11 +4,12 @@ using Kcopyd.Engine.Io;
 
 namespace Kcopyd.Engine.Nbd;
 
-/// <summary>
-/// One client of an <see cref="NbdServer"/>: the handshake, then a reader that parses requests and submits them
-/// without waiting, and a writer that sends the replies in the order the device finishes them. Whatever the client
-/// sends, the connection ends on its own and never throws: a failure is one line in the server's log.
-/// </summary>
+/// <summary>One client of an <see cref="NbdServer"/>: its handshake, then a reader and a writer of its own.</summary>
+/// <remarks>
+/// The reader parses requests and submits them without waiting; the writer sends the replies in the order the device
+/// finishes them. Whatever the client sends, the connection ends on its own and never throws: a failure is one line
+/// in the server's log.
+/// </remarks>
 internal sealed partial class NbdConnection
 {
     private readonly NbdServer _server;

@@ -1,10 +1,7 @@
 namespace Kcopyd.Engine.Nbd;
 
-/// <summary>
-/// How many requests and how many buffer bytes one connection has in flight, from the moment its header is read
-/// until its reply has been sent (or dropped). Only the connection's reader waits here, so there is one waiter at
-/// most; releases come from the writer and never block.
-/// </summary>
+/// <summary>The requests and buffer bytes one connection has in flight, from its header read until its reply is sent.</summary>
+/// <remarks>Only the connection's reader waits here, so there is one waiter at most; releases come from the writer and never block.</remarks>
 internal sealed class NbdConnectionBudget(int maxRequests, long maxBytes)
 {
     private readonly object _lock = new();

@@ -6,10 +6,8 @@ using Kcopyd.Engine.Native;
 
 namespace Kcopyd.Engine.Nbd;
 
-/// <summary>
-/// The data of one READ or WRITE: aligned native memory (O_DIRECT devices need it) with its one iovec, and a
-/// Memory view for the socket. Freed exactly once, by whoever holds the request when it ends.
-/// </summary>
+/// <summary>The data of one READ or WRITE: aligned native memory (for O_DIRECT) with its iovec and a Memory view for the socket.</summary>
+/// <remarks>Freed exactly once, by whoever holds the request when it ends: the writer, or a completion that comes too late.</remarks>
 internal sealed unsafe class NbdConnectionBuffer : MemoryManager<byte>
 {
     private readonly NbdServer _owner;

@@ -2,10 +2,8 @@ using Kcopyd.Engine.Io;
 
 namespace Kcopyd.Engine.Nbd;
 
-/// <summary>
-/// One transmission request of a connection, from its header until its reply is sent: the device's completion
-/// for it (on the I/O queue's thread: short, never blocking) and what the writer needs to answer it.
-/// </summary>
+/// <summary>One request of a connection from its header to its reply: the device's completion for it and what the writer sends.</summary>
+/// <remarks>The completion runs on the I/O queue's thread, so it only hands over: it never blocks and never submits.</remarks>
 internal sealed class NbdConnectionRequest(NbdConnection connection, ushort command, ushort flags, ulong cookie, ulong offset, uint length,
     long budgetBytes) : IBlockCompletion
 {

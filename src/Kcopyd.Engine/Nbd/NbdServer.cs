@@ -18,14 +18,17 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>Beyond the stop deadline, how long stopping still waits for a connection to return from the device.</summary>
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(2);
 
+    private const int DefaultBacklog = 128;
+
     private readonly Socket _listener;
     private readonly TextWriter? _log;
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _hardStop = new();
     private readonly object _lock = new();
-    private readonly HashSet<Task> _connections = new();
+    private readonly Dictionary<long, Task> _connections = new();
     private Task _acceptLoop = Task.CompletedTask;
-    private Task? _stopTask;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _stopStarted;
     private int _connectionCount;
     private long _totalConnections;
     private long _refusedConnections;
@@ -94,7 +97,7 @@ public sealed class NbdServer : IAsyncDisposable
         if (listener.SocketType != SocketType.Stream)
             throw new ArgumentException("NBD runs over a stream socket (Unix or TCP).", nameof(listener));
         if (!listener.IsBound) throw new ArgumentException("Bind the listener before starting the server.", nameof(listener));
-        listener.Listen(options.MaxConnections); // listening again only sets the backlog
+        listener.Listen(Math.Max(options.MaxConnections, DefaultBacklog)); // listening again only sets the backlog
 
         var server = new NbdServer(listener, export, options, log);
         server.LocalEndPoint = listener.LocalEndPoint;
@@ -119,7 +122,25 @@ public sealed class NbdServer : IAsyncDisposable
     /// </summary>
     public Task StopAsync()
     {
-        lock (_lock) return _stopTask ??= StopCoreAsync();
+        // Started outside any lock: cancelling may run a reader's continuation inline, which takes the lock itself.
+        if (Interlocked.Exchange(ref _stopStarted, 1) == 0) _ = RunStopAsync();
+        return _stopped.Task;
+    }
+
+    private async Task RunStopAsync()
+    {
+        try
+        {
+            await StopCoreAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Log($"stopping failed: {e.GetType().Name}: {e.Message}");
+        }
+        finally
+        {
+            _stopped.TrySetResult();
+        }
     }
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
@@ -131,7 +152,7 @@ public sealed class NbdServer : IAsyncDisposable
         try { _listener.Dispose(); } catch (Exception) { /* closing is all that is left to do with it */ }
         await _acceptLoop.ConfigureAwait(false);
         Task[] connections;
-        lock (_lock) connections = [.. _connections];
+        lock (_lock) connections = [.. _connections.Values];
         // A reader inside the device's Submit (a mirror's full request pool behind a hung leg) cannot be cancelled:
         // stopping waits a little past the deadline for it, then leaves it to end on its own.
         var all = Task.WhenAll(connections);
@@ -143,24 +164,32 @@ public sealed class NbdServer : IAsyncDisposable
 
     private async Task AcceptAsync()
     {
+        bool failing = false;
         while (true)
         {
             Socket client;
             try
             {
                 client = await _listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                failing = false;
             }
             catch (Exception) when (_stopping.IsCancellationRequested)
             {
                 return;
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+            catch (SocketException e)
             {
-                if (e is not SocketException) return; // the listener was closed under us: nothing left to accept
-                // Out of descriptors, a connection reset before it was accepted: the next one may do better.
-                Log($"accept failed: {((SocketException)e).SocketErrorCode}");
+                // Out of descriptors, a connection reset before it was accepted: the next one may do better. Said once
+                // per run of failures, so a full fd table does not fill the log.
+                if (!failing) Log($"accepting failed: {e.SocketErrorCode}; retrying");
+                failing = true;
                 try { await Task.Delay(100, _stopping.Token).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
                 continue;
+            }
+            catch (Exception e)
+            {
+                Log($"no longer accepting: {e.GetType().Name}: {e.Message}");
+                return;
             }
             Admit(client);
         }
@@ -176,21 +205,37 @@ public sealed class NbdServer : IAsyncDisposable
             client.Dispose();
             return;
         }
-        if (client.ProtocolType == ProtocolType.Tcp) client.NoDelay = true; // replies are small and must not wait
+        try
+        {
+            if (client.ProtocolType == ProtocolType.Tcp) client.NoDelay = true; // replies are small and must not wait
+        }
+        catch (SocketException)
+        {
+            // Reset before it was served: the connection's first read says so.
+        }
         Interlocked.Increment(ref _connectionCount);
         var connection = new NbdConnection(this, client, id);
+        // Listed before it starts, so it cannot end (and unlist itself) before it is listed.
+        lock (_lock) _connections[id] = Task.CompletedTask;
+        var task = Task.Run(() => ServeAsync(connection));
         lock (_lock)
         {
-            var task = Task.Run(connection.RunAsync);
-            _connections.Add(task);
-            task.ContinueWith(Ended, TaskScheduler.Default);
+            if (_connections.ContainsKey(id)) _connections[id] = task;
         }
     }
 
-    private void Ended(Task connection)
+    /// <summary>Runs a connection and counts it out inside its own task, so whoever awaits the task sees the count already down.</summary>
+    private async Task ServeAsync(NbdConnection connection)
     {
-        lock (_lock) _connections.Remove(connection);
-        Interlocked.Decrement(ref _connectionCount);
+        try
+        {
+            await connection.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_lock) _connections.Remove(connection.Id);
+            Interlocked.Decrement(ref _connectionCount);
+        }
     }
 
     internal void ConnectionFailed(NbdConnection connection, string why)
