@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
-using Newtonsoft.Json.Linq;
 using StreamJsonRpc;
 
 namespace Kcopyd.Client;
@@ -27,7 +26,7 @@ public sealed class HostChannel : IHostChannel
         _socket = socket;
         SocketPath = socketPath;
         var stream = new NetworkStream(socket, ownsSocket: true);
-        _rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new JsonMessageFormatter()));
+        _rpc = new ControlRpc(new HeaderDelimitedMessageHandler(stream, stream, new SystemTextJsonFormatter { JsonSerializerOptions = ControlProtocol.SerializerOptions }));
         _rpc.AddLocalRpcTarget(new CallbackTarget(_calls));
         _rpc.StartListening();
     }
@@ -127,7 +126,7 @@ public sealed class HostChannel : IHostChannel
         {
             return answer.GetAwaiter().GetResult();
         }
-        catch (RemoteInvocationException e) when (e.ErrorData is JToken data && data.ToObject<RemoteError>() is { ErrorId.Length: > 0 } error)
+        catch (RemoteInvocationException e) when (e.DeserializedErrorData is RemoteError { ErrorId.Length: > 0 } error)
         {
             throw error.ToException();
         }
@@ -156,3 +155,10 @@ public sealed class HostChannel : IHostChannel
 /// last I/O draining while its socket still takes connections). HostConnector tells the two apart.
 /// </summary>
 internal sealed class ClosedUnansweredException(string socketPath) : Exception($"The Kcopyd host on '{socketPath}' closed the connection unanswered.");
+
+/// <summary>A JSON-RPC connection whose application errors carry a <see cref="RemoteError"/> as their data.</summary>
+internal sealed class ControlRpc(IJsonRpcMessageHandler handler) : JsonRpc(handler)
+{
+    protected override Type? GetErrorDetailsDataType(StreamJsonRpc.Protocol.JsonRpcError error)
+        => error.Error?.Code == (StreamJsonRpc.Protocol.JsonRpcErrorCode)ControlProtocol.KcopydErrorCode ? typeof(RemoteError) : base.GetErrorDetailsDataType(error);
+}

@@ -33,6 +33,7 @@ internal static class HostLauncher
         start.ArgumentList.Add("--log");
         start.ArgumentList.Add(Path.Combine(runtimeDirectory, "host.log"));
         start.Environment["KCOPYD_RUNTIME_DIR"] = runtimeDirectory;
+        start.Environment["MALLOC_ARENA_MAX"] = "2"; // as the host's own MallocArenas, from the first thread on
         using var host = Process.Start(start);
         if (host == null) return "the process did not start.";
         host.StandardInput.Close();

@@ -148,8 +148,8 @@ internal sealed class ControlServer : IAsyncDisposable
         }
         await _ready.Task;
         using var stream = new NetworkStream(connection, ownsSocket: true);
-        // The same wire format as JsonRpc.Attach: Content-Length headers, JSON. The service asks the cmdlet back on it.
-        using var rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new JsonMessageFormatter()));
+        // Content-Length headers, JSON (System.Text.Json, as the client). The service asks the cmdlet back on it.
+        using var rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new SystemTextJsonFormatter { JsonSerializerOptions = ControlProtocol.SerializerOptions }));
         using var service = new ControlService(_registry, _host, rpc);
         rpc.AddLocalRpcTarget(service);
         rpc.StartListening();

@@ -14,8 +14,7 @@ namespace Kcopyd.Host;
 /// </summary>
 internal sealed class ControlService(HostRegistry registry, HostOperations host, JsonRpc rpc) : IDisposable
 {
-    /// <summary>JSON-RPC's range for application errors; every KcopydException is sent with this code.</summary>
-    public const int KcopydErrorCode = -32000;
+    private const int KcopydErrorCode = ControlProtocol.KcopydErrorCode;
 
     private readonly CopyOperations _copies = new(registry);
     private readonly MirrorOperations _mirrors = new(registry);
@@ -67,12 +66,11 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     public void Dispose() => _copies.Dispose();
 
     /// <summary>
-    /// An operation that asks the cmdlet back blocks while it waits for the answer, so it gets a thread of its own:
-    /// many of them on the thread pool would starve the very continuations that bring the answers.
+    /// An operation that asks the cmdlet back blocks a pool thread while it waits for the answer; the host starts with
+    /// enough pool threads (Program) that the continuations bringing the answers never wait for the pool to grow.
     /// </summary>
     private Task<T> Run<T>(long callId, CancellationToken cancellation, Func<OperationContext, T> operation)
-        => Task.Factory.StartNew(() => Run(() => operation(new OperationContext(rpc, callId, cancellation))),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        => Run(() => operation(new OperationContext(rpc, callId, cancellation)));
 
     private Task<T> Run<T>(Func<T> operation) => Run(() => Task.FromResult(operation()));
 

@@ -11,6 +11,11 @@ if (args is ["--systemd-unit"])
     return 0;
 }
 string? logPath = args is ["--log", var file] ? file : null;
+MallocArenas.Limit();
+// Calls that ask the cmdlet back hold a pool thread until it answers: 64 of them at once must not wait for the
+// pool to grow (it adds about one thread a second), which would stall the answers themselves.
+ThreadPool.GetMinThreads(out int workers, out int completions);
+ThreadPool.SetMinThreads(Math.Max(workers, 64), completions);
 var stamped = new TimestampedWriter(Console.Error);
 var log = TextWriter.Synchronized(stamped);
 try

@@ -23,6 +23,7 @@ internal static class SystemdUnit
             ExecStart={exec}
             Environment=KCOPYD_RUNTIME_DIR={RuntimeDirectory.DefaultPath}
             Environment=KCOPYD_STATE_DIR={State.StateDirectory.DefaultPath}
+            Environment=MALLOC_ARENA_MAX=2
             # Stopping closes mirrors cleanly (their definitions stay); a hung leg bounds each close at 10 s.
             KillSignal=SIGTERM
             TimeoutStopSec=60

@@ -3,8 +3,21 @@ namespace Kcopyd.Protocol;
 /// <summary>The control socket's protocol: JSON-RPC 2.0 (StreamJsonRpc, header-delimited JSON) over a Unix socket.</summary>
 public static class ControlProtocol
 {
+    /// <summary>
+    /// How both ends write and read the objects (System.Text.Json, which is in the framework and starts fast):
+    /// property names as they are in C#, read without regard to case, enums as numbers.
+    /// </summary>
+    public static System.Text.Json.JsonSerializerOptions SerializerOptions { get; } = new()
+    {
+        PropertyNamingPolicy = null,
+        PropertyNameCaseInsensitive = true,
+    };
+
     /// <summary>Raised whenever a method's meaning or shape changes; a client refuses a host of another version.</summary>
     public const int Version = 2;
+
+    /// <summary>JSON-RPC's range for application errors: every error the host raises has this code and a RemoteError as data.</summary>
+    public const int KcopydErrorCode = -32000;
 
     /// <summary>The socket's name inside the runtime directory.</summary>
     public const string SocketName = "control.sock";
