@@ -28,6 +28,8 @@
         'Add-MirrorLeg'
         'Remove-MirrorLeg'
         'Test-MirrorDevice'
+        'Publish-MirrorDevice'
+        'Unpublish-MirrorDevice'
         'Get-KcopydHost'
         'Set-KcopydHost'
         'Stop-KcopydHost'

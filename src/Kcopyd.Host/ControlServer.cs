@@ -150,7 +150,7 @@ internal sealed class ControlServer : IAsyncDisposable
         using var stream = new NetworkStream(connection, ownsSocket: true);
         // Content-Length headers, JSON (System.Text.Json, as the client). The service asks the cmdlet back on it.
         using var rpc = new JsonRpc(new HeaderDelimitedMessageHandler(stream, stream, new SystemTextJsonFormatter { JsonSerializerOptions = ControlProtocol.SerializerOptions }));
-        using var service = new ControlService(_registry, _host, rpc);
+        using var service = new ControlService(_registry, _host, rpc, Path.GetDirectoryName(SocketPath)!);
         rpc.AddLocalRpcTarget(service);
         rpc.StartListening();
         try { await rpc.Completion; }

@@ -12,13 +12,14 @@ namespace Kcopyd.Host;
 /// (the connection keeps reading, so the host's questions to the cmdlet get their answers), and an engine error
 /// goes back with its ErrorId as the JSON-RPC error's data.
 /// </summary>
-internal sealed class ControlService(HostRegistry registry, HostOperations host, JsonRpc rpc) : IDisposable
+internal sealed class ControlService(HostRegistry registry, HostOperations host, JsonRpc rpc, string runtimeDirectory) : IDisposable
 {
     private const int KcopydErrorCode = ControlProtocol.KcopydErrorCode;
 
     private readonly CopyOperations _copies = new(registry);
     private readonly MirrorOperations _mirrors = new(registry);
     private readonly MirrorRepairOperations _repairs = new(registry);
+    private readonly ExportOperations _exports = new(registry, runtimeDirectory);
 
     public HostInfo GetHost() => host.Info();
 
@@ -61,6 +62,12 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     public Task<MirrorStatus?> RemoveLeg(long callId, string name, string leg, CancellationToken c) => Run(callId, c, ctx => _repairs.RemoveLeg(ctx, name, leg));
 
     public Task<RegionMismatch[]?> TestMirror(long callId, string name, bool repair, CancellationToken c) => Run(callId, c, ctx => _repairs.TestMirror(ctx, name, repair));
+
+    public Task<ExportInfo?> PublishMirror(long callId, PublishRequest request, CancellationToken c) => Run(callId, c, ctx => _exports.Publish(ctx, request));
+
+    public Task<ExportInfo[]?> UnpublishMirror(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _exports.Unpublish(ctx, name, force));
+
+    public Task<ExportInfo[]> GetExports(long callId, string? name) => Run(() => _exports.Get(name));
 
     /// <summary>The connection ended.</summary>
     public void Dispose() => _copies.Dispose();

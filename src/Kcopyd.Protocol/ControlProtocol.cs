@@ -61,4 +61,8 @@ public static class ControlMethods
     public const string AddLeg = "AddLeg";
     public const string RemoveLeg = "RemoveLeg";
     public const string TestMirror = "TestMirror";
+
+    public const string PublishMirror = "PublishMirror";
+    public const string UnpublishMirror = "UnpublishMirror";
+    public const string GetExports = "GetExports";
 }

@@ -63,3 +63,34 @@ public sealed class MirrorRemoval
     public bool Closed { get; set; }
     public int CloseTimeoutSeconds { get; set; }
 }
+
+/// <summary>Publish-MirrorDevice's request: where to serve the mirror over NBD, and whether to attach it as a block device.</summary>
+public sealed class PublishRequest
+{
+    public string Name { get; set; } = "";
+    /// <summary>A Unix socket path (resolved by the cmdlet); with neither this nor Listen, one in the runtime directory.</summary>
+    public string? UnixSocket { get; set; }
+    /// <summary>HOST:PORT to listen on over TCP.</summary>
+    public string? Listen { get; set; }
+    public bool BlockDevice { get; set; }
+}
+
+/// <summary>One export of a mirror, as Publish-MirrorDevice and Get-MirrorDevice report it.</summary>
+public sealed class ExportInfo
+{
+    public string Mirror { get; set; } = "";
+    /// <summary>nbd+unix:///?socket=... or nbd://host:port/</summary>
+    public string Uri { get; set; } = "";
+    public string? UnixSocket { get; set; }
+    public string? Listen { get; set; }
+    /// <summary>The kernel block device attached to the export (-BlockDevice), if any.</summary>
+    public string? BlockDevice { get; set; }
+    public int Connections { get; set; }
+    public long TotalConnections { get; set; }
+    public long Requests { get; set; }
+    public long RequestErrors { get; set; }
+    public long BytesRead { get; set; }
+    public long BytesWritten { get; set; }
+
+    public override string ToString() => BlockDevice == null ? Uri : $"{Uri} ({BlockDevice})";
+}

@@ -82,7 +82,12 @@ internal sealed class MirrorOperations(HostRegistry registry)
             "holds the data first, -ResetLog resyncs every other leg from it.", log);
     }
 
-    public MirrorStatus[] GetMirrors() => Mirrors.All.Select(m => m.GetStatus()).ToArray();
+    public MirrorStatus[] GetMirrors() => Mirrors.All.Select(m =>
+    {
+        var status = m.GetStatus();
+        status.Exports = registry.Exports.Describe(m.Name);
+        return status;
+    }).ToArray();
 
     /// <summary>Answers when the mirror is in sync, or after the timeout (at most 10 s) with its status then.</summary>
     public async Task<MirrorWait> WaitMirror(string name, int timeoutMilliseconds, CancellationToken cancellation)

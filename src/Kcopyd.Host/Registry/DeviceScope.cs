@@ -14,7 +14,7 @@ internal sealed class DeviceScope(MirrorTable mirrors)
     private readonly List<IBlockDevice> _opened = [];
 
     /// <summary>
-    /// Opens a path with the engine's own checks, or finds a mirror of the host. Mirrors stay open: they belong
+    /// Opens a path or an NBD URI with the engine's own checks, or finds a mirror of the host. Mirrors stay open: they belong
     /// to the host, not to the job.
     /// </summary>
     public IBlockDevice Open(DeviceRef device, DeviceOpenOptions options)
@@ -22,8 +22,8 @@ internal sealed class DeviceScope(MirrorTable mirrors)
         if (device.Mirror != null) return mirrors.Get(device.Mirror);
         string path = device.Path ?? throw new KcopydException("DeviceNotFound", KcopydErrorKind.InvalidArgument, "No device was named.");
         // A bare mirror name that is no file where the cmdlet ran names the mirror (Start-RegionCopy -Destination data).
-        if (!File.Exists(path) && !Directory.Exists(path) && device.Text is { } text && mirrors.Exists(text)) return mirrors.Get(text);
-        var opened = LinuxBlockDevice.Open(path, options);
+        if (!Kcopyd.Engine.Nbd.NbdUri.IsNbdUri(path) && !File.Exists(path) && !Directory.Exists(path) && device.Text is { } text && mirrors.Exists(text)) return mirrors.Get(text);
+        var opened = BlockDevices.Open(path, options);
         _opened.Add(opened);
         return opened;
     }

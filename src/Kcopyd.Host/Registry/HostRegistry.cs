@@ -10,7 +10,7 @@ internal sealed class HostRegistry
     {
         State = state;
         Log = log;
-        Mirrors = new MirrorTable(state, Jobs, log);
+        Mirrors = new MirrorTable(state, Jobs, Exports, log);
         if (state != null)
         {
             var settings = state.LoadSettings(out string? error);
@@ -30,19 +30,22 @@ internal sealed class HostRegistry
 
     public MirrorTable Mirrors { get; }
 
+    public Exports.ExportTable Exports { get; } = new();
+
     /// <summary>Definitions the last assembly could not bring up, and why.</summary>
     public List<UnassembledMirror> Unassembled { get; } = [];
 
     /// <summary>Raised by StopHost: the host's main loop ends, closing everything.</summary>
     public CancellationTokenSource Stopping { get; } = new();
 
-    /// <summary>Stops running jobs (bounded wait), closes mirrors top-down keeping their definitions, frees the clients.</summary>
+    /// <summary>Stops running jobs (bounded wait), ends exports, closes mirrors top-down keeping their definitions, frees the clients.</summary>
     public void Close()
     {
         var running = Jobs.Running.ToArray();
         foreach (var job in running) job.Stop();
         // Bounded, like every wait on a device: a job stuck on a hung disk must not keep the host from exiting.
         bool jobsEnded = Task.WhenAll(running.Select(j => j.WaitAsync())).Wait(MirrorTable.CloseTimeout);
+        Exports.StopAll(); // block devices detached and clients let go before their mirrors close
         Mirrors.CloseAll();
         Clients.DisposeAll(jobsEnded);
     }

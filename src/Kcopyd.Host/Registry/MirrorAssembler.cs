@@ -81,7 +81,7 @@ internal static class MirrorAssembler
                         : throw new KcopydException("LegMissing", KcopydErrorKind.NotFound, $"its leg, mirror '{leg.Path}', is not assembled", leg.Path));
                     continue;
                 }
-                var device = LinuxBlockDevice.Open(leg.Path, DeviceOpenOptions.ReadWrite with { Exclusive = !definition.Force });
+                var device = BlockDevices.Open(leg.Path, DeviceOpenOptions.ReadWrite with { Exclusive = !definition.Force });
                 opened.Add(device);
                 // The log checks its legs' identities itself; the in-memory log has nobody else to.
                 if (leg.StableId.Length > 0 && LegIdentity.Of(device) != leg.StableId)

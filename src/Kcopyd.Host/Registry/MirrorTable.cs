@@ -11,7 +11,7 @@ namespace Kcopyd.Host.Registry;
 /// The host's mirrors, each with the leg devices opened for it and its definition in the state directory,
 /// rewritten whenever its legs or settings change so the next start assembles it as it is now.
 /// </summary>
-internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, TextWriter log)
+internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.ExportTable exports, TextWriter log)
 {
     /// <summary>A mirror, the leg devices the host opened for it (closed after it), and how it was made.</summary>
     private sealed record Entry(MirrorDevice Mirror, List<IBlockDevice> OpenedLegs, bool Force);
@@ -86,7 +86,7 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, TextWrit
 
     /// <summary>
     /// Flushes and stops a mirror, then closes the legs opened for it, and forgets its definition. A mirror that
-    /// is a leg of another, or that a running copy uses (unless forced), is refused. False when its I/O had not
+    /// is a leg of another, or that a running copy or an NBD client uses (unless forced), is refused; its exports end. False when its I/O had not
     /// all returned within <see cref="CloseTimeout"/>: it is gone, and lets go of its legs once that I/O ends.
     /// </summary>
     public bool Remove(string name, bool force = false)
@@ -107,6 +107,13 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, TextWrit
             if (user != null)
                 throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
                     $"Mirror '{name}' is a leg of mirror '{user.Name}'; remove that one first.", name);
+            var published = exports.Of(mirror.Name);
+            if (!force) Operations.ExportOperations.RefuseIfInUse(mirror.Name, published, "Remove-MirrorDevice -Force");
+            foreach (var export in published)
+            {
+                exports.Remove(export);
+                export.StopAsync().Wait(CloseTimeout);
+            }
             _mirrors.TryRemove(mirror.Name, out var entry);
             state?.DeleteMirror(mirror.Name);
             return Close(entry!);

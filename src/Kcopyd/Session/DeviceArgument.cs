@@ -5,7 +5,7 @@ using Kcopyd.Engine.Mirror;
 namespace Kcopyd.Session;
 
 /// <summary>
-/// A device as a user names it: a path (block device or image file), or a mirror of this session, given as the
+/// A device as a user names it: a path (block device or image file), an NBD URI, or a mirror of the host, given as the
 /// object New-MirrorDevice and Get-MirrorDevice return (live, or deserialized from remoting or Export-Clixml).
 /// </summary>
 public sealed class DeviceArgument
@@ -30,7 +30,9 @@ public sealed class DeviceArgument
     /// </summary>
     public Kcopyd.Protocol.DeviceRef ToRef(System.Management.Automation.PSCmdlet cmdlet) => MirrorName != null
         ? new() { Mirror = MirrorName }
-        : new() { Path = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path), Text = Path };
+        : Kcopyd.Engine.Nbd.NbdUri.IsNbdUri(Path) // another host's export: the URI goes as it is
+            ? new() { Path = Path, Text = Path }
+            : new() { Path = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path), Text = Path };
 
     public override string ToString() => Path ?? $"mirror '{MirrorName}'";
 }

@@ -1,0 +1,127 @@
+using System.Net;
+using Kcopyd.Engine;
+using Kcopyd.Engine.Nbd;
+using Kcopyd.Host.Exports;
+using Kcopyd.Host.Registry;
+using Kcopyd.Host.State;
+using Kcopyd.Protocol;
+
+namespace Kcopyd.Host.Operations;
+
+/// <summary>Publish- and Unpublish-MirrorDevice: a mirror served over NBD from the host, and attached as a block device.</summary>
+internal sealed class ExportOperations(HostRegistry registry, string runtimeDirectory)
+{
+    /// <summary>The new export, or null when ShouldProcess said no.</summary>
+    public ExportInfo? Publish(OperationContext context, PublishRequest r)
+    {
+        var mirror = registry.Mirrors.Get(r.Name);
+        if (r.UnixSocket != null && r.Listen != null)
+            throw new KcopydException("InvalidExportAddress", KcopydErrorKind.InvalidArgument, "Give -UnixSocket or -Listen, not both.", r.Name);
+        string? socketPath = r.Listen == null ? r.UnixSocket ?? DefaultSocket(mirror.Name) : null;
+        IPEndPoint? endPoint = r.Listen == null ? null : ParseListen(r.Listen);
+        if (socketPath != null) CheckSocketPath(socketPath);
+        string where = socketPath ?? r.Listen!;
+        if (!context.ShouldProcess(mirror.Name, $"Serve over NBD on {where}{(r.BlockDevice ? " and attach it as a block device" : "")}")) return null;
+        if (endPoint != null && !IPAddress.IsLoopback(endPoint.Address))
+            context.WriteWarning($"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, without TLS: anyone who reaches that address can read and write it.");
+
+        var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(endPoint!);
+        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}" }, registry.Log);
+        string uri = socketPath != null ? $"nbd+unix:///?socket={socketPath}" : $"nbd://{FormatHost(endPoint!)}/";
+        var export = new MirrorExport(mirror.Name, server, uri, socketPath, r.Listen);
+        try
+        {
+            if (r.BlockDevice)
+                export.Attach(Path.Combine(runtimeDirectory, "exports", $"{mirror.Name}-{Guid.NewGuid().ToString("N")[..8]}.fuse"));
+        }
+        catch
+        {
+            export.StopAsync().Wait(TimeSpan.FromSeconds(30));
+            throw;
+        }
+        registry.Exports.Add(export);
+        return export.Info();
+    }
+
+    public ExportInfo[] Get(string? name)
+        => (name == null ? registry.Exports.All : registry.Exports.Of(registry.Mirrors.Get(name).Name)).Select(e => e.Info()).ToArray();
+
+    /// <summary>Ends the mirror's exports; a block device that is mounted, or clients connected, are refused unless forced.</summary>
+    public ExportInfo[]? Unpublish(OperationContext context, string name, bool force)
+    {
+        var mirror = registry.Mirrors.Get(name);
+        var exports = registry.Exports.Of(mirror.Name);
+        if (!force) RefuseIfInUse(mirror.Name, exports, "Unpublish-MirrorDevice -Force");
+        if (exports.Length == 0 || !context.ShouldProcess(mirror.Name, $"Stop serving on {string.Join(", ", exports.Select(e => e.Uri))}")) return exports.Length == 0 ? [] : null;
+        var ended = exports.Select(e => e.Info()).ToArray();
+        foreach (var export in exports)
+        {
+            registry.Exports.Remove(export);
+            export.StopAsync().Wait(TimeSpan.FromSeconds(30));
+        }
+        return ended;
+    }
+
+    /// <summary>A mounted block device of the export, or an NBD client connected to it, would lose its device.</summary>
+    public static void RefuseIfInUse(string mirror, MirrorExport[] exports, string how)
+    {
+        if (exports.FirstOrDefault(e => e.Attachment is { InUse: true }) is { } mounted)
+            throw new KcopydException("ExportInUse", KcopydErrorKind.ResourceBusy,
+                $"Mirror '{mirror}' is attached as {mounted.Attachment!.DevicePath}, which is mounted or held open: unmount it first, or use {how}.", mirror);
+        // The attached block device is a client of its own export: only others count.
+        if (exports.FirstOrDefault(e => e.OtherClients > 0) is { } used)
+            throw new KcopydException("ExportInUse", KcopydErrorKind.ResourceBusy,
+                $"Mirror '{mirror}' has {used.OtherClients} NBD client(s) connected on {used.Uri}: disconnect them first, or use {how}.", mirror);
+    }
+
+    private string DefaultSocket(string mirror)
+    {
+        string folder = Path.Combine(runtimeDirectory, "exports");
+        PrivateDirectory.Prepare(folder, "exports directory", RuntimeDirectory.Variable, PrivateDirectory.OwnerOnly);
+        return Path.Combine(folder, mirror + ".sock");
+    }
+
+    /// <summary>A socket of root's in a directory only root (or the host's user) can write, and nothing there yet.</summary>
+    private static void CheckSocketPath(string path)
+    {
+        string directory = Path.GetDirectoryName(path) ?? "/";
+        int errno = Posix.Lstat(directory, out var st);
+        if (errno != 0 || Posix.Type(st) != (uint)Tmds.Linux.LibC.S_IFDIR || !Posix.IsOurs(st) || ((uint)st.st_mode & 0x12) != 0)
+            throw new KcopydException("InvalidExportAddress", KcopydErrorKind.InvalidArgument,
+                $"The socket's directory '{directory}' must be a real directory of root's that others cannot write to (another user could replace the socket).", path);
+        if (Posix.Lstat(path, out _) == 0)
+            throw new KcopydException("ExportAddressInUse", KcopydErrorKind.ResourceBusy, $"'{path}' exists already: choose another -UnixSocket, or remove it.", path);
+    }
+
+    private static IPEndPoint ParseListen(string listen)
+    {
+        if (!IPEndPoint.TryParse(listen, out var endPoint) || endPoint.Port == 0)
+        {
+            // A name (localhost) rather than an address.
+            int colon = listen.LastIndexOf(':');
+            if (colon > 0 && int.TryParse(listen[(colon + 1)..], out int port) && port is > 0 and < 65536
+                && Dns.GetHostAddresses(listen[..colon]).FirstOrDefault() is { } address)
+                return new IPEndPoint(address, port);
+            throw new KcopydException("InvalidExportAddress", KcopydErrorKind.InvalidArgument, $"-Listen takes HOST:PORT (127.0.0.1:10809, [::1]:10809), not '{listen}'.", listen);
+        }
+        return endPoint;
+    }
+
+    private static System.Net.Sockets.Socket ListenTcp(IPEndPoint endPoint)
+    {
+        var socket = new System.Net.Sockets.Socket(endPoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(endPoint);
+            return socket;
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            socket.Dispose();
+            throw new KcopydException("ExportAddressInUse", KcopydErrorKind.ResourceBusy, $"Cannot listen on {endPoint}: {e.Message}", endPoint.ToString());
+        }
+    }
+
+    private static string FormatHost(IPEndPoint endPoint)
+        => endPoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endPoint.Address}]:{endPoint.Port}" : $"{endPoint.Address}:{endPoint.Port}";
+}

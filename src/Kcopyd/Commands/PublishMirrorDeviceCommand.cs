@@ -1,0 +1,47 @@
+using System.Management.Automation;
+using Kcopyd.Protocol;
+
+namespace Kcopyd.Commands;
+
+/// <summary>
+/// Serves a mirror device over NBD from the Kcopyd host, on a Unix socket (by default one in the runtime directory,
+/// which only root can reach) or on TCP; with -BlockDevice also attaches it as a kernel block device for mkfs,
+/// mount and fio. Every NBD request goes through the mirror's request pool and region states like any other.
+/// </summary>
+[Cmdlet(VerbsData.Publish, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = UnixSet)]
+[OutputType(typeof(ExportInfo))]
+public sealed class PublishMirrorDeviceCommand : HostCommand
+{
+    private const string UnixSet = "Unix";
+    private const string TcpSet = "Tcp";
+
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string Name { get; set; } = null!;
+
+    /// <summary>The Unix socket to serve on (created 0600, in a directory others cannot write).</summary>
+    [Parameter(ParameterSetName = UnixSet)]
+    [ValidateNotNullOrEmpty]
+    public string? UnixSocket { get; set; }
+
+    /// <summary>HOST:PORT to serve on over TCP; an address beyond loopback gets a warning (there is no TLS yet).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = TcpSet)]
+    [ValidateNotNullOrEmpty]
+    public string Listen { get; set; } = null!;
+
+    /// <summary>Also attach the export as a block device (nbdfuse and a loop device here) and show its path.</summary>
+    [Parameter]
+    public SwitchParameter BlockDevice { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var request = new PublishRequest
+        {
+            Name = Name,
+            UnixSocket = UnixSocket == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(UnixSocket),
+            Listen = ParameterSetName == TcpSet ? Listen : null,
+            BlockDevice = BlockDevice,
+        };
+        if (Call<ExportInfo?>(ControlMethods.PublishMirror, request) is { } export) WriteObject(export);
+    }
+}
