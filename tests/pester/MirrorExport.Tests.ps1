@@ -197,3 +197,30 @@ Describe 'NBD URIs as copy endpoints' {
         }
     }
 }
+
+Describe 'fio through the block device of a published mirror' {
+    It 'passes --verify=crc32c random writes at queue depth 16, also while the second leg fails its writes' {
+        $good = New-TestLoopDevice -Name 'x6-good.img' -Size 32MB
+        $failing = New-FailingDisk 'x6-failing' -Size '32M'
+        New-MirrorDevice x6 $good, $failing.Device -NoSync -Force -Confirm:$false | Out-Null
+        try {
+            $export = Publish-MirrorDevice x6 -BlockDevice -Confirm:$false
+            $fio = @('--name=verify', "--filename=$($export.BlockDevice)", '--rw=randwrite', '--bs=64k', '--iodepth=16',
+                '--ioengine=libaio', '--direct=1', '--size=24M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1',
+                '--output-format=terse')
+            fio @fio | Out-Null
+            $LASTEXITCODE | Should -Be 0 -Because 'every block fio wrote through the mirror reads back as written'
+
+            # The second leg fails its writes from now on: the mirror goes on from the first, and so does fio.
+            New-Item -ItemType File $failing.FailWrites | Out-Null
+            fio @fio '--randseed=7' | Out-Null
+            $LASTEXITCODE | Should -Be 0 -Because 'a failing leg must not fail the writes the other leg took'
+            $status = Get-MirrorDevice x6
+            $status.State | Should -Be 'Degraded'
+            ($status.Legs | Where-Object Path -EQ $failing.Device).Health | Should -Be 'Dead'
+        } finally {
+            Remove-Item $failing.FailWrites -ErrorAction Ignore
+            Remove-MirrorDevice x6 -Force -Confirm:$false -ErrorAction Ignore
+        }
+    }
+}
