@@ -111,26 +111,22 @@ internal sealed unsafe partial class NbdClientConnection
             }
             return;
         }
-        var vectors = (IoVec*)piece.Owner!.Buffers.Vectors;
-        int count = piece.Owner.Buffers.Count;
-        long skip = piece.BufferOffset;
-        for (int i = 0; i < count && left > 0; i++)
+        ForEachSlice(piece, (slice, n) =>
         {
-            long length = vectors[i].Length;
-            if (skip >= length)
-            {
-                skip -= length;
-                continue;
-            }
-            int n = (int)Math.Min(length - skip, left);
-            SendAll(new ReadOnlySpan<byte>((byte*)vectors[i].Base + skip, n));
-            left -= n;
-            skip = 0;
-        }
+            SendAll(new ReadOnlySpan<byte>((byte*)slice, n));
+            return true;
+        });
     }
 
     /// <summary>Reads a read's data into the owner's buffers; false if the stream ended first.</summary>
     private bool ReceivePayload(NbdClientPiece piece)
+        => ForEachSlice(piece, (slice, n) => ReceiveAll(new Span<byte>((byte*)slice, n)));
+
+    /// <summary>
+    /// Walks the piece's part of its request's iovecs (it may start inside one and end inside another), calling
+    /// <paramref name="slice"/> with each contiguous stretch; stops, and answers false, at the first false.
+    /// </summary>
+    private static bool ForEachSlice(NbdClientPiece piece, Func<nint, int, bool> slice)
     {
         var vectors = (IoVec*)piece.Owner!.Buffers.Vectors;
         int count = piece.Owner.Buffers.Count;
@@ -145,7 +141,7 @@ internal sealed unsafe partial class NbdClientConnection
                 continue;
             }
             int n = (int)Math.Min(length - skip, left);
-            if (!ReceiveAll(new Span<byte>((byte*)vectors[i].Base + skip, n))) return false;
+            if (!slice((nint)((byte*)vectors[i].Base + skip), n)) return false;
             left -= n;
             skip = 0;
         }
