@@ -224,3 +224,53 @@ Describe 'fio through the block device of a published mirror' {
         }
     }
 }
+
+Describe 'A live move, as pvmove does it' {
+    It 'moves a mounted filesystem onto a new device under fio: Add-MirrorLeg, wait, Remove-MirrorLeg the old one; fio verifies, fsck is clean, the new device holds it alone' {
+        $old = New-TestLoopDevice -Name 'x7-old.img' -Size 48MB
+        $other = New-TestLoopDevice -Name 'x7-other.img' -Size 48MB
+        $new = New-TestLoopDevice -Name 'x7-new.img' -Size 48MB
+        New-MirrorDevice x7 $old, $other -Confirm:$false | Out-Null
+        (Wait-MirrorDevice x7 -TimeoutSeconds 60).State | Should -Be 'InSync'
+        $mount = Join-Path (Split-Path (New-TestImage -Name 'x7-marker' -Size 0)) 'x7-mnt'
+        New-Item -ItemType Directory $mount | Out-Null
+        $mounted = $false
+        $fio = $null
+        try {
+            $export = Publish-MirrorDevice x7 -BlockDevice -Confirm:$false
+            mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 $export.BlockDevice
+            mount $export.BlockDevice $mount
+            $mounted = $true
+            $start = [Diagnostics.ProcessStartInfo]::new('fio')
+            foreach ($arg in '--name=move', "--filename=$mount/fio.dat", '--size=16M', '--rw=randwrite', '--bs=4k', '--iodepth=8',
+                '--ioengine=libaio', '--direct=1', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--loops=6', '--output-format=terse') {
+                $start.ArgumentList.Add($arg)
+            }
+            $start.RedirectStandardOutput = $true
+            $fio = [Diagnostics.Process]::Start($start)
+
+            # The move, while fio writes through the mirror.
+            Add-MirrorLeg x7 $new -Confirm:$false | Out-Null
+            (Wait-MirrorDevice x7 -TimeoutSeconds 120).State | Should -Be 'InSync'
+            Remove-MirrorLeg x7 $old -Confirm:$false -WarningVariable split -WarningAction SilentlyContinue | Out-Null
+            $split | Should -BeNullOrEmpty -Because 'the old leg left alive and in sync'
+            (Get-MirrorDevice x7).Legs.Path | Should -Be @($other, $new)
+
+            $fio.WaitForExit(180000) | Should -BeTrue -Because 'fio ends'
+            $fio.ExitCode | Should -Be 0 -Because 'every block fio wrote during the move reads back as written'
+            umount $mount
+            $mounted = $false
+            fsck.ext4 -fn $export.BlockDevice | Out-Null
+            $LASTEXITCODE | Should -Be 0
+            Unpublish-MirrorDevice x7 -Confirm:$false
+            Remove-MirrorDevice x7 -Confirm:$false
+            # The new device alone holds the filesystem now.
+            fsck.ext4 -fn $new | Out-Null
+            $LASTEXITCODE | Should -Be 0 -Because 'the new device holds a clean filesystem by itself'
+        } finally {
+            if ($fio -and -not $fio.HasExited) { $fio.Kill() }
+            if ($mounted) { umount $mount }
+            Remove-MirrorDevice x7 -Force -Confirm:$false -ErrorAction Ignore
+        }
+    }
+}
