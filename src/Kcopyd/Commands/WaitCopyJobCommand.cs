@@ -48,7 +48,7 @@ public sealed class WaitCopyJobCommand : HostCommand
                 }
                 catch (PipelineStoppedException)
                 {
-                    Host.UI.WriteWarningLine($"Stopped waiting for copy job {job.Id}; it goes on in the Kcopyd host. Stop-CopyJob -Id {job.Id} stops it.");
+                    JobProgress.WarnStoppedWaiting(this, job.Id);
                     throw;
                 }
             }

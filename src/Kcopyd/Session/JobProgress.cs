@@ -31,9 +31,7 @@ internal static class JobProgress
         }
         catch (PipelineStoppedException)
         {
-            // Written to the host's console directly: the pipeline is stopping and takes no more records.
-            cmdlet.Host.UI.WriteWarningLine($"Stopped waiting for copy job {job.Id}; it goes on in the Kcopyd host. " +
-                $"Wait-CopyJob -Id {job.Id} waits again, Stop-CopyJob -Id {job.Id} stops it.");
+            WarnStoppedWaiting(cmdlet, job.Id);
             throw;
         }
         finally
@@ -43,6 +41,14 @@ internal static class JobProgress
         }
         return job;
     }
+
+    /// <summary>
+    /// Ctrl+C ended a wait, not the job: says so, on the host's console directly, since the pipeline is stopping and
+    /// takes no more records.
+    /// </summary>
+    public static void WarnStoppedWaiting(PSCmdlet cmdlet, long id)
+        => cmdlet.Host.UI.WriteWarningLine($"Stopped waiting for copy job {id}; it goes on in the Kcopyd host. " +
+            $"Wait-CopyJob -Id {id} waits again, Stop-CopyJob -Id {id} stops it.");
 
     /// <summary>After a wait: the job's warnings, and its failure as an error record; then the job.</summary>
     public static void Report(PSCmdlet cmdlet, CopyJobInfo job)
