@@ -1,4 +1,5 @@
 using Kcopyd.Host;
+using Kcopyd.Host.Operations;
 using Kcopyd.Host.Registry;
 using Kcopyd.Host.State;
 
@@ -30,6 +31,10 @@ try
     {
         // Mirrors come up before the first call is served, so the first Get-MirrorDevice already lists them.
         MirrorAssembler.AssembleAll(registry);
+        // and are served again where they were published, after what a killed host left there is cleaned up.
+        var exports = new ExportOperations(registry, Path.GetDirectoryName(server.SocketPath)!);
+        exports.RemoveStaleAttachments();
+        exports.RepublishAll();
         server.Ready();
         Console.Out.WriteLine($"Listening on {server.SocketPath}");
         Console.Out.Flush();

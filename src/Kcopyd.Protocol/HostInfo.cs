@@ -16,6 +16,8 @@ public sealed class HostInfo
     public int Mirrors { get; set; }
     /// <summary>Mirror definitions the host could not assemble at its start, and why (their legs are missing, ...).</summary>
     public UnassembledMirror[] Unassembled { get; set; } = [];
+    /// <summary>Publications the host could not serve again at its start, and block devices of a killed host still mounted.</summary>
+    public ExportProblem[] ExportProblems { get; set; } = [];
     /// <summary>The host process's resident memory, and the bytes the .NET heap holds in objects.</summary>
     public long WorkingSetBytes { get; set; }
     public long ManagedHeapBytes { get; set; }
@@ -33,4 +35,14 @@ public sealed class UnassembledMirror
     public string Name { get; set; } = "";
     public string Reason { get; set; } = "";
     public override string ToString() => $"{Name}: {Reason}";
+}
+
+/// <summary>A mirror's publication the host keeps but does not serve, or a stale block device it left: reported, never dropped.</summary>
+public sealed class ExportProblem
+{
+    public string Mirror { get; set; } = "";
+    /// <summary>The socket path or HOST:PORT, or the stale block device's path.</summary>
+    public string Address { get; set; } = "";
+    public string Reason { get; set; } = "";
+    public override string ToString() => $"{Mirror} on {Address}: {Reason}";
 }

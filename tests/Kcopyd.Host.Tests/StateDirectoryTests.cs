@@ -121,7 +121,24 @@ public sealed class StateDirectoryTests : IDisposable
         Assert.Equal(
             saved.Legs.Select(l => (l.Path, l.IsMirror, l.StableId)),
             loaded.Legs.Select(l => (l.Path, l.IsMirror, l.StableId)));
+        Assert.Equal(saved.Exports, loaded.Exports);
         Assert.Contains("\n  \"Name\": \"m1\"", File.ReadAllText(Path.Combine(MirrorsDir, "m1.json"))); // indented for admins
+    }
+
+    [Fact]
+    public void A_definition_written_before_exports_were_kept_loads_with_none()
+    {
+        using (var state = StateDirectory.Open(StateDir))
+            state.SaveMirror(Definition("m1"));
+        string file = Path.Combine(MirrorsDir, "m1.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file))!.AsObject();
+        Assert.True(json.Remove("Exports"));
+        File.WriteAllText(file, json.ToJsonString());
+
+        using var reopened = StateDirectory.Open(StateDir);
+        StoredMirror stored = Assert.Single(reopened.LoadMirrors());
+        Assert.Null(stored.Error);
+        Assert.Empty(stored.Definition!.Exports);
     }
 
     [Fact]
@@ -276,6 +293,11 @@ public sealed class StateDirectoryTests : IDisposable
         RecoveryBytesPerSecond = 50_000_000,
         Force = true,
         Created = new DateTimeOffset(2025, 3, 4, 5, 6, 7, 891, TimeSpan.FromHours(2)),
+        Exports =
+        [
+            new ExportDefinition { UnixSocket = "/run/kcopyd/exports/" + name + ".sock", BlockDevice = true },
+            new ExportDefinition { Listen = "127.0.0.1:10809" },
+        ],
     };
 
     private static unsafe void Chown(string path, uint uid)

@@ -127,6 +127,15 @@ function Stop-TestHost {
     # a process id remembered from before a test restarted it, which the kernel may have given another process).
     $log = Join-Path $env:KCOPYD_RUNTIME_DIR 'host.log'
     foreach ($id in @(pgrep -f -x ".*Kcopyd\.Host\.dll --log $([regex]::Escape($log))")) { Stop-Process -Id $id -Force -ErrorAction Ignore }
+    # Block devices a killed host of this file left attached (its next start would have removed them).
+    foreach ($line in @(losetup -n -O NAME,BACK-FILE --list)) {
+        $name, $file = -split $line
+        if ($file -like "$($script:HostFolder)/*") { losetup -d $name 2>$null }
+    }
+    foreach ($mount in @(Get-Content /proc/self/mountinfo | ForEach-Object { (-split $_)[4] } | Where-Object { $_ -like "$($script:HostFolder)/*" })) {
+        fusermount3 -u $mount 2>$null
+        if ($LASTEXITCODE) { fusermount3 -uz $mount 2>$null }
+    }
     Remove-Item $script:HostFolder -Recurse -Force -ErrorAction Ignore
     $script:HostFolder = $null
     Remove-Item Env:KCOPYD_RUNTIME_DIR, Env:KCOPYD_STATE_DIR -ErrorAction Ignore

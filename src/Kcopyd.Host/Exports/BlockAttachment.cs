@@ -7,7 +7,9 @@ namespace Kcopyd.Host.Exports;
 /// <summary>
 /// An export attached as a kernel block device. This kernel has no nbd driver, so nbdfuse makes the export a file
 /// through FUSE and losetup makes that file /dev/loopN (direct I/O, so every request reaches the export). Where
-/// `modprobe nbd` works, nbd-client would do it in one step; that is for a later day.
+/// `modprobe nbd` works, nbd-client would do it in one step; that is for a later day. A host that is killed leaves
+/// the device failing every I/O, as a kernel nbd device does whose server died; <see cref="StaleAttachments"/>
+/// cleans it up at the next start, which attaches a new one.
 /// </summary>
 internal sealed class BlockAttachment : IDisposable
 {
@@ -61,19 +63,18 @@ internal sealed class BlockAttachment : IDisposable
     }
 
     /// <summary>Mounted or held open exclusively (the same check a copy's destination gets).</summary>
-    public bool InUse
+    public bool InUse => IsInUse(DevicePath);
+
+    public static bool IsInUse(string device)
     {
-        get
+        try
         {
-            try
-            {
-                using var probe = LinuxBlockDevice.Open(DevicePath, DeviceOpenOptions.ReadOnly with { Exclusive = true });
-                return false;
-            }
-            catch (KcopydException e) when (e.ErrorId == "DeviceInUse")
-            {
-                return true;
-            }
+            using var probe = LinuxBlockDevice.Open(device, DeviceOpenOptions.ReadOnly with { Exclusive = true });
+            return false;
+        }
+        catch (KcopydException e) when (e.ErrorId == "DeviceInUse")
+        {
+            return true;
         }
     }
 
@@ -86,18 +87,43 @@ internal sealed class BlockAttachment : IDisposable
 
     private static void Stop(Process fuse, string mount)
     {
-        // The loop driver lets go of the FUSE file a moment after losetup -d: try again, and lazily at last.
-        for (int attempt = 1; attempt <= 5 && Run("fusermount3", "-u", mount).Code != 0; attempt++) Thread.Sleep(100 * attempt);
+        bool unmounted = TryUnmount(mount);
         if (!fuse.WaitForExit((int)Bound.TotalMilliseconds))
         {
             Run("fusermount3", "-uz", mount);
             fuse.Kill(entireProcessTree: true);
         }
         fuse.Dispose();
+        if (unmounted) RemoveFolder(mount);
+    }
+
+    /// <summary>Unmounts an attachment's FUSE folder and removes it; its nbdfuse, alive or not, then ends with the mount.</summary>
+    public static void Unmount(string mount)
+    {
+        if (!TryUnmount(mount)) Run("fusermount3", "-uz", mount);
+        RemoveFolder(mount);
+    }
+
+    /// <summary>The loop driver lets go of the FUSE file a moment after losetup -d: tried a few times.</summary>
+    private static bool TryUnmount(string mount)
+    {
+        for (int attempt = 1; attempt <= 5; attempt++)
+        {
+            if (!IsMountPoint(mount) || Run("fusermount3", "-u", mount).Code == 0) return true;
+            Thread.Sleep(100 * attempt);
+        }
+        return false;
+    }
+
+    private static bool IsMountPoint(string path)
+        => File.ReadLines("/proc/self/mountinfo").Any(line => line.Split(' ') is { Length: > 4 } fields && fields[4].Replace("\\040", " ") == path);
+
+    private static void RemoveFolder(string mount)
+    {
         try { Directory.Delete(mount); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
-    private static (int Code, string Output, string Errors) Run(string file, params string[] arguments)
+    internal static (int Code, string Output, string Errors) Run(string file, params string[] arguments)
     {
         var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
         using var process = Process.Start(start)!;

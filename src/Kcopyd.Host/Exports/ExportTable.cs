@@ -1,6 +1,6 @@
 namespace Kcopyd.Host.Exports;
 
-/// <summary>The host's exports, by mirror. Exports live in the host and end with it (a restarted host serves none).</summary>
+/// <summary>The exports the host serves now, by mirror. What is published is kept in the mirrors' definitions (a restarted host serves it again).</summary>
 internal sealed class ExportTable
 {
     private readonly List<MirrorExport> _exports = [];

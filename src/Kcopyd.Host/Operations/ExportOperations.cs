@@ -11,28 +11,80 @@ namespace Kcopyd.Host.Operations;
 /// <summary>Publish- and Unpublish-MirrorDevice: a mirror served over NBD from the host, and attached as a block device.</summary>
 internal sealed class ExportOperations(HostRegistry registry, string runtimeDirectory)
 {
-    /// <summary>The new export, or null when ShouldProcess said no.</summary>
+    /// <summary>The new export, or null when ShouldProcess said no. It is kept in the mirror's definition: a restarted host serves it again.</summary>
     public ExportInfo? Publish(OperationContext context, PublishRequest r)
     {
         var mirror = registry.Mirrors.Get(r.Name);
         if (r.UnixSocket != null && r.Listen != null)
             throw new KcopydException("InvalidExportAddress", KcopydErrorKind.InvalidArgument, "Give -UnixSocket or -Listen, not both.", r.Name);
-        string? socketPath = r.Listen == null ? r.UnixSocket ?? DefaultSocket(mirror.Name) : null;
+        var definition = new ExportDefinition
+        {
+            UnixSocket = r.Listen == null ? r.UnixSocket ?? DefaultSocket(mirror.Name) : null,
+            Listen = r.Listen,
+            BlockDevice = r.BlockDevice,
+        };
         IPEndPoint? endPoint = r.Listen == null ? null : ParseListen(r.Listen);
-        if (socketPath != null) CheckSocketPath(socketPath);
-        string where = socketPath ?? r.Listen!;
-        if (!context.ShouldProcess(mirror.Name, $"Serve over NBD on {where}{(r.BlockDevice ? " and attach it as a block device" : "")}")) return null;
+        if (definition.UnixSocket != null) CheckSocketPath(definition.UnixSocket, registry.Log);
+        if (!context.ShouldProcess(mirror.Name, $"Serve over NBD on {definition}{(r.BlockDevice ? " and attach it as a block device" : "")}")) return null;
         if (endPoint != null && !IPAddress.IsLoopback(endPoint.Address))
             context.WriteWarning($"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, without TLS: anyone who reaches that address can read and write it.");
+        var export = Serve(mirror, definition);
+        registry.Mirrors.AddExport(mirror.Name, definition);
+        return export.Info();
+    }
 
-        var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(endPoint!);
+    /// <summary>
+    /// Serves every publication the assembled mirrors' definitions keep, as they were before the host stopped or was
+    /// killed; one that cannot be served now is reported (Get-KcopydHost) and kept for the next start.
+    /// </summary>
+    public void RepublishAll()
+    {
+        foreach (var mirror in registry.Mirrors.All)
+        {
+            foreach (var definition in registry.Mirrors.ExportsOf(mirror.Name))
+            {
+                try
+                {
+                    if (definition.UnixSocket != null) CheckSocketPath(definition.UnixSocket, registry.Log);
+                    var export = Serve(mirror, definition);
+                    registry.Log.WriteLine($"Serving mirror '{mirror.Name}' again on {export.Uri}{(export.Attachment is { } a ? $", attached as {a.DevicePath}" : "")}.");
+                }
+                catch (KcopydException e)
+                {
+                    Report(mirror.Name, definition.ToString(), e.Message);
+                }
+            }
+        }
+    }
+
+    /// <summary>Block devices left by a host that was killed; the ones still mounted or held cannot be taken away, and are reported.</summary>
+    public void RemoveStaleAttachments()
+    {
+        foreach (var held in StaleAttachments.Remove(Path.Combine(runtimeDirectory, "exports"), registry.Log))
+            Report(held.Mirror, held.DevicePath,
+                $"the block device the host attached before it was stopped is still mounted or held open, and its I/O fails: unmount it, then use the mirror's new block device (Get-MirrorDevice)");
+    }
+
+    private void Report(string mirror, string address, string reason)
+    {
+        reason = reason.TrimEnd('.');
+        lock (registry.ExportProblems) registry.ExportProblems.Add(new ExportProblem { Mirror = mirror, Address = address, Reason = reason });
+        registry.Log.WriteLine($"Mirror '{mirror}' is not served on {address}: {reason}.");
+    }
+
+    /// <summary>Starts serving a checked publication, and attaches its block device; nothing is left behind when that fails.</summary>
+    private MirrorExport Serve(Kcopyd.Engine.Mirror.MirrorDevice mirror, ExportDefinition definition)
+    {
+        string? socketPath = definition.UnixSocket;
+        var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(ParseListen(definition.Listen!));
         var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}" }, registry.Log);
+        var endPoint = definition.Listen == null ? null : ParseListen(definition.Listen);
         string uri = socketPath != null ? $"nbd+unix:///?socket={socketPath}" : $"nbd://{FormatHost(endPoint!)}/";
-        var export = new MirrorExport(mirror.Name, server, uri, socketPath, r.Listen);
+        var export = new MirrorExport(mirror.Name, server, uri, socketPath, definition.Listen);
         try
         {
-            if (r.BlockDevice)
-                export.Attach(Path.Combine(runtimeDirectory, "exports", $"{mirror.Name}-{Guid.NewGuid().ToString("N")[..8]}.fuse"));
+            if (definition.BlockDevice)
+                export.Attach(Path.Combine(runtimeDirectory, "exports", $"{mirror.Name}-{Guid.NewGuid().ToString("N")[..8]}{StaleAttachments.FolderSuffix}"));
         }
         catch
         {
@@ -40,20 +92,28 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
             throw;
         }
         registry.Exports.Add(export);
-        return export.Info();
+        return export;
     }
 
     public ExportInfo[] Get(string? name)
         => (name == null ? registry.Exports.All : registry.Exports.Of(registry.Mirrors.Get(name).Name)).Select(e => e.Info()).ToArray();
 
-    /// <summary>Ends the mirror's exports; a block device that is mounted, or clients connected, are refused unless forced.</summary>
+    /// <summary>
+    /// Ends the mirror's exports and forgets them, also the ones a restart could not serve again; a block device
+    /// that is mounted, or clients connected, are refused unless forced.
+    /// </summary>
     public ExportInfo[]? Unpublish(OperationContext context, string name, bool force)
     {
         var mirror = registry.Mirrors.Get(name);
         var exports = registry.Exports.Of(mirror.Name);
         if (!force) RefuseIfInUse(mirror.Name, exports, "Unpublish-MirrorDevice -Force");
-        if (exports.Length == 0 || !context.ShouldProcess(mirror.Name, $"Stop serving on {string.Join(", ", exports.Select(e => e.Uri))}")) return exports.Length == 0 ? [] : null;
+        var kept = registry.Mirrors.ExportsOf(mirror.Name);
+        if (exports.Length == 0 && kept.Length == 0) return [];
+        string what = exports.Length > 0 ? $"Stop serving on {string.Join(", ", exports.Select(e => e.Uri))}" : $"Forget the publication on {string.Join(", ", kept.Select(k => k.ToString()))}, not served now";
+        if (!context.ShouldProcess(mirror.Name, what)) return null;
+        lock (registry.ExportProblems) registry.ExportProblems.RemoveAll(p => p.Mirror.Equals(mirror.Name, StringComparison.OrdinalIgnoreCase));
         var ended = exports.Select(e => e.Info()).ToArray();
+        registry.Mirrors.RemoveExports(mirror.Name);
         foreach (var export in exports)
         {
             registry.Exports.Remove(export);
@@ -81,14 +141,18 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
         return Path.Combine(folder, mirror + ".sock");
     }
 
-    /// <summary>A socket of root's in a directory only root (or the host's user) can write, and nothing there yet.</summary>
-    private static void CheckSocketPath(string path)
+    /// <summary>
+    /// A socket of root's in a directory only root (or the host's user) can write, and nothing there yet but,
+    /// perhaps, the socket of a host that was killed (ours, and nobody answers on it), which is removed.
+    /// </summary>
+    private static void CheckSocketPath(string path, TextWriter log)
     {
         string directory = Path.GetDirectoryName(path) ?? "/";
         int errno = Posix.Lstat(directory, out var st);
         if (errno != 0 || Posix.Type(st) != (uint)Tmds.Linux.LibC.S_IFDIR || !Posix.IsOurs(st) || ((uint)st.st_mode & 0x12) != 0)
             throw new KcopydException("InvalidExportAddress", KcopydErrorKind.InvalidArgument,
                 $"The socket's directory '{directory}' must be a real directory of root's that others cannot write to (another user could replace the socket).", path);
+        if (StaleSocket.RemoveIfStale(path)) log.WriteLine($"Removed the socket '{path}' of a host that was stopped: nobody answered on it.");
         if (Posix.Lstat(path, out _) == 0)
             throw new KcopydException("ExportAddressInUse", KcopydErrorKind.ResourceBusy, $"'{path}' exists already: choose another -UnixSocket, or remove it.", path);
     }

@@ -23,12 +23,18 @@ internal sealed class HostOperations(HostRegistry registry, string socketPath)
         RunningJobs = registry.Jobs.RunningCount,
         Mirrors = registry.Mirrors.Count,
         Unassembled = [.. registry.Unassembled],
+        ExportProblems = Snapshot(registry.ExportProblems),
         WorkingSetBytes = Environment.WorkingSet,
         ManagedHeapBytes = GC.GetTotalMemory(forceFullCollection: false),
         IoBackend = registry.Clients.DefaultIoBackend ?? "",
         JobHistoryCount = registry.Jobs.HistoryCount,
         JobHistoryMaxAge = registry.Jobs.HistoryMaxAge,
     };
+
+    private static ExportProblem[] Snapshot(List<ExportProblem> problems)
+    {
+        lock (problems) return [.. problems];
+    }
 
     /// <summary>
     /// Refused while jobs run or mirrors are open, unless forced; then the host stops its jobs, closes its mirrors

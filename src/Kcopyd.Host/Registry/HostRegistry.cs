@@ -35,6 +35,9 @@ internal sealed class HostRegistry
     /// <summary>Definitions the last assembly could not bring up, and why.</summary>
     public List<UnassembledMirror> Unassembled { get; } = [];
 
+    /// <summary>Publications the host could not serve again at its start, and stale block devices it could not remove.</summary>
+    public List<ExportProblem> ExportProblems { get; } = [];
+
     /// <summary>Raised by StopHost: the host's main loop ends, closing everything.</summary>
     public CancellationTokenSource Stopping { get; } = new();
 

@@ -99,7 +99,7 @@ internal static class MirrorAssembler
             });
             if (mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)
                 throw MirrorOperations.LogDoesNotFit(mirror, differs.Leg, differs.OffsetBytes);
-            registry.Mirrors.Add(mirror, opened, definition.Force, persist: false);
+            registry.Mirrors.Add(mirror, opened, definition.Force, persist: false, exports: definition.Exports ?? []);
         }
         catch
         {

@@ -13,8 +13,8 @@ namespace Kcopyd.Host.Registry;
 /// </summary>
 internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.ExportTable exports, TextWriter log)
 {
-    /// <summary>A mirror, the leg devices the host opened for it (closed after it), and how it was made.</summary>
-    private sealed record Entry(MirrorDevice Mirror, List<IBlockDevice> OpenedLegs, bool Force);
+    /// <summary>A mirror, the leg devices the host opened for it (closed after it), how it was made, and where it is published.</summary>
+    private sealed record Entry(MirrorDevice Mirror, List<IBlockDevice> OpenedLegs, bool Force, List<ExportDefinition> Exports);
 
     /// <summary>How long removing a mirror waits for its I/O in flight; after that it finishes closing on its own.</summary>
     public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(10);
@@ -34,9 +34,10 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
             : throw new KcopydException("MirrorNotFound", KcopydErrorKind.NotFound, $"There is no mirror device named '{name}'.", name);
 
     /// <summary>Keeps a new mirror with the legs opened for it, and writes its definition.</summary>
-    public void Add(MirrorDevice mirror, IReadOnlyList<IBlockDevice> openedLegs, bool force, bool persist = true)
+    /// <param name="exports">The publications an assembled mirror's definition keeps (they are served again after it is added).</param>
+    public void Add(MirrorDevice mirror, IReadOnlyList<IBlockDevice> openedLegs, bool force, bool persist = true, IEnumerable<ExportDefinition>? exports = null)
     {
-        var entry = new Entry(mirror, [.. openedLegs], force);
+        var entry = new Entry(mirror, [.. openedLegs], force, [.. exports ?? []]);
         if (!_mirrors.TryAdd(mirror.Name, entry))
             throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{mirror.Name}' exists already.", mirror.Name);
         if (persist) Save(mirror.Name);
@@ -60,6 +61,33 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
         device.Dispose();
     }
 
+    /// <summary>Where the mirror's definition says it is published (served or not).</summary>
+    public ExportDefinition[] ExportsOf(string name)
+    {
+        var entry = _mirrors[Get(name).Name];
+        lock (entry.Exports) return [.. entry.Exports];
+    }
+
+    /// <summary>Keeps a publication in the definition, so a restarted host serves it again.</summary>
+    public void AddExport(string name, ExportDefinition export)
+    {
+        var entry = _mirrors[Get(name).Name];
+        lock (entry.Exports) entry.Exports.Add(export);
+        Save(name);
+    }
+
+    /// <summary>Forgets every publication of the mirror (Unpublish-MirrorDevice).</summary>
+    public void RemoveExports(string name)
+    {
+        var entry = _mirrors[Get(name).Name];
+        lock (entry.Exports)
+        {
+            if (entry.Exports.Count == 0) return;
+            entry.Exports.Clear();
+        }
+        Save(name);
+    }
+
     /// <summary>Writes the mirror's definition as it is now: legs in order, by path and identity, and its settings.</summary>
     public void Save(string name)
     {
@@ -81,6 +109,7 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
             RecoveryBytesPerSecond = mirror.RecoveryThrottle.BytesPerSecond,
             Force = entry.Force,
             Created = DateTimeOffset.Now,
+            Exports = ExportsOf(name),
         });
     }
 

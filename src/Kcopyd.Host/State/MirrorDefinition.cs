@@ -26,6 +26,25 @@ public sealed class MirrorDefinition
     [JsonRequired] public bool Force { get; set; }
 
     [JsonRequired] public DateTimeOffset Created { get; set; }
+
+    /// <summary>
+    /// Where the mirror is published, so a restarted host serves it again. Not required: a definition written
+    /// before exports were kept has none, which is what it meant.
+    /// </summary>
+    public ExportDefinition[] Exports { get; set; } = [];
+}
+
+/// <summary>One Publish-MirrorDevice that has not been undone: its address and whether it is attached as a block device.</summary>
+public sealed record ExportDefinition
+{
+    /// <summary>The socket's path; null when <see cref="Listen"/> gives a TCP address.</summary>
+    public string? UnixSocket { get; init; }
+
+    public string? Listen { get; init; }
+
+    public bool BlockDevice { get; init; }
+
+    public override string ToString() => UnixSocket ?? Listen ?? "";
 }
 
 /// <summary>One leg of a <see cref="MirrorDefinition"/>: a device or file, or another mirror stacked under this one.</summary>

@@ -29,6 +29,8 @@ public sealed class GetKcopydHostCommand : HostCommand
         var info = Call<HostInfo>(ControlMethods.GetHostStatus);
         foreach (var mirror in info.Unassembled)
             WriteWarning($"Mirror '{mirror.Name}' is defined but was not assembled: {mirror.Reason}.");
+        foreach (var problem in info.ExportProblems)
+            WriteWarning($"Mirror '{problem.Mirror}' is not served on {problem.Address}: {problem.Reason}.");
         WriteObject(info);
     }
 }
