@@ -37,7 +37,14 @@ public sealed class CopyJob
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
         DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
         _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
+        if (request.MaxBytesPerSecond > 0) Throttle = new CopyThrottle { BytesPerSecond = request.MaxBytesPerSecond };
     }
+
+    /// <summary>The job's own bandwidth limit (-BytesPerSecond of one copy), if it has one; its client's applies as well.</summary>
+    internal CopyThrottle? Throttle { get; }
+
+    /// <summary>0: no limit of its own.</summary>
+    public long MaxBytesPerSecond => Request.MaxBytesPerSecond;
 
     private readonly long[] _warningsAtStart;
 

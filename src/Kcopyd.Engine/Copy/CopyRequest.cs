@@ -24,6 +24,12 @@ public sealed record CopyRequest
     /// <summary>Go on past failed chunks; the job still reports the read error and the failed destinations.</summary>
     public bool IgnoreErrors { get; init; }
 
+    /// <summary>
+    /// 0 for unlimited: this job's own bandwidth, on top of its client's throttle. A job held by it waits without
+    /// pages and without holding back the client's other jobs.
+    /// </summary>
+    public long MaxBytesPerSecond { get; init; }
+
     /// <summary>Called once when the job ends, on the client's worker thread: keep it short and never block in it.</summary>
     public Action<CopyJob>? Completed { get; init; }
 
@@ -34,6 +40,8 @@ public sealed record CopyRequest
             throw Invalid("DestinationCount", $"A copy has 1 to {MaxDestinations} destinations, not {Destinations.Count}.", Destinations);
         if (LengthBytes <= 0)
             throw Invalid("EmptyRegion", $"The length must be positive, not {LengthBytes}.", LengthBytes);
+        if (MaxBytesPerSecond < 0)
+            throw Invalid("InvalidRate", $"The rate must be 0 (unlimited) or positive, not {MaxBytesPerSecond}.", MaxBytesPerSecond);
 
         int blockSize = Source?.LogicalBlockSize ?? 1;
         foreach (var d in Destinations) blockSize = Math.Max(blockSize, d.Device.LogicalBlockSize);

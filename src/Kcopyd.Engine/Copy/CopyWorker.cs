@@ -10,7 +10,8 @@ namespace Kcopyd.Engine.Copy;
 /// </summary>
 internal sealed class CopyWorker : IDisposable
 {
-    private enum StageResult { Done, Retry }
+    /// <summary>Retry: the job waits, and the jobs behind it with it. Deferred: it waits alone (its own rate limit).</summary>
+    private enum StageResult { Done, Retry, Deferred }
 
     private readonly object _jobLock = new();
     private readonly JobList _completeJobs = new();
@@ -98,19 +99,41 @@ internal sealed class CopyWorker : IDisposable
     /// </summary>
     private void ProcessJobs(JobList jobs, Func<SubJob, StageResult> stage)
     {
-        bool waiting = false;
+        bool waiting = false, deferred = false;
         while (Pop(jobs) is { } job)
         {
             if (waiting && !job.Master.ShouldStopIssuing && job.Phase != SubJobPhase.Write)
-                _waiting.PushTail(job);
-            else if (stage(job) == StageResult.Retry)
             {
-                waiting = true; // try again when woken
                 _waiting.PushTail(job);
+                continue;
+            }
+            switch (stage(job))
+            {
+                case StageResult.Retry:
+                    waiting = true; // try again when woken
+                    _waiting.PushTail(job);
+                    break;
+                case StageResult.Deferred:
+                    deferred = true; // only this job waits: the ones behind it go on
+                    _waiting.PushTail(job);
+                    break;
             }
         }
-        if (!waiting) return;
+        if (!waiting && !deferred) return;
         lock (_jobLock) jobs.PushHeadAll(_waiting);
+    }
+
+    /// <summary>Wakes the worker after <paramref name="delay"/> at the latest; the earliest of several such asks wins.</summary>
+    private void WakeAfter(TimeSpan delay)
+    {
+        long at = Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency);
+        long seen = Volatile.Read(ref _wakeAtTimestamp);
+        while (seen == 0 || at < seen)
+        {
+            long found = Interlocked.CompareExchange(ref _wakeAtTimestamp, at, seen);
+            if (found == seen) return;
+            seen = found;
+        }
     }
 
     /// <summary>Gives the pages back and lets the job hand out its next chunk or finish.</summary>
@@ -131,6 +154,12 @@ internal sealed class CopyWorker : IDisposable
     {
         var master = job.Master;
         if (EndIfStopping(job)) return StageResult.Done;
+        // A job over its own rate waits here, before it takes pages: it holds nothing the client's other jobs need.
+        if (master.Throttle?.DelayBeforeStart(job.LengthBytes) is { } own && own > TimeSpan.Zero)
+        {
+            WakeAfter(own);
+            return StageResult.Deferred;
+        }
         if (job.Phase != SubJobPhase.Zero)
         {
             var pool = job.Client.Pages;
@@ -155,7 +184,7 @@ internal sealed class CopyWorker : IDisposable
             TimeSpan delay = client.Throttle.DelayBeforeStart(job.LengthBytes);
             if (delay > TimeSpan.Zero)
             {
-                Interlocked.Exchange(ref _wakeAtTimestamp, Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency));
+                WakeAfter(delay);
                 return StageResult.Retry;
             }
         }
