@@ -20,6 +20,7 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     private readonly MirrorOperations _mirrors = new(registry);
     private readonly MirrorRepairOperations _repairs = new(registry);
     private readonly ExportOperations _exports = new(registry, runtimeDirectory);
+    private readonly ClientOperations _clients = new(registry);
 
     public HostInfo GetHost() => host.Info();
 
@@ -40,6 +41,14 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     public Task<CopyJobInfo> StopJob(long callId, long id, CancellationToken c) => Run(callId, c, ctx => _copies.StopJob(ctx, id));
 
     public Task<bool> RemoveJob(long callId, long id, CancellationToken c) => Run(callId, c, ctx => _copies.RemoveJob(ctx, id));
+
+    public Task<CopyClientInfo?> NewClient(long callId, NewClientRequest request, CancellationToken c) => Run(callId, c, ctx => _clients.New(ctx, request));
+
+    public Task<CopyClientInfo[]> GetClients(long callId) => Run(_clients.Get);
+
+    public Task<CopyClientInfo?> SetClient(long callId, ClientChange change, CancellationToken c) => Run(callId, c, ctx => _clients.Set(ctx, change));
+
+    public Task<CopyClientInfo?> RemoveClient(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _clients.Remove(ctx, name, force));
 
     public Task<MirrorStatus?> NewMirror(long callId, NewMirrorRequest request, CancellationToken c) => Run(callId, c, ctx => _mirrors.NewMirror(ctx, request));
 

@@ -14,7 +14,7 @@ public static class ControlProtocol
     };
 
     /// <summary>Raised whenever a method's meaning or shape changes; a client refuses a host of another version.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     /// <summary>JSON-RPC's range for application errors: every error the host raises has this code and a RemoteError as data.</summary>
     public const int KcopydErrorCode = -32000;
@@ -50,6 +50,11 @@ public static class ControlMethods
     public const string WaitJob = "WaitJob";
     public const string StopJob = "StopJob";
     public const string RemoveJob = "RemoveJob";
+
+    public const string NewClient = "NewClient";
+    public const string GetClients = "GetClients";
+    public const string SetClient = "SetClient";
+    public const string RemoveClient = "RemoveClient";
 
     public const string NewMirror = "NewMirror";
     public const string GetMirrors = "GetMirrors";

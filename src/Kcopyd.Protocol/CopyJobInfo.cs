@@ -20,6 +20,8 @@ public sealed class CopyJobInfo
     public long BytesCopied { get; set; }
     public double PercentComplete { get; set; }
     public long BytesPerSecond { get; set; }
+    /// <summary>The job's own rate limit (Start-RegionCopy -BytesPerSecond); 0 for none. Its client's throttle applies too.</summary>
+    public long MaxBytesPerSecond { get; set; }
     public DateTime? StartTime { get; set; }
     public DateTime? EndTime { get; set; }
     public bool IgnoreErrors { get; set; }
@@ -43,6 +45,7 @@ public sealed class CopyJobInfo
         BytesCopied = job.BytesCopied,
         PercentComplete = job.PercentComplete,
         BytesPerSecond = job.BytesPerSecond,
+        MaxBytesPerSecond = job.MaxBytesPerSecond,
         StartTime = job.StartTime,
         EndTime = job.EndTime,
         IgnoreErrors = job.IgnoreErrors,

@@ -13,6 +13,8 @@ public sealed class CopyJobRequest
     public long? Length { get; set; }
     public bool IgnoreErrors { get; set; }
     public bool Force { get; set; }
+    /// <summary>The job's own rate limit; 0 for none.</summary>
+    public long MaxBytesPerSecond { get; set; }
     /// <summary>The cmdlet will follow the job to its end (-Wait): it stays listed until then, whatever the history.</summary>
     public bool Follow { get; set; }
 }
@@ -25,6 +27,8 @@ public sealed class ZeroJobRequest
     public long Offset { get; set; }
     public long Length { get; set; }
     public bool Force { get; set; }
+    /// <summary>The job's own rate limit; 0 for none.</summary>
+    public long MaxBytesPerSecond { get; set; }
     /// <summary>As CopyJobRequest.Follow.</summary>
     public bool Follow { get; set; }
 }
@@ -93,4 +97,22 @@ public sealed class ExportInfo
     public long BytesWritten { get; set; }
 
     public override string ToString() => BlockDevice == null ? Uri : $"{Uri} ({BlockDevice})";
+}
+
+/// <summary>New-CopyClient's request: null sizes take the engine's defaults.</summary>
+public sealed class NewClientRequest
+{
+    public string Name { get; set; } = "";
+    public int? PageCount { get; set; }
+    public int? SubJobSize { get; set; }
+    public long BytesPerSecond { get; set; }
+    public int DutyCyclePercent { get; set; } = 100;
+}
+
+/// <summary>Set-CopyClient's request: only what is given changes.</summary>
+public sealed class ClientChange
+{
+    public string Name { get; set; } = "";
+    public long? BytesPerSecond { get; set; }
+    public int? DutyCyclePercent { get; set; }
 }

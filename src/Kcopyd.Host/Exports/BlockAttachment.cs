@@ -65,14 +65,15 @@ internal sealed class BlockAttachment : IDisposable
     /// <summary>Mounted or held open exclusively (the same check a copy's destination gets).</summary>
     public bool InUse => IsInUse(DevicePath);
 
-    public static bool IsInUse(string device)
+    /// <summary>A device that does not answer counts as in use: nobody can tell it is not.</summary>
+    private static bool IsInUse(string device)
     {
         try
         {
-            using var probe = LinuxBlockDevice.Open(device, DeviceOpenOptions.ReadOnly with { Exclusive = true });
+            using var probe = BlockDevices.Open(device, DeviceOpenOptions.ReadOnly with { Exclusive = true });
             return false;
         }
-        catch (KcopydException e) when (e.ErrorId == "DeviceInUse")
+        catch (KcopydException e) when (e.ErrorId is "DeviceInUse" or "DeviceNotResponding")
         {
             return true;
         }

@@ -37,6 +37,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
                 Destinations = destinations,
                 LengthBytes = r.Length ?? source.SizeBytes - r.SourceOffset,
                 IgnoreErrors = r.IgnoreErrors,
+                MaxBytesPerSecond = r.MaxBytesPerSecond,
                 Completed = _ => devices.CloseAll(),
             };
             request.Validate();
@@ -50,10 +51,10 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         => Start(context, r.Client, r.Follow, (client, devices) =>
         {
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
-            // Zero validates again, but only after the prompt: bad input must fail first, and under -WhatIf too.
-            new CopyRequest { Destinations = destination, LengthBytes = r.Length }.Validate();
+            var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
+            request.Validate(); // bad input fails before the prompt, and under -WhatIf too
             return context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
-                ? client.Zero(destination, r.Length, _ => devices.CloseAll())
+                ? client.Copy(request)
                 : null;
         });
 

@@ -52,6 +52,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             DestinationOffsets = DestinationOffset,
             Length = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : null,
             IgnoreErrors = IgnoreErrors,
+            MaxBytesPerSecond = BytesPerSecond,
             Force = Force,
             Follow = Wait,
         };
