@@ -254,4 +254,92 @@ function Update-TestHost {
     $script:HostProcessId
 }
 
-Export-ModuleMember -Function Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl
+$script:Networks = [Collections.Generic.List[object]]::new()
+
+function Invoke-Ip {
+    # ip(8), whose failure is a throw: a network half made must not go unnoticed.
+    $output = ip @args 2>&1
+    if ($LASTEXITCODE) { throw "ip $($args -join ' ') failed: $output" }
+}
+
+function New-TestNetwork {
+    <#
+    .SYNOPSIS
+        Network namespaces of their own, one per -Name, on a test network: a bridge in this namespace holds
+        10.213.N.1/24 (N a /24 nobody here uses) and a veth to each namespace, whose end there holds 10.213.N.(2+i).
+        Remove-TestNetwork deletes the namespaces, links and bridge, also of a network half made.
+    #>
+    param([Parameter(Mandatory)] [string[]] $Name)
+    $tag = [guid]::NewGuid().ToString('n').Substring(0, 6)
+    $used = (ip -4 -o addr show) -join "`n"
+    $octet = Get-Random -Minimum 0 -Maximum 256
+    foreach ($attempt in 1..256) {
+        if ($used -notmatch "\b10\.213\.$octet\.") { break }
+        $octet = ($octet + 1) % 256
+    }
+    $network = [pscustomobject]@{
+        # Interface names hold 15 characters: kcb (bridge) or kcv (veth), the tag, the namespace's index.
+        Bridge = "kcb$tag"; Gateway = "10.213.$octet.1"; Prefix = "10.213.$octet"
+        Namespaces = [Collections.Generic.List[object]]::new()
+    }
+    $script:Networks.Add($network)
+    Invoke-Ip link add $network.Bridge type bridge
+    Invoke-Ip addr add "$($network.Gateway)/24" dev $network.Bridge
+    Invoke-Ip link set $network.Bridge up
+    for ($i = 0; $i -lt $Name.Count; $i++) {
+        $namespace = [pscustomobject]@{ Name = "kcopyd-t-$tag-$($Name[$i])"; Address = "10.213.$octet.$(2 + $i)"; Veth = "kcv$tag$i" }
+        Invoke-Ip netns add $namespace.Name
+        $network.Namespaces.Add($namespace)
+        Invoke-Ip link add $namespace.Veth type veth peer name eth0 netns $namespace.Name
+        Invoke-Ip link set $namespace.Veth master $network.Bridge up
+        Invoke-Ip -n $namespace.Name addr add "$($namespace.Address)/24" dev eth0
+        Invoke-Ip -n $namespace.Name link set eth0 up
+        Invoke-Ip -n $namespace.Name link set lo up
+    }
+    $network
+}
+
+function Remove-TestNetwork {
+    # Deletes every network New-TestNetwork made. Stop the hosts in its namespaces first: what still runs there was
+    # started there by the tests (the namespaces' names are new), and is killed so the namespace really goes.
+    foreach ($network in $script:Networks) {
+        foreach ($namespace in $network.Namespaces) {
+            foreach ($id in @(ip netns pids $namespace.Name 2>$null)) { Stop-Process -Id $id -Force -ErrorAction Ignore }
+            ip netns del $namespace.Name 2>$null
+            # Deleting the namespace deleted the veth pair; one whose namespace never came goes here.
+            if (Test-Path "/sys/class/net/$($namespace.Veth)") { ip link del $namespace.Veth 2>$null }
+        }
+        if (Test-Path "/sys/class/net/$($network.Bridge)") { ip link del $network.Bridge 2>$null }
+    }
+    $script:Networks.Clear()
+}
+
+function Invoke-KcopydInNamespace {
+    # Invoke-KcopydInChild in network namespace $Namespace (ip netns exec), with $Environment set for the child (the
+    # host it starts inherits it and the namespace); stderr comes back as a warning, a child too slow is killed.
+    param([Parameter(Mandatory)] [string] $Namespace, [Parameter(Mandatory)] [string] $Command, [hashtable] $Environment = @{},
+        [int] $TimeoutSeconds = 60)
+    $root = (Resolve-Path "$PSScriptRoot/../..").Path
+    $start = [Diagnostics.ProcessStartInfo]::new('ip')
+    foreach ($arg in 'netns', 'exec', $Namespace, 'dotnet', 'pwsh', '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$root/Kcopyd.psd1'; $Command") {
+        $start.ArgumentList.Add($arg)
+    }
+    foreach ($name in $Environment.Keys) { $start.Environment[$name] = $Environment[$name] }
+    $start.WorkingDirectory = $root
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    $process = [Diagnostics.Process]::Start($start)
+    try {
+        $stdout = $process.StandardOutput.ReadToEndAsync()
+        $stderr = $process.StandardError.ReadToEndAsync()
+        if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
+            $process.Kill($true)
+            throw "the child pwsh in $Namespace did not finish in $TimeoutSeconds s: $Command"
+        }
+        $process.WaitForExit()
+        if ($stderr.Result) { Write-Warning "child stderr: $($stderr.Result)" }
+        @($stdout.Result -split "`n" | ForEach-Object Trim | Where-Object { $_ })
+    } finally { $process.Dispose() }
+}
+
+Export-ModuleMember -Function Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace
