@@ -90,6 +90,7 @@ function Split-Block {
 }
 
 function Join-Paragraph {
+    # A paragraph's lines as one line, a list's items as one line each.
     param([Collections.Generic.List[string]] $Lines)
     $out = [Collections.Generic.List[string]]::new()
     foreach ($line in $Lines) {
@@ -131,7 +132,7 @@ function Add-Problem { param([string] $Doc, [string] $Message) $Problems.Add("$(
 
 function Get-ExpectedParameter {
     # What a doc's yaml block must say of a parameter, from the cmdlet's metadata (in every set it is in).
-    param([System.Management.Automation.CommandInfo] $Cmdlet, [System.Management.Automation.ParameterMetadata] $Parameter)
+    param([System.Management.Automation.ParameterMetadata] $Parameter)
     $sets = @($Parameter.ParameterSets.Keys)
     $data = @($Parameter.ParameterSets.Values)
     $pipeline = @(if ($data.ValueFromPipelineByPropertyName -contains $true) { 'ByPropertyName' }; if ($data.ValueFromPipeline -contains $true) { 'ByValue' })
@@ -202,12 +203,12 @@ function Read-CommandDoc {
     foreach ($parameter in $actual | Where-Object { $parameters.Contains($_.Name) }) {
         $documented = $parameters[$parameter.Name]
         if (-not $documented.Description) { Add-Problem $Path "-$($parameter.Name) has no description" }
-        $expected = Get-ExpectedParameter $Cmdlet $parameter
+        $expected = Get-ExpectedParameter $parameter
         foreach ($key in $expected.Keys) {
             $given = if ($documented.Yaml.ContainsKey($key)) { $documented.Yaml[$key] } else { '' }
             if ($given -ne $expected[$key]) { Add-Problem $Path "-$($parameter.Name): '$($key): $given' should be '$($key): $($expected[$key])'" }
         }
-        $documented.Set = @($parameter.ParameterSets.Keys)
+        $documented.Set = @($parameter.ParameterSets.Keys) # which syntax items it goes in
         if (-not $documented.Yaml.ContainsKey('Default value')) { Add-Problem $Path "-$($parameter.Name) has no 'Default value'" }
     }
 
@@ -335,7 +336,8 @@ function Write-Command {
         $Xml.WriteStartElement('command', 'example', $Command)
         $Xml.WriteElementString('title', $Maml, "-------------------------- $($example.Title) --------------------------")
         $Xml.WriteElementString('code', $Dev, $example.Code)
-        $Xml.WriteStartElement('remarks', $Dev); Write-Paragraphs $Xml $example.Remarks; $Xml.WriteEndElement()
+        # An empty last paragraph: Get-Help then leaves a blank line before the next example's title.
+        $Xml.WriteStartElement('remarks', $Dev); Write-Paragraphs $Xml (@($example.Remarks) + ''); $Xml.WriteEndElement()
         $Xml.WriteEndElement()
     }
     $Xml.WriteEndElement()
