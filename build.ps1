@@ -3,7 +3,8 @@
 .SYNOPSIS
     Builds, tests, packages, benchmarks and demonstrates the Kcopyd module.
 .DESCRIPTION
-    The first argument names the task: Build (the default), Test, Package, Bench, Help, Demo.
+    The first argument names the task: Build (the default), Test, Package, Bench, Help, Demo. Help turns docs/ into
+    en-US/ against the module Build made; Build does it too.
     Run it through the repository's own PowerShell: dotnet tool restore; dotnet pwsh ./build.ps1 <Task>
 #>
 [CmdletBinding()]
@@ -57,6 +58,7 @@ function Invoke-Build {
     Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd.Host/Kcopyd.Host.csproj') -c $Configuration -r linux-x64 --self-contained false `
         '-p:PublishReadyToRun=true' -o (Join-Path $bin 'host') --nologo -v quiet
     Write-Host "Built the module into $bin"
+    Invoke-Help
 }
 
 function Invoke-Package {
@@ -140,7 +142,11 @@ function Invoke-Bench {
 }
 
 function Invoke-Help {
-    throw 'The MAML help build arrives with the help issue.'
+    # docs/<Cmdlet>.md and docs/about_Kcopyd.md (platyPS's markdown) into en-US/, which the module loads its help
+    # from; a doc that differs from the built cmdlets stops the build. In a pwsh of its own, which imports the module.
+    if (-not (Test-Path (Join-Path $Root 'bin/Kcopyd.dll'))) { throw 'The help is checked against the built module: run ./build.ps1 Build (it writes the help too).' }
+    Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tools/New-MamlHelp.ps1') `
+        -ModulePath (Join-Path $Root 'Kcopyd.psd1') -DocsPath (Join-Path $Root 'docs') -OutputPath (Join-Path $Root 'en-US')
 }
 
 function Invoke-Demo {
