@@ -118,7 +118,7 @@ function Invoke-Test {
     # NBD: nbdinfo and nbdcopy (libnbd-bin), qemu-nbd, qemu-img and qemu-io (qemu-utils) are the clients and servers
     # the NBD tests meet.
     Install-DebianPackage @{ losetup = 'mount'; 'mkfs.ext4' = 'e2fsprogs'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3'; setpriv = 'util-linux'; sfdisk = 'fdisk'; python3 = 'python3-minimal'
-        'qemu-nbd' = 'qemu-utils'; 'qemu-io' = 'qemu-utils'; fio = 'fio' }
+        'qemu-nbd' = 'qemu-utils'; 'qemu-io' = 'qemu-utils'; fio = 'fio'; ip = 'iproute2' }
     Invoke-Package | Out-Null   # builds too; the cmdlet tests import the packaged folder as well
     $suites = @(
         Invoke-XunitTests 'tests/Kcopyd.Engine.Tests' 'engine'
