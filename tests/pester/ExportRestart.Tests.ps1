@@ -12,10 +12,7 @@ BeforeAll {
     # The loop devices whose backing file is an attachment's FUSE file in this host's runtime directory.
     function Get-AttachedExportLoop {
         $exports = Join-Path $env:KCOPYD_RUNTIME_DIR 'exports'
-        @(losetup -n -O NAME,BACK-FILE --list | ForEach-Object {
-            $name, $file = -split $_
-            if ($file -like "$exports/*.fuse/*") { $name }
-        })
+        @(Get-LoopBacking | Where-Object BackingFile -like "$exports/*.fuse/*" | ForEach-Object Device)
     }
 }
 
@@ -153,7 +150,7 @@ Describe 'A published filesystem when its host is killed mid-write' {
             "$warnings" | Should -Match "still mounted"
             $new = @(Get-AttachedExportLoop | Where-Object { $_ -ne $old })
             $new | Should -HaveCount 1
-            losetup -n -O NAME --list $old | Should -Not -BeNullOrEmpty -Because 'a mounted device is not taken from its user'
+            (Get-LoopBacking).Device | Should -Contain $old -Because 'a mounted device is not taken from its user'
 
             timeout 30 umount $mount
             $LASTEXITCODE | Should -Be 0

@@ -130,7 +130,7 @@ Describe 'Publish-MirrorDevice -BlockDevice' {
             $mounted = $false
 
             Unpublish-MirrorDevice x2 -Confirm:$false
-            (losetup -a) -join "`n" | Should -Not -Match "$([regex]::Escape($export.BlockDevice)):"
+            (Get-LoopBacking).Device | Should -Not -Contain $export.BlockDevice
             Get-RegionHash $legs[1] 0 32MB | Should -Be (Get-RegionHash $legs[0] 0 32MB)
         } finally {
             if ($mounted) { umount $mount }

@@ -128,10 +128,7 @@ function Stop-TestHost {
     $log = Join-Path $env:KCOPYD_RUNTIME_DIR 'host.log'
     foreach ($id in @(pgrep -f -x ".*Kcopyd\.Host\.dll --log $([regex]::Escape($log))")) { Stop-Process -Id $id -Force -ErrorAction Ignore }
     # Block devices a killed host of this file left attached (its next start would have removed them).
-    foreach ($line in @(losetup -n -O NAME,BACK-FILE --list)) {
-        $name, $file = -split $line
-        if ($file -like "$($script:HostFolder)/*") { losetup -d $name 2>$null }
-    }
+    foreach ($loop in @(Get-LoopBacking | Where-Object BackingFile -like "$($script:HostFolder)/*")) { losetup -d $loop.Device 2>$null }
     foreach ($mount in @(Get-Content /proc/self/mountinfo | ForEach-Object { (-split $_)[4] } | Where-Object { $_ -like "$($script:HostFolder)/*" })) {
         fusermount3 -u $mount 2>$null
         if ($LASTEXITCODE) { fusermount3 -uz $mount 2>$null }
@@ -139,6 +136,15 @@ function Stop-TestHost {
     Remove-Item $script:HostFolder -Recurse -Force -ErrorAction Ignore
     $script:HostFolder = $null
     Remove-Item Env:KCOPYD_RUNTIME_DIR, Env:KCOPYD_STATE_DIR -ErrorAction Ignore
+}
+
+function Get-LoopBacking {
+    # Every attached loop device and its backing file, from sysfs: losetup --list asks each device with an ioctl
+    # that stats the file, which hangs while any test's FUSE disk is paused.
+    foreach ($folder in @(Get-ChildItem /sys/block -Filter 'loop*' -ErrorAction Ignore)) {
+        $file = Get-Content (Join-Path $folder.FullName 'loop/backing_file') -ErrorAction Ignore
+        if ($file) { [pscustomobject]@{ Device = "/dev/$($folder.Name)"; BackingFile = ($file -replace ' \(deleted\)$', '') } }
+    }
 }
 
 function Remove-TestLoopDevices {
@@ -342,4 +348,4 @@ function Invoke-KcopydInNamespace {
     } finally { $process.Dispose() }
 }
 
-Export-ModuleMember -Function Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace
+Export-ModuleMember -Function Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace
