@@ -83,6 +83,12 @@ internal sealed class ClientTable
 
     private IEnumerable<CopyClient> Default() => [Get(DefaultName)];
 
-    // ArgumentOutOfRangeException's message ends with "(Parameter '...')" and "Actual value was ...": the first line says it.
-    private static string FirstLine(string message) => message.Split('\n')[0].Trim();
+    // ArgumentOutOfRangeException's message ends with "(Parameter 'SubJobSizeBytes')" and "Actual value was ...":
+    // the first line without the engine's property name says it.
+    private static string FirstLine(string message)
+    {
+        string line = message.Split('\n')[0].Trim();
+        int parameter = line.IndexOf(" (Parameter '", StringComparison.Ordinal);
+        return parameter > 0 ? line[..parameter] : line;
+    }
 }
