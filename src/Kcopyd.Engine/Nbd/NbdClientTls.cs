@@ -9,9 +9,9 @@ namespace Kcopyd.Engine.Nbd;
 /// </summary>
 /// <remarks>
 /// The host name is the URI's host for TCP, and tls-hostname when given. A Unix socket has no host: the certificate
-/// must still lead to the CA, but its name is checked only against tls-hostname. libnbd checks nothing at all over
-/// a Unix socket (it verifies only with a host name, which tls-hostname gives it from 1.22 on); checking the chain
-/// is the stricter of the two, and a server a libnbd client trusts by its CA passes it.
+/// must still lead to the CA, but its name is checked only against tls-hostname. libnbd verifies only with a host
+/// name, so over a Unix socket it accepts any certificate unless tls-hostname (libnbd 1.22) gives one; checking the
+/// chain is the stricter of the two, and a server a libnbd client trusts by its CA passes it.
 /// </remarks>
 internal sealed class NbdClientTls
 {

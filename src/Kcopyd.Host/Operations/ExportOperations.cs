@@ -20,14 +20,18 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
         string? socketPath = r.Listen == null ? r.UnixSocket ?? DefaultSocket(mirror.Name) : null;
         IPEndPoint? endPoint = r.Listen == null ? null : ParseListen(r.Listen);
         if (socketPath != null) CheckSocketPath(socketPath);
+        var tls = Tls(r);
         string where = socketPath ?? r.Listen!;
         if (!context.ShouldProcess(mirror.Name, $"Serve over NBD on {where}{(r.BlockDevice ? " and attach it as a block device" : "")}")) return null;
-        if (endPoint != null && !IPAddress.IsLoopback(endPoint.Address))
-            context.WriteWarning($"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, without TLS: anyone who reaches that address can read and write it.");
+        if (endPoint != null && !IPAddress.IsLoopback(endPoint.Address) && tls is not { VerifiesClients: true })
+            context.WriteWarning(tls == null
+                ? $"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, without TLS: anyone who reaches that address can read and write it."
+                : $"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, to clients without certificates (-TlsAnyClient): the traffic is encrypted, but anyone who reaches that address can read and write it.");
 
         var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(endPoint!);
-        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}" }, registry.Log);
-        string uri = socketPath != null ? $"nbd+unix:///?socket={socketPath}" : $"nbd://{FormatHost(endPoint!)}/";
+        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}", Tls = tls }, registry.Log);
+        string scheme = tls != null ? "nbds" : "nbd";
+        string uri = socketPath != null ? $"{scheme}+unix:///?socket={socketPath}" : $"{scheme}://{FormatHost(endPoint!)}/";
         var export = new MirrorExport(mirror.Name, server, uri, socketPath, r.Listen);
         try
         {
@@ -72,6 +76,23 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
         if (exports.FirstOrDefault(e => e.OtherClients > 0) is { } used)
             throw new KcopydException("ExportInUse", KcopydErrorKind.ResourceBusy,
                 $"Mirror '{mirror}' has {used.OtherClients} NBD client(s) connected on {used.Uri}: disconnect them first, or use {how}.", mirror);
+    }
+
+    /// <summary>The export's TLS, read and checked before anything is served; null without -TlsCertificateDirectory.</summary>
+    private static NbdServerTls? Tls(PublishRequest r)
+    {
+        if (r.TlsCertificateDirectory == null)
+        {
+            if (r.TlsAnyClient)
+                throw new KcopydException("TlsAnyClientWithoutTls", KcopydErrorKind.InvalidArgument, "-TlsAnyClient only means something with -TlsCertificateDirectory.", r.Name);
+            return null;
+        }
+        // nbdfuse takes certificates only through a URI's tls-certificates, and libnbd refuses that local file access
+        // to it: the block device needs an export of its own, on the private Unix socket it is for anyway.
+        if (r.BlockDevice)
+            throw new KcopydException("TlsBlockDeviceUnsupported", KcopydErrorKind.InvalidOperation,
+                $"A TLS export cannot be attached as a block device (nbdfuse cannot be given certificates): publish mirror '{r.Name}' a second time, with -BlockDevice and without -TlsCertificateDirectory, on its private Unix socket.", r.Name);
+        return NbdServerTls.FromDirectory(r.TlsCertificateDirectory, verifyClients: !r.TlsAnyClient);
     }
 
     private string DefaultSocket(string mirror)
