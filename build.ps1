@@ -116,9 +116,9 @@ function Invoke-Test {
     # Every suite, then one closing line over all of them.
     # nbdkit + nbdfuse + losetup make real block devices that fail on demand (fault tests).
     # NBD: nbdinfo and nbdcopy (libnbd-bin), qemu-nbd, qemu-img and qemu-io (qemu-utils) are the clients and servers
-    # the NBD tests meet.
+    # the NBD tests meet; openssl makes the CA and certificates of the TLS tests.
     Install-DebianPackage @{ losetup = 'mount'; 'mkfs.ext4' = 'e2fsprogs'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3'; setpriv = 'util-linux'; sfdisk = 'fdisk'; python3 = 'python3-minimal'
-        'qemu-nbd' = 'qemu-utils'; 'qemu-io' = 'qemu-utils'; fio = 'fio'; ip = 'iproute2' }
+        'qemu-nbd' = 'qemu-utils'; 'qemu-io' = 'qemu-utils'; fio = 'fio'; ip = 'iproute2'; openssl = 'openssl' }
     Invoke-Package | Out-Null   # builds too; the cmdlet tests import the packaged folder as well
     $suites = @(
         Invoke-XunitTests 'tests/Kcopyd.Engine.Tests' 'engine'

@@ -77,13 +77,17 @@ public sealed class PublishRequest
     /// <summary>HOST:PORT to listen on over TCP.</summary>
     public string? Listen { get; set; }
     public bool BlockDevice { get; set; }
+    /// <summary>Require TLS with the certificates of this directory (resolved by the cmdlet): ca-cert.pem, server-cert.pem, server-key.pem.</summary>
+    public string? TlsCertificateDirectory { get; set; }
+    /// <summary>With TLS, do not ask clients for a certificate signed by ca-cert.pem.</summary>
+    public bool TlsAnyClient { get; set; }
 }
 
 /// <summary>One export of a mirror, as Publish-MirrorDevice and Get-MirrorDevice report it.</summary>
 public sealed class ExportInfo
 {
     public string Mirror { get; set; } = "";
-    /// <summary>nbd+unix:///?socket=... or nbd://host:port/</summary>
+    /// <summary>nbd+unix:///?socket=... or nbd://host:port/; nbds+unix and nbds when TLS is required.</summary>
     public string Uri { get; set; } = "";
     public string? UnixSocket { get; set; }
     public string? Listen { get; set; }

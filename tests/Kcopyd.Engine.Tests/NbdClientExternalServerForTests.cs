@@ -83,17 +83,28 @@ public sealed class ExternalNbdServer : IDisposable
         }
     }
 
-    /// <summary>qemu-nbd serving a raw image on a Unix socket, persistent (-t) so it outlives each client, optionally under an export name.</summary>
-    public static ExternalNbdServer QemuNbd(Scratch scratch, string image, string? exportName = null)
+    /// <summary>
+    /// qemu-nbd serving a raw image on a Unix socket, persistent (-t) so it outlives each client, optionally under an
+    /// export name, with <paramref name="options"/> (--object, --tls-creds) before the image.
+    /// </summary>
+    public static ExternalNbdServer QemuNbd(Scratch scratch, string image, string? exportName = null, params string[] options)
     {
         string name = "qemu-nbd-" + Guid.NewGuid().ToString("N")[..8];
         string socket = Path.Combine(scratch.Folder, name + ".sock");
         string pidFile = Path.Combine(scratch.Folder, name + ".pid");
         var all = new List<string> { "-t", "-k", socket, "-f", "raw", "--pid-file", pidFile };
         if (exportName != null) all.AddRange(["-x", exportName]);
+        all.AddRange(options);
         all.Add(image);
         string uri = $"nbd+unix:///{exportName ?? ""}?socket={socket}";
         return new ExternalNbdServer("qemu-nbd", all, uri, pidFile, socket);
+    }
+
+    /// <summary>The URI asking for TLS (nbds, nbds+unix) with <paramref name="certificates"/> as tls-certificates, plus <paramref name="more"/> parameters.</summary>
+    public string TlsUri(string certificates, string more = "")
+    {
+        string uri = Uri.Replace("nbd+unix://", "nbds+unix://").Replace("nbd://", "nbds://");
+        return uri + (uri.Contains('?') ? "&" : "?") + $"tls-certificates={certificates}{more}";
     }
 
     /// <summary>The URI of another export name on this server.</summary>

@@ -49,6 +49,27 @@ public sealed class NbdClientUriTests
     public void Each_export_has_one_normal_spelling(string text, string normal)
         => Assert.Equal(normal, NbdUri.Parse(text).ToString());
 
+    [Fact]
+    public void An_nbds_URI_carries_libnbds_TLS_parameters_and_the_same_export_address_as_plain_nbd()
+    {
+        var tcp = NbdUri.Parse("nbds://alice@Example.COM:2000/disk?tls-certificates=/etc/pki/x/./y&tls-verify-peer=false&tls-hostname=nbd.example&tls-username=alice");
+        Assert.Equal(NbdTransport.Tcp, tcp.Transport);
+        Assert.Equal("Example.COM", tcp.Host);
+        Assert.Equal(new NbdUriTls("/etc/pki/x/y", VerifyPeer: false, HostName: "nbd.example"), tcp.Tls);
+        Assert.Equal("nbds://example.com:2000/disk?tls-certificates=/etc/pki/x/y&tls-verify-peer=false&tls-hostname=nbd.example", tcp.ToString());
+        Assert.Equal(NbdUri.Parse("nbd://example.com:2000/disk").ExportAddress, tcp.ExportAddress);
+
+        var unix = NbdUri.Parse("nbds+unix://alice@/disk?socket=/run/s.sock&tls-certificates=certs");
+        Assert.Equal(NbdTransport.Unix, unix.Transport);
+        Assert.Equal(new NbdUriTls(Path.GetFullPath("certs"), VerifyPeer: true, HostName: null), unix.Tls);
+        Assert.Equal($"nbds+unix:///disk?socket=/run/s.sock&tls-certificates={Path.GetFullPath("certs")}", unix.ToString());
+        Assert.Equal("nbd+unix:///disk?socket=/run/s.sock", unix.ExportAddress);
+        Assert.Equal(unix.ToString(), NbdUri.Parse(unix.ToString()).ToString());
+
+        Assert.Null(NbdUri.Parse("nbd://example.com/disk").Tls);
+        Assert.Equal(new NbdUriTls(null, true, null), NbdUri.Parse("nbds://example.com/").Tls);
+    }
+
     [Theory]
     [InlineData("/dev/sdb")]
     [InlineData("disk.img")]

@@ -52,7 +52,7 @@ public sealed class NbdServerFuzzTests(ITestOutputHelper output) : IDisposable
                     var random = new Random(unchecked(Seed * 31 + i));
                     var generator = new Generator(random, block);
                     byte[] stream = generator.Case();
-                    if (!await RunCaseAsync(served.SocketPath, stream, abrupt: random.Next(6) == 0))
+                    if (!await RunCaseAsync(served.SocketPath!, stream, abrupt: random.Next(6) == 0))
                         lock (stuck) stuck.Add(i);
                 }
             })).ToArray();

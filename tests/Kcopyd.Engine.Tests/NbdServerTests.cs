@@ -214,7 +214,7 @@ public sealed class NbdServerTests : IDisposable
     {
         private static readonly TimeSpan StopBound = TimeSpan.FromSeconds(30);
 
-        private Served(NbdServer server, IBlockDevice device, string socketPath, StringWriter log)
+        private Served(NbdServer server, IBlockDevice device, string? socketPath, StringWriter log)
         {
             Server = server;
             Device = device;
@@ -226,21 +226,48 @@ public sealed class NbdServerTests : IDisposable
 
         public IBlockDevice Device { get; }
 
-        public string SocketPath { get; }
+        /// <summary>The Unix socket; null when served on TCP.</summary>
+        public string? SocketPath { get; }
+
+        /// <summary>The TCP port on 127.0.0.1; 0 when served on a Unix socket.</summary>
+        public int Port => SocketPath == null ? ((System.Net.IPEndPoint)Server.LocalEndPoint!).Port : 0;
 
         /// <summary>What the server logged: one line per failed connection.</summary>
         public StringWriter Log { get; }
 
-        public string Uri => $"nbd+unix:///{Server.Export.Name}?socket={SocketPath}";
+        /// <summary>The export's URI: nbds when the export requires TLS, with <paramref name="certificates"/> as tls-certificates.</summary>
+        public string UriWith(string? certificates, string host = "127.0.0.1")
+        {
+            string scheme = Server.Export.Tls != null ? "nbds" : "nbd";
+            string tls = certificates == null ? "" : $"tls-certificates={certificates}";
+            return SocketPath != null
+                ? $"{scheme}+unix:///{Server.Export.Name}?socket={SocketPath}{(tls.Length > 0 ? "&" + tls : "")}"
+                : $"{scheme}://{host}:{Port}/{Server.Export.Name}{(tls.Length > 0 ? "?" + tls : "")}";
+        }
+
+        public string Uri => UriWith(null);
 
         public static Served Start(Scratch scratch, IBlockDevice device, Func<IBlockDevice, NbdExport>? export = null,
             NbdServerOptions? options = null)
         {
             string path = Path.Combine(scratch.Folder, $"nbd-{Guid.NewGuid():N}"[..16] + ".sock");
             var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            return Start(listener, new UnixDomainSocketEndPoint(path), path, device, export, options);
+        }
+
+        /// <summary>Served on a free port of 127.0.0.1.</summary>
+        public static Served StartTcp(IBlockDevice device, Func<IBlockDevice, NbdExport>? export = null, NbdServerOptions? options = null)
+        {
+            var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            return Start(listener, new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0), null, device, export, options);
+        }
+
+        private static Served Start(Socket listener, System.Net.EndPoint endPoint, string? path, IBlockDevice device,
+            Func<IBlockDevice, NbdExport>? export, NbdServerOptions? options)
+        {
             try
             {
-                listener.Bind(new UnixDomainSocketEndPoint(path));
+                listener.Bind(endPoint);
                 var log = new StringWriter();
                 var server = NbdServer.Start(listener, (export ?? (d => new NbdExport(d)))(device), options ?? new NbdServerOptions(), log);
                 return new Served(server, device, path, log);
@@ -255,6 +282,12 @@ public sealed class NbdServerTests : IDisposable
 
         public Socket Connect()
         {
+            if (SocketPath == null)
+            {
+                var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                tcp.Connect(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, Port));
+                return tcp;
+            }
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             socket.Connect(new UnixDomainSocketEndPoint(SocketPath));
             return socket;
@@ -270,7 +303,7 @@ public sealed class NbdServerTests : IDisposable
             finally
             {
                 Device.Dispose();
-                File.Delete(SocketPath);
+                if (SocketPath != null) File.Delete(SocketPath);
             }
         }
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Security;
 using System.Net.Sockets;
 using Kcopyd.Engine.Memory;
 using Kcopyd.Engine.Native;
@@ -28,7 +29,7 @@ internal sealed unsafe partial class NbdClientConnection
                 SendAll(header);
                 if (piece.Command == CmdWrite) SendPayload(piece);
             }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
             {
                 failure = $"sending to the server failed: {ex.Message}";
             }
@@ -37,6 +38,7 @@ internal sealed unsafe partial class NbdClientConnection
             if (failure != null) return;
             if (piece.Command == CmdDisconnect)
             {
+                TryCloseTls();
                 TryShutdown(SocketShutdown.Send);
                 return;
             }
@@ -51,7 +53,7 @@ internal sealed unsafe partial class NbdClientConnection
         {
             reason = ReceiveReplies(header);
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             reason = $"receiving from the server failed: {ex.Message}";
         }
@@ -148,21 +150,33 @@ internal sealed unsafe partial class NbdClientConnection
         return true;
     }
 
-    private void SendAll(ReadOnlySpan<byte> data)
-    {
-        while (data.Length > 0) data = data[_socket.Send(data)..];
-    }
+    /// <summary>All of <paramref name="data"/>: a stream's write is whole or throws.</summary>
+    private void SendAll(ReadOnlySpan<byte> data) => _stream.Write(data);
 
     /// <summary>Fills <paramref name="data"/>; false if the stream ended first.</summary>
     private bool ReceiveAll(Span<byte> data)
     {
         while (data.Length > 0)
         {
-            int n = _socket.Receive(data);
+            int n = _stream.Read(data);
             if (n == 0) return false;
             data = data[n..];
         }
         return true;
+    }
+
+    /// <summary>TLS's close_notify after NBD_CMD_DISC, as the protocol asks, so the server sees a clean end of the session.</summary>
+    private void TryCloseTls()
+    {
+        if (_stream is not SslStream tls) return;
+        try
+        {
+            tls.ShutdownAsync().Wait(CloseGrace);
+        }
+        catch (Exception ex) when (ex is AggregateException or IOException or SocketException or ObjectDisposedException)
+        {
+            // The server hung up first: the receiver sees the end either way.
+        }
     }
 
     private void TryShutdown(SocketShutdown how)

@@ -14,6 +14,8 @@ internal sealed partial class NbdClientConnection
     private static readonly TimeSpan CloseGrace = TimeSpan.FromSeconds(2);
 
     private readonly Socket _socket;
+    /// <summary>The socket's stream, or TLS over it: the sender writes it and the receiver reads it at the same time, which both allow.</summary>
+    private readonly Stream _stream;
     private readonly object _lock = new();
     private readonly Dictionary<ulong, NbdClientPiece> _pending = new();
     private readonly Queue<NbdClientPiece> _toSend = new();
@@ -26,9 +28,10 @@ internal sealed partial class NbdClientConnection
     private volatile bool _broken;
     private volatile string? _brokenReason;
 
-    public NbdClientConnection(Socket socket, string name, int maxInFlight)
+    public NbdClientConnection(Socket socket, Stream stream, string name, int maxInFlight)
     {
         _socket = socket;
+        _stream = stream;
         _slots = new SemaphoreSlim(maxInFlight);
         _sender = new Thread(SendLoop) { IsBackground = true, Name = $"nbd-send/{name}" };
         _receiver = new Thread(ReceiveLoop) { IsBackground = true, Name = $"nbd-recv/{name}" };
@@ -93,6 +96,14 @@ internal sealed partial class NbdClientConnection
         {
             _sender.Join(CloseGrace);
             _receiver.Join(CloseGrace);
+        }
+        try
+        {
+            _stream.Dispose();
+        }
+        catch (Exception ex) when (ex is IOException or SocketException)
+        {
+            // The TLS stream may try to say goodbye on a socket that is gone: nothing is lost.
         }
         _socket.Dispose();
     }

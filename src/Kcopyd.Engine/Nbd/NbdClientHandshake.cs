@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Numerics;
 using System.Text;
 using static Kcopyd.Engine.Nbd.NbdProtocol;
@@ -9,7 +11,8 @@ namespace Kcopyd.Engine.Nbd;
 /// <summary>
 /// The client's side of the fixed newstyle handshake: NBD_OPT_GO asking for the block sizes, NBD_OPT_EXPORT_NAME
 /// for a server that does not know NBD_OPT_GO (or is not fixed newstyle). Simple replies only: structured replies
-/// are not negotiated, so the transmission phase needs nothing more.
+/// are not negotiated, so the transmission phase needs nothing more. An nbds URI sends NBD_OPT_STARTTLS first and
+/// nothing else until TLS is up: a server that will not do TLS learns nothing of the export asked for.
 /// </summary>
 internal sealed class NbdClientHandshake
 {
@@ -21,43 +24,60 @@ internal sealed class NbdClientHandshake
     private const int MaxOptionReplyLength = 64 * 1024;
 
     private readonly Socket _socket;
+    /// <summary>The socket's stream, and once NBD_OPT_STARTTLS succeeded the TLS stream over it.</summary>
+    private Stream _stream;
     private readonly NbdUri _uri;
     private readonly string _target;
     private readonly NbdClientDeadline _deadline;
     private readonly byte[] _name;
+    private readonly NbdClientTls? _tls;
 
-    private NbdClientHandshake(Socket socket, NbdUri uri, string target, NbdClientDeadline deadline)
+    private NbdClientHandshake(Socket socket, NbdUri uri, NbdClientTls? tls, string target, NbdClientDeadline deadline)
     {
+        _tls = tls;
         _socket = socket;
+        _stream = new NetworkStream(socket, ownsSocket: false);
         _uri = uri;
         _target = target;
         _deadline = deadline;
         _name = Encoding.UTF8.GetBytes(uri.ExportName);
     }
 
-    /// <summary>Negotiates the URI's export on a connected socket; on return the socket is in the transmission phase.</summary>
-    public static NbdClientExport Negotiate(Socket socket, NbdUri uri, string target, NbdClientDeadline deadline)
+    /// <summary>
+    /// Negotiates the URI's export on a connected socket, with TLS when <paramref name="tls"/> is given; on return the
+    /// stream (the socket's, or TLS over it) is in the transmission phase. The caller disposes the stream before the socket.
+    /// </summary>
+    public static (NbdClientExport Export, Stream Stream) Negotiate(Socket socket, NbdUri uri, NbdClientTls? tls, string target, NbdClientDeadline deadline)
     {
-        var handshake = new NbdClientHandshake(socket, uri, target, deadline);
+        var handshake = new NbdClientHandshake(socket, uri, tls, target, deadline);
         try
         {
-            return handshake.Run();
+            return (handshake.Run(), handshake._stream);
         }
-        catch (TimeoutException)
+        catch (Exception ex) when (IsTimeout(ex))
         {
+            handshake._stream.Dispose();
             throw NbdClientErrors.HandshakeTimeout(target, deadline.Timeout);
         }
-        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+        catch (Exception ex) when (ex is IOException or SocketException && handshake._stream is SslStream)
         {
-            throw NbdClientErrors.HandshakeTimeout(target, deadline.Timeout);
+            // With TLS 1.3 the server checks the client's certificate after the client's side of the handshake is
+            // done: its refusal arrives as the end of the stream at the first option over TLS.
+            handshake._stream.Dispose();
+            throw NbdClientErrors.TlsHandshakeFailed(target,
+                $"the server ended the TLS session ({(ex is EndOfStreamException ? "it closed the connection" : ex.Message)}); it may have refused this client's certificate{handshake.ClientCertificateNote}.", ex);
         }
-        catch (EndOfStreamException)
+        catch (Exception ex) when (ex is IOException or SocketException)
         {
-            throw NbdClientErrors.HandshakeFailed(target, "the server closed the connection.");
+            handshake._stream.Dispose();
+            throw ex is EndOfStreamException
+                ? NbdClientErrors.HandshakeFailed(target, "the server closed the connection.")
+                : NbdClientErrors.HandshakeFailed(target, ex.Message, ex);
         }
-        catch (SocketException ex)
+        catch
         {
-            throw NbdClientErrors.HandshakeFailed(target, ex.Message, ex);
+            handshake._stream.Dispose();
+            throw;
         }
         finally
         {
@@ -66,6 +86,18 @@ internal sealed class NbdClientHandshake
             socket.SendTimeout = 0;
         }
     }
+
+    private static bool IsTimeout(Exception ex) => ex switch
+    {
+        TimeoutException => true,
+        SocketException s => s.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock,
+        IOException { InnerException: { } inner } => IsTimeout(inner),
+        _ => false,
+    };
+
+    private string ClientCertificateNote => _tls is { HasClientCertificate: false }
+        ? $" (none was given: {NbdTlsCertificates.ClientCertificateFile} and {NbdTlsCertificates.ClientKeyFile} are not in the certificate directory)"
+        : "";
 
     private NbdClientExport Run()
     {
@@ -84,6 +116,11 @@ internal sealed class NbdClientHandshake
         BinaryPrimitives.WriteUInt32BigEndian(clientFlags, (fixedNewstyle ? ClientFlagFixedNewstyle : 0) | (noZeroes ? ClientFlagNoZeroes : 0));
         Send(clientFlags);
 
+        if (_tls != null)
+        {
+            if (!fixedNewstyle) throw NbdClientErrors.TlsNotOffered(_target, "it does not speak fixed newstyle negotiation, which TLS needs.");
+            StartTls(_tls);
+        }
         // Only a fixed newstyle server answers options other than NBD_OPT_EXPORT_NAME instead of hanging up.
         if (fixedNewstyle && Go() is { } export) return export;
         return ExportName(noZeroes);
@@ -102,19 +139,9 @@ internal sealed class NbdClientHandshake
         long? size = null;
         ushort flags = 0;
         (uint Min, uint Preferred, uint Max)? blockSizes = null;
-        Span<byte> header = stackalloc byte[8 + 4 + 4 + 4];
         while (true)
         {
-            Receive(header);
-            if (BinaryPrimitives.ReadUInt64BigEndian(header) != OptionReplyMagic) throw Failed("an option reply has a wrong magic.");
-            uint option = BinaryPrimitives.ReadUInt32BigEndian(header[8..]);
-            uint type = BinaryPrimitives.ReadUInt32BigEndian(header[12..]);
-            uint length = BinaryPrimitives.ReadUInt32BigEndian(header[16..]);
-            if (option != OptGo) throw Failed($"the server answered option {option} to NBD_OPT_GO.");
-            if (length > MaxOptionReplyLength) throw Failed($"an option reply of {length} bytes is too long.");
-            var reply = new byte[length];
-            Receive(reply);
-
+            var (type, reply) = ReceiveOptionReply(OptGo);
             switch (type)
             {
                 case RepAck:
@@ -135,10 +162,56 @@ internal sealed class NbdClientHandshake
         }
     }
 
+    /// <summary>NBD_OPT_STARTTLS, then the TLS handshake on the same socket; every later byte goes over TLS.</summary>
+    private void StartTls(NbdClientTls credentials)
+    {
+        SendOption(OptStartTls, []);
+        var (type, reply) = ReceiveOptionReply(OptStartTls);
+        if (type != RepAck)
+        {
+            Abort();
+            throw NbdClientErrors.TlsNotOffered(_target, type switch
+            {
+                RepErrUnsup => $"it does not know NBD_OPT_STARTTLS.{Message(reply)}",
+                RepErrPolicy => $"its policy refuses TLS.{Message(reply)}",
+                _ when (type & RepFlagError) != 0 => $"it refused NBD_OPT_STARTTLS (error {type & ~RepFlagError}).{Message(reply)}",
+                _ => $"it answered NBD_OPT_STARTTLS with reply type {type}.",
+            });
+        }
+        string? refusal = null;
+        var tls = new SslStream(_stream, leaveInnerStreamOpen: false);
+        _stream = tls;
+        _socket.ReceiveTimeout = _deadline.RemainingMilliseconds;
+        _socket.SendTimeout = _deadline.RemainingMilliseconds;
+        try
+        {
+            tls.AuthenticateAsClient(credentials.ClientOptions(why => refusal = why));
+        }
+        catch (AuthenticationException ex)
+        {
+            throw NbdClientErrors.TlsHandshakeFailed(_target, refusal ?? $"{ex.Message}{(ex.InnerException is { } inner ? $" ({inner.Message})" : "")}{ClientCertificateNote}.", ex);
+        }
+    }
+
+    /// <summary>One option reply to <paramref name="option"/>: its type and data.</summary>
+    private (uint Type, byte[] Data) ReceiveOptionReply(uint option)
+    {
+        Span<byte> header = stackalloc byte[8 + 4 + 4 + 4];
+        Receive(header);
+        if (BinaryPrimitives.ReadUInt64BigEndian(header) != OptionReplyMagic) throw Failed("an option reply has a wrong magic.");
+        uint answered = BinaryPrimitives.ReadUInt32BigEndian(header[8..]);
+        uint type = BinaryPrimitives.ReadUInt32BigEndian(header[12..]);
+        uint length = BinaryPrimitives.ReadUInt32BigEndian(header[16..]);
+        if (answered != option) throw Failed($"the server answered option {answered} to option {option}.");
+        if (length > MaxOptionReplyLength) throw Failed($"an option reply of {length} bytes is too long.");
+        var data = new byte[length];
+        Receive(data);
+        return (type, data);
+    }
+
     private KcopydException Refusal(uint type, byte[] reply) => type switch
     {
-        RepErrTlsReqd => NbdClientErrors.TlsUnsupported(_target,
-            $"The NBD server of '{_target}' requires TLS, which Kcopyd's NBD client does not support yet.{Message(reply)}"),
+        RepErrTlsReqd => NbdClientErrors.TlsRequired(_target, Message(reply)),
         RepErrUnknown => NbdClientErrors.ExportNotFound(_target, _uri.ExportName, $"the server has no such export.{Message(reply)}"),
         RepErrPolicy => NbdClientErrors.ExportNotFound(_target, _uri.ExportName, $"the server's policy refuses it.{Message(reply)}"),
         RepErrShutdown => NbdClientErrors.ExportNotFound(_target, _uri.ExportName, $"the server is shutting down.{Message(reply)}"),
@@ -152,7 +225,7 @@ internal sealed class NbdClientHandshake
         {
             SendOption(OptAbort, []);
         }
-        catch (Exception ex) when (ex is SocketException or TimeoutException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or TimeoutException or ObjectDisposedException)
         {
             // The server is gone already: the refusal is what the caller needs to hear.
         }
@@ -222,14 +295,12 @@ internal sealed class NbdClientHandshake
         Send(data);
     }
 
+    /// <summary>All of <paramref name="data"/> (a stream's write is whole or throws), within the deadline.</summary>
     private void Send(ReadOnlySpan<byte> data)
     {
-        while (data.Length > 0)
-        {
-            if (_deadline.Expired) throw new TimeoutException();
-            _socket.SendTimeout = _deadline.RemainingMilliseconds;
-            data = data[_socket.Send(data)..];
-        }
+        if (_deadline.Expired) throw new TimeoutException();
+        _socket.SendTimeout = _deadline.RemainingMilliseconds;
+        _stream.Write(data);
     }
 
     private void Receive(Span<byte> data)
@@ -238,7 +309,7 @@ internal sealed class NbdClientHandshake
         {
             if (_deadline.Expired) throw new TimeoutException();
             _socket.ReceiveTimeout = _deadline.RemainingMilliseconds;
-            int n = _socket.Receive(data);
+            int n = _stream.Read(data);
             if (n == 0) throw new EndOfStreamException();
             data = data[n..];
         }

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Text;
 using static Kcopyd.Engine.Nbd.NbdProtocol;
 
@@ -19,6 +21,9 @@ internal sealed partial class NbdConnection
     /// <summary>Structured replies were negotiated: READ replies are OFFSET_DATA or ERROR chunks.</summary>
     private bool _structured;
 
+    /// <summary>The export requires TLS and the client has not started it yet: every option but STARTTLS and ABORT is refused.</summary>
+    private bool TlsPending => Export.Tls != null && _stream is not SslStream;
+
     /// <summary>True once the client entered the transmission phase; false when it aborted.</summary>
     private async Task<bool> NegotiateAsync()
     {
@@ -28,7 +33,8 @@ internal sealed partial class NbdConnection
         {
             return await HandshakeAsync(timeout.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !_reading.IsCancellationRequested)
+        // A TLS handshake cut short may say so as an IOException: the timeout is still the reason.
+        catch (Exception e) when (e is OperationCanceledException or IOException && timeout.IsCancellationRequested && !_reading.IsCancellationRequested)
         {
             throw new ProtocolViolation($"no export chosen within the handshake timeout ({_server.Options.HandshakeTimeout.TotalSeconds:0.#} s)");
         }
@@ -48,6 +54,9 @@ internal sealed partial class NbdConnection
         // The protocol says to drop a client that sets a flag we did not offer.
         if ((flags & ~(ClientFlagFixedNewstyle | ClientFlagNoZeroes)) != 0)
             throw new ProtocolViolation($"unknown client flags 0x{flags:x8}");
+        // The protocol allows TLS only after fixed newstyle negotiation: such a client can never meet the requirement.
+        if (TlsPending && (flags & ClientFlagFixedNewstyle) == 0)
+            throw new ProtocolViolation("a client without fixed newstyle negotiation cannot start the TLS this export requires");
         _noZeroes = (flags & ClientFlagNoZeroes) != 0;
 
         var header = new byte[OptionHeaderLength];
@@ -67,6 +76,14 @@ internal sealed partial class NbdConnection
             var data = new byte[length];
             await ReceiveAsync(data, endAllowed: false, $"the data of option {option}", cancellationToken).ConfigureAwait(false);
 
+            if (TlsPending && option is not (OptStartTls or OptAbort))
+            {
+                // NBD_OPT_EXPORT_NAME has no error reply: closing is the only answer the protocol leaves.
+                if (option == OptExportName) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME without the TLS this export requires");
+                await SendOptionReplyAsync(option, RepErrTlsReqd, "This server requires TLS: send NBD_OPT_STARTTLS first.", cancellationToken)
+                    .ConfigureAwait(false);
+                continue;
+            }
             switch (option)
             {
                 case OptExportName:
@@ -81,8 +98,7 @@ internal sealed partial class NbdConnection
                     await ListAsync(option, length, cancellationToken).ConfigureAwait(false);
                     break;
                 case OptStartTls:
-                    await SendOptionReplyAsync(option, length == 0 ? RepErrUnsup : RepErrInvalid, "TLS is not supported.", cancellationToken)
-                        .ConfigureAwait(false);
+                    await StartTlsAsync(option, length, cancellationToken).ConfigureAwait(false);
                     break;
                 case OptInfo:
                 case OptGo:
@@ -101,6 +117,38 @@ internal sealed partial class NbdConnection
                     await SendOptionReplyAsync(option, RepErrUnsup, Array.Empty<byte>(), cancellationToken).ConfigureAwait(false);
                     break;
             }
+        }
+    }
+
+    /// <summary>
+    /// NBD_OPT_STARTTLS: the ACK, then the TLS handshake (within the handshake timeout like every other step), then
+    /// the options start again over TLS. Nothing negotiated before carries over: in FORCEDTLS mode nothing could be.
+    /// </summary>
+    private async Task StartTlsAsync(uint option, uint length, CancellationToken cancellationToken)
+    {
+        if (Export.Tls is not { } credentials)
+        {
+            await SendOptionReplyAsync(option, length == 0 ? RepErrUnsup : RepErrInvalid, "This server does not offer TLS.", cancellationToken)
+                .ConfigureAwait(false);
+            return;
+        }
+        if (!TlsPending || length != 0)
+        {
+            await SendOptionReplyAsync(option, RepErrInvalid, length != 0 ? "NBD_OPT_STARTTLS takes no data." : "TLS is on already.", cancellationToken)
+                .ConfigureAwait(false);
+            return;
+        }
+        await SendOptionReplyAsync(option, RepAck, Array.Empty<byte>(), cancellationToken).ConfigureAwait(false);
+        string? refusal = null;
+        var tls = new SslStream(_stream, leaveInnerStreamOpen: false);
+        _stream = tls;
+        try
+        {
+            await tls.AuthenticateAsServerAsync(credentials.ServerOptions(why => refusal = why), cancellationToken).ConfigureAwait(false);
+        }
+        catch (AuthenticationException e)
+        {
+            throw new ProtocolViolation($"TLS handshake failed: {refusal ?? e.Message}");
         }
     }
 
@@ -221,7 +269,7 @@ internal sealed partial class NbdConnection
         {
             await SendOptionReplyAsync(option, type, message, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or ObjectDisposedException)
         {
         }
     }

@@ -131,7 +131,7 @@ internal sealed partial class NbdConnection
             {
                 await ReceiveAsync(request.Buffer!.Memory, endAllowed: false, "a write's payload", cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is EndOfStreamException or OperationCanceledException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is IOException or OperationCanceledException or System.Net.Sockets.SocketException)
             {
                 // Answered where the client can still read it, and never submitted: half a payload is not the client's data.
                 request.Answer((int)ErrInval);

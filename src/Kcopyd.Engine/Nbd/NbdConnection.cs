@@ -1,4 +1,6 @@
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Threading.Channels;
 using Kcopyd.Engine.Io;
 
@@ -12,8 +14,12 @@ namespace Kcopyd.Engine.Nbd;
 /// </remarks>
 internal sealed partial class NbdConnection
 {
+    private static readonly TimeSpan TlsCloseBound = TimeSpan.FromSeconds(1);
+
     private readonly NbdServer _server;
     private readonly Socket _socket;
+    /// <summary>The socket's stream, and once NBD_OPT_STARTTLS succeeded the TLS stream over it.</summary>
+    private Stream _stream;
     private readonly NbdConnectionBudget _budget;
     private readonly CancellationTokenSource _reading;
     // Unbounded, because the budget already bounds it: every reply queued holds one of the budget's requests.
@@ -26,6 +32,7 @@ internal sealed partial class NbdConnection
     {
         _server = server;
         _socket = socket;
+        _stream = new NetworkStream(socket, ownsSocket: false);
         Id = id;
         _budget = new NbdConnectionBudget(server.Options.MaxRequestsPerConnection, server.Options.MaxBufferBytesPerConnection);
         _reading = CancellationTokenSource.CreateLinkedTokenSource(server.Stopping);
@@ -94,6 +101,8 @@ internal sealed partial class NbdConnection
         }
         finally
         {
+            if (_stream is SslStream tls && _failure == null) await CloseTlsAsync(tls).ConfigureAwait(false);
+            _stream.Dispose();
             try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception) { /* the client is gone already */ }
             _socket.Dispose();
             _reading.Dispose();
@@ -108,11 +117,25 @@ internal sealed partial class NbdConnection
         try { _reading.Cancel(); } catch (ObjectDisposedException) { }
     }
 
+    /// <summary>TLS's own end (close_notify) before the socket closes, as the protocol asks; a client gone already changes nothing.</summary>
+    private static async Task CloseTlsAsync(SslStream tls)
+    {
+        try
+        {
+            await tls.ShutdownAsync().WaitAsync(TlsCloseBound).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+        }
+    }
+
     private static string Describe(Exception e) => e switch
     {
         ProtocolViolation => e.Message,
         EndOfStreamException => e.Message,
         SocketException s => $"socket error: {s.SocketErrorCode}",
+        IOException { InnerException: SocketException s } => $"socket error: {s.SocketErrorCode}",
+        AuthenticationException => $"TLS handshake failed: {e.Message}",
         OperationCanceledException => "cancelled",
         _ => $"{e.GetType().Name}: {e.Message}",
     };
@@ -121,14 +144,9 @@ internal sealed partial class NbdConnection
 
     internal void DeviceRequestEnded() => _server.DeviceRequestEnded();
 
-    private async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        while (!data.IsEmpty)
-        {
-            int sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-            data = data[sent..];
-        }
-    }
+    /// <summary>All of <paramref name="data"/> (a stream's write is whole or throws).</summary>
+    private ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        => _stream.WriteAsync(data, cancellationToken);
 
     /// <summary>Fills <paramref name="buffer"/>; false if the client closed before its first byte and <paramref name="endAllowed"/>.</summary>
     private async ValueTask<bool> ReceiveAsync(Memory<byte> buffer, bool endAllowed, string what, CancellationToken cancellationToken)
@@ -136,7 +154,7 @@ internal sealed partial class NbdConnection
         int received = 0;
         while (received < buffer.Length)
         {
-            int n = await _socket.ReceiveAsync(buffer[received..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            int n = await _stream.ReadAsync(buffer[received..], cancellationToken).ConfigureAwait(false);
             if (n == 0)
             {
                 if (received == 0 && endAllowed) return false;

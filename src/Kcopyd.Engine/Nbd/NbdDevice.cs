@@ -45,7 +45,8 @@ public sealed partial class NbdDevice : IBlockDevice
         SizeBytes = export.SizeBytes;
         LogicalBlockSize = (int)Math.Max(export.MinimumBlockSize, MinimumLogicalBlockSize);
         CanWrite = write && !export.Has(FlagReadOnly);
-        string normalised = uri.ToString();
+        // The export's address alone: the same export over TLS, or with other certificates, is the same device.
+        string normalised = uri.ExportAddress;
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(normalised));
         Identity = new DeviceIdentity(DeviceKind.Network, BitConverter.ToUInt64(hash, 0), BitConverter.ToUInt64(hash, 8));
         StableId = "nbd:" + normalised;
@@ -67,10 +68,10 @@ public sealed partial class NbdDevice : IBlockDevice
     /// <summary>Opened for writing and the server did not say NBD_FLAG_READ_ONLY.</summary>
     public bool CanWrite { get; }
 
-    /// <summary>Kind Network; Device and Inode are the first 16 bytes of the SHA-256 of the normalised URI (<see cref="NbdUri.ToString"/>).</summary>
+    /// <summary>Kind Network; Device and Inode are the first 16 bytes of the SHA-256 of the export's address (<see cref="NbdUri.ExportAddress"/>).</summary>
     public DeviceIdentity Identity { get; }
 
-    /// <summary><c>nbd:</c> and the normalised URI: the same export by another spelling of its URI is the same id.</summary>
+    /// <summary><c>nbd:</c> and the export's address: the same export by another spelling of its URI, or over TLS, is the same id.</summary>
     public string StableId { get; }
 
     /// <summary>The server's minimum block size (1 when it gave none): offsets and lengths are multiples of it.</summary>
@@ -106,8 +107,9 @@ public sealed partial class NbdDevice : IBlockDevice
     /// <see cref="NbdClientOptions.ConnectTimeout"/>. <see cref="DeviceOpenOptions.Exclusive"/> and
     /// <see cref="DeviceOpenOptions.Direct"/> have no meaning over NBD and are ignored.
     /// </summary>
-    /// <exception cref="KcopydException">InvalidNbdUri, NbdTlsUnsupported, NbdConnectFailed, NbdExportNotFound,
-    /// NbdHandshakeTimeout or NbdHandshakeFailed.</exception>
+    /// <exception cref="KcopydException">InvalidNbdUri, NbdConnectFailed, NbdExportNotFound, NbdHandshakeTimeout,
+    /// NbdHandshakeFailed; for TLS NbdTlsRequired, NbdTlsNotOffered, NbdTlsHandshakeFailed, NbdTlsPskUnsupported and the
+    /// certificate directory's TlsCertificatesNotFound, TlsCertificateInvalid, TlsKeyReadableByOthers, TlsRevocationListUnsupported.</exception>
     public static NbdDevice Open(string uri, DeviceOpenOptions options, NbdClientOptions? clientOptions = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(uri);
@@ -126,12 +128,14 @@ public sealed partial class NbdDevice : IBlockDevice
         ArgumentNullException.ThrowIfNull(options);
         var settings = clientOptions ?? NbdClientOptions.Default;
         settings.Validate();
+        // The certificates are read before connecting: a bad directory fails the same way whatever the server does.
+        var tls = uri.Tls == null ? null : NbdClientTls.For(uri);
         var deadline = new NbdClientDeadline(settings.ConnectTimeout);
         var socket = NbdClientSocket.Connect(uri, name, deadline);
         try
         {
-            var export = NbdClientHandshake.Negotiate(socket, uri, name, deadline);
-            var connection = new NbdClientConnection(socket, uri.Address, settings.MaxInFlight);
+            var (export, stream) = NbdClientHandshake.Negotiate(socket, uri, tls, name, deadline);
+            var connection = new NbdClientConnection(socket, stream, uri.Address, settings.MaxInFlight);
             return new NbdDevice(name, uri, export, connection, options.Write, settings);
         }
         catch

@@ -47,6 +47,9 @@ public sealed class NbdExport
     /// <summary>Advertise NBD_FLAG_CAN_MULTI_CONN. Set by default for a LinuxBlockDevice or a MirrorDevice only.</summary>
     public bool MultiConn { get; init; }
 
+    /// <summary>Require TLS of every client: NBD_OPT_STARTTLS before any other option. Null serves in plain text.</summary>
+    public NbdServerTls? Tls { get; init; }
+
     internal bool IsReadOnly => ReadOnly || !Device.CanWrite;
 
     /// <summary>The device's logical block size: requests not aligned to it are refused.</summary>

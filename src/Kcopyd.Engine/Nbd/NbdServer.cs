@@ -10,8 +10,8 @@ namespace Kcopyd.Engine.Nbd;
 /// </summary>
 /// <remarks>
 /// The server takes the listener over and closes it when it stops. It has an I/O queue of its own for the device's
-/// requests. It does not own the device: dispose that after <see cref="StopAsync"/>. No TLS: serve on a Unix socket
-/// or a trusted network only.
+/// requests. It does not own the device: dispose that after <see cref="StopAsync"/>. Without
+/// <see cref="NbdExport.Tls"/> it serves in plain text: serve on a Unix socket or a trusted network only.
 /// </remarks>
 public sealed class NbdServer : IAsyncDisposable
 {

@@ -12,7 +12,9 @@ public enum NbdTransport
 
 /// <summary>
 /// An NBD export's address (github.com/NetworkBlockDevice/nbd, doc/uri.md): <c>nbd://host[:port]/[export]</c> or
-/// <c>nbd+unix:///[export]?socket=/path</c>. TLS (<c>nbds</c>, <c>nbds+unix</c>, <c>tls-*</c>) is refused for now.
+/// <c>nbd+unix:///[export]?socket=/path</c>; <c>nbds</c> and <c>nbds+unix</c> require TLS, with libnbd's parameters
+/// <c>tls-certificates=DIR</c>, <c>tls-verify-peer=false</c> and <c>tls-hostname=NAME</c>. TLS-PSK
+/// (<c>tls-psk-file</c>) is refused with NbdTlsPskUnsupported: .NET's TLS has no pre-shared keys.
 /// </summary>
 public sealed record NbdUri
 {
@@ -21,13 +23,14 @@ public sealed record NbdUri
 
     private static readonly string[] NbdSchemes = ["nbd", "nbd+unix", "nbds", "nbds+unix", "nbd+vsock", "nbds+vsock"];
 
-    private NbdUri(NbdTransport transport, string? host, int port, string? socketPath, string exportName)
+    private NbdUri(NbdTransport transport, string? host, int port, string? socketPath, string exportName, NbdUriTls? tls)
     {
         Transport = transport;
         Host = host;
         Port = port;
         SocketPath = socketPath;
         ExportName = exportName;
+        Tls = tls;
     }
 
     public NbdTransport Transport { get; }
@@ -43,6 +46,9 @@ public sealed record NbdUri
 
     /// <summary>The export name: the URI's path without its leading '/', percent-decoded. Empty for the default export.</summary>
     public string ExportName { get; }
+
+    /// <summary>How TLS is required (an nbds or nbds+unix URI); null for plain text.</summary>
+    public NbdUriTls? Tls { get; }
 
     /// <summary>
     /// True when <paramref name="text"/> has an NBD scheme, valid or not: such a text is meant as a URI and should
@@ -71,7 +77,7 @@ public sealed record NbdUri
         }
     }
 
-    /// <summary>Parses an NBD URI, or throws InvalidNbdUri (malformed, unknown parameter) or NbdTlsUnsupported.</summary>
+    /// <summary>Parses an NBD URI, or throws InvalidNbdUri (malformed, unknown parameter) or NbdTlsPskUnsupported.</summary>
     public static NbdUri Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -79,14 +85,12 @@ public sealed record NbdUri
         string scheme = colon > 0 ? text[..colon].ToLowerInvariant() : "";
         switch (scheme)
         {
-            case "nbd" or "nbd+unix":
+            case "nbd" or "nbd+unix" or "nbds" or "nbds+unix":
                 break;
-            case "nbds" or "nbds+unix":
-                throw NbdClientErrors.TlsUnsupported(text, $"'{text}' asks for TLS, which Kcopyd's NBD client does not support yet.");
             case "nbd+vsock" or "nbds+vsock":
                 throw Invalid(text, "vsock transports are not supported: use nbd:// or nbd+unix://.");
             default:
-                throw Invalid(text, "the scheme must be nbd or nbd+unix.");
+                throw Invalid(text, "the scheme must be nbd, nbd+unix, nbds or nbds+unix.");
         }
         string rest = text[(colon + 1)..];
         if (!rest.StartsWith("//", StringComparison.Ordinal)) throw Invalid(text, $"'{scheme}:' must be followed by '//'.");
@@ -105,44 +109,107 @@ public sealed record NbdUri
         if (Encoding.UTF8.GetByteCount(exportName) > NbdProtocol.MaxNameLength)
             throw Invalid(text, $"the export name is longer than {NbdProtocol.MaxNameLength} bytes.");
 
-        string? socket = null;
+        bool tls = scheme.StartsWith("nbds", StringComparison.Ordinal);
+        bool unix = scheme.EndsWith("+unix", StringComparison.Ordinal);
+        string? socket = null, certificates = null, hostName = null;
+        bool? verifyPeer = null;
         foreach (var (key, value) in Parameters(text, query))
         {
-            if (key == "socket")
+            if (key == "tls-psk-file")
+                throw new KcopydException("NbdTlsPskUnsupported", KcopydErrorKind.InvalidArgument,
+                    $"'{text}' asks for TLS with a pre-shared key (tls-psk-file), which Kcopyd cannot offer: .NET's TLS has no PSK. Use X.509 certificates (tls-certificates=DIR) instead.", text);
+            if (key.StartsWith("tls-", StringComparison.Ordinal) && !tls)
+                throw Invalid(text, $"'{key}' is for TLS, which only an nbds or nbds+unix URI asks for.");
+            switch (key)
             {
-                if (socket != null) throw Invalid(text, "'socket' is given twice.");
-                socket = value;
+                case "socket":
+                    Once(text, key, socket);
+                    socket = value;
+                    break;
+                case "tls-certificates":
+                    Once(text, key, certificates);
+                    if (value.Length == 0) throw Invalid(text, "'tls-certificates' needs a directory.");
+                    certificates = Path.GetFullPath(value);
+                    break;
+                case "tls-verify-peer":
+                    Once(text, key, verifyPeer);
+                    verifyPeer = Boolean(text, key, value);
+                    break;
+                case "tls-hostname":
+                    Once(text, key, hostName);
+                    if (value.Length == 0 || value.Any(c => char.IsWhiteSpace(c) || c == '\0')) throw Invalid(text, $"'{value}' is not a host name for 'tls-hostname'.");
+                    hostName = value;
+                    break;
+                case "tls-username":
+                    // A PSK identity to libnbd: with certificates it means nothing, so libnbd's own examples carry one harmlessly.
+                    break;
+                default:
+                    throw Invalid(text, $"the parameter '{key}' is not known (these are: socket, tls-certificates, tls-verify-peer, tls-hostname).");
             }
-            else if (key.StartsWith("tls-", StringComparison.Ordinal))
-                throw NbdClientErrors.TlsUnsupported(text, $"'{text}' sets '{key}', but Kcopyd's NBD client does not support TLS yet.");
-            else
-                throw Invalid(text, $"the parameter '{key}' is not known (only 'socket' is, for nbd+unix).");
         }
+        var tlsSettings = tls ? new NbdUriTls(certificates, verifyPeer ?? true, hostName) : null;
 
-        if (scheme == "nbd+unix")
+        if (unix)
         {
-            if (authority.Length != 0) throw Invalid(text, "an nbd+unix URI has no host: write nbd+unix:///export?socket=/path.");
-            if (string.IsNullOrEmpty(socket)) throw Invalid(text, "an nbd+unix URI needs '?socket=/path/to/socket'.");
+            // libnbd's example puts a user name there ("nbds+unix://alice@/"): a TLS-PSK identity, meaningless with certificates.
+            if (tls && authority.EndsWith('@') && authority.IndexOf('@') == authority.Length - 1) authority = "";
+            if (authority.Length != 0) throw Invalid(text, $"an {scheme} URI has no host: write {scheme}:///export?socket=/path.");
+            if (string.IsNullOrEmpty(socket)) throw Invalid(text, $"an {scheme} URI needs '?socket=/path/to/socket'.");
             if (socket.Contains('\0') && socket[0] != '\0') throw Invalid(text, "the socket path contains NUL.");
             string full = socket[0] == '\0' ? socket : Path.GetFullPath(socket);
-            return new NbdUri(NbdTransport.Unix, null, 0, full, exportName);
+            return new NbdUri(NbdTransport.Unix, null, 0, full, exportName, tlsSettings);
         }
 
-        if (socket != null) throw Invalid(text, "'socket' is only for nbd+unix URIs.");
+        if (socket != null) throw Invalid(text, "'socket' is only for nbd+unix and nbds+unix URIs.");
+        int at = authority.IndexOf('@');
+        if (tls && at >= 0) authority = authority[(at + 1)..]; // a TLS-PSK user name, as above
         var (host, port) = HostAndPort(text, authority);
-        return new NbdUri(NbdTransport.Tcp, host, port, null, exportName);
+        return new NbdUri(NbdTransport.Tcp, host, port, null, exportName, tlsSettings);
     }
+
+    private static void Once(string text, string key, object? earlier)
+    {
+        if (earlier != null) throw Invalid(text, $"'{key}' is given twice.");
+    }
+
+    private static bool Boolean(string text, string key, string value) => value.ToLowerInvariant() switch
+    {
+        "1" or "true" or "yes" or "on" => true,
+        "0" or "false" or "no" or "off" => false,
+        _ => throw Invalid(text, $"'{key}' takes true or false, not '{value}'."),
+    };
 
     /// <summary>
     /// The URI in one spelling for one export: scheme, host and port always written, the host in lower case, the
-    /// socket path absolute, and only what must be is percent-encoded.
+    /// socket path absolute, and only what must be is percent-encoded; the TLS parameters that differ from the defaults.
     /// </summary>
     public override string ToString()
     {
+        var parameters = new List<string>();
+        if (Transport == NbdTransport.Unix) parameters.Add("socket=" + Encode(SocketPath!, keepSlash: true));
+        if (Tls is { } tls)
+        {
+            if (tls.CertificateDirectory != null) parameters.Add("tls-certificates=" + Encode(tls.CertificateDirectory, keepSlash: true));
+            if (!tls.VerifyPeer) parameters.Add("tls-verify-peer=false");
+            if (tls.HostName != null) parameters.Add("tls-hostname=" + Encode(tls.HostName, keepSlash: false));
+        }
+        string query = parameters.Count == 0 ? "" : "?" + string.Join('&', parameters);
+        return Spelling(Tls != null) + query;
+    }
+
+    /// <summary>
+    /// The export alone, in plain nbd:// or nbd+unix:// spelling whatever the TLS: the same export reached with or
+    /// without TLS, or with other certificates, is the same device.
+    /// </summary>
+    public string ExportAddress
+        => Transport == NbdTransport.Unix ? Spelling(tls: false) + "?socket=" + Encode(SocketPath!, keepSlash: true) : Spelling(tls: false);
+
+    private string Spelling(bool tls)
+    {
         string export = Encode(ExportName, keepSlash: true);
-        if (Transport == NbdTransport.Unix) return $"nbd+unix:///{export}?socket={Encode(SocketPath!, keepSlash: true)}";
+        if (Transport == NbdTransport.Unix) return $"{(tls ? "nbds" : "nbd")}+unix:///{export}";
         string host = Host!.Contains(':') ? $"[{Host}]" : Host;
-        return $"nbd://{host.ToLowerInvariant()}:{Port}/{export}";
+        return $"{(tls ? "nbds" : "nbd")}://{host.ToLowerInvariant()}:{Port}/{export}";
     }
 
     /// <summary>Where to connect, for messages: "host:port" or the socket's path.</summary>
@@ -153,7 +220,7 @@ public sealed record NbdUri
     private static (string Host, int Port) HostAndPort(string text, string authority)
     {
         if (authority.Contains('@'))
-            throw Invalid(text, "a user name in an NBD URI is only for TLS, which Kcopyd's NBD client does not support.");
+            throw Invalid(text, "a user name in an NBD URI is only for TLS (an nbds URI), where it names a TLS-PSK identity.");
         string host;
         string? port = null;
         if (authority.StartsWith('['))
@@ -243,3 +310,11 @@ public sealed record NbdUri
     private static KcopydException Invalid(string text, string reason)
         => new("InvalidNbdUri", KcopydErrorKind.InvalidArgument, $"'{text}' is not a usable NBD URI: {reason}", text);
 }
+
+/// <summary>The TLS an nbds or nbds+unix URI asks for, in libnbd's parameters.</summary>
+/// <param name="CertificateDirectory">tls-certificates: ca-cert.pem to check the server by, client-cert.pem and client-key.pem
+/// to show it; null looks where libnbd does (/etc/pki/libnbd for root, ~/.pki/libnbd otherwise), then trusts the system's CAs.</param>
+/// <param name="VerifyPeer">tls-verify-peer: check the server's certificate (true unless the URI says false).</param>
+/// <param name="HostName">tls-hostname: the name the server's certificate must carry, instead of the URI's host; over a
+/// Unix socket, which has no host, the only name checked.</param>
+public sealed record NbdUriTls(string? CertificateDirectory, bool VerifyPeer, string? HostName);

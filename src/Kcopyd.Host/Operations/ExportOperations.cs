@@ -22,13 +22,18 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
             UnixSocket = r.Listen == null ? r.UnixSocket ?? DefaultSocket(mirror.Name) : null,
             Listen = r.Listen,
             BlockDevice = r.BlockDevice,
+            TlsCertificateDirectory = r.TlsCertificateDirectory,
+            TlsAnyClient = r.TlsAnyClient,
         };
         IPEndPoint? endPoint = r.Listen == null ? null : ParseListen(r.Listen);
         if (definition.UnixSocket != null) CheckSocketPath(definition.UnixSocket, registry.Log);
+        var tls = Tls(definition, r.Name);
         if (!context.ShouldProcess(mirror.Name, $"Serve over NBD on {definition}{(r.BlockDevice ? " and attach it as a block device" : "")}")) return null;
-        if (endPoint != null && !IPAddress.IsLoopback(endPoint.Address))
-            context.WriteWarning($"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, without TLS: anyone who reaches that address can read and write it.");
-        var export = Serve(mirror, definition);
+        if (endPoint != null && !IPAddress.IsLoopback(endPoint.Address) && tls is not { VerifiesClients: true })
+            context.WriteWarning(tls == null
+                ? $"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, without TLS: anyone who reaches that address can read and write it."
+                : $"Mirror '{mirror.Name}' is served on {r.Listen}, beyond this machine, to clients without certificates (-TlsAnyClient): the traffic is encrypted, but anyone who reaches that address can read and write it.");
+        var export = Serve(mirror, definition, tls);
         registry.Mirrors.AddExport(mirror.Name, definition);
         return export.Info();
     }
@@ -46,7 +51,7 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
                 try
                 {
                     if (definition.UnixSocket != null) CheckSocketPath(definition.UnixSocket, registry.Log);
-                    var export = Serve(mirror, definition);
+                    var export = Serve(mirror, definition, Tls(definition, mirror.Name));
                     registry.Log.WriteLine($"Serving mirror '{mirror.Name}' again on {export.Uri}{(export.Attachment is { } a ? $", attached as {a.DevicePath}" : "")}.");
                 }
                 catch (KcopydException e)
@@ -73,13 +78,14 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
     }
 
     /// <summary>Starts serving a checked publication, and attaches its block device; nothing is left behind when that fails.</summary>
-    private MirrorExport Serve(Kcopyd.Engine.Mirror.MirrorDevice mirror, ExportDefinition definition)
+    private MirrorExport Serve(Kcopyd.Engine.Mirror.MirrorDevice mirror, ExportDefinition definition, NbdServerTls? tls)
     {
         string? socketPath = definition.UnixSocket;
         var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(ParseListen(definition.Listen!));
-        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}" }, registry.Log);
+        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}", Tls = tls }, registry.Log);
         var endPoint = definition.Listen == null ? null : ParseListen(definition.Listen);
-        string uri = socketPath != null ? $"nbd+unix:///?socket={socketPath}" : $"nbd://{FormatHost(endPoint!)}/";
+        string scheme = tls != null ? "nbds" : "nbd";
+        string uri = socketPath != null ? $"{scheme}+unix:///?socket={socketPath}" : $"{scheme}://{FormatHost(endPoint!)}/";
         var export = new MirrorExport(mirror.Name, server, uri, socketPath, definition.Listen);
         try
         {
@@ -132,6 +138,23 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
         if (exports.FirstOrDefault(e => e.OtherClients > 0) is { } used)
             throw new KcopydException("ExportInUse", KcopydErrorKind.ResourceBusy,
                 $"Mirror '{mirror}' has {used.OtherClients} NBD client(s) connected on {used.Uri}: disconnect them first, or use {how}.", mirror);
+    }
+
+    /// <summary>The export's TLS, read and checked before anything is served; null without -TlsCertificateDirectory.</summary>
+    private static NbdServerTls? Tls(ExportDefinition r, string mirror)
+    {
+        if (r.TlsCertificateDirectory == null)
+        {
+            if (r.TlsAnyClient)
+                throw new KcopydException("TlsAnyClientWithoutTls", KcopydErrorKind.InvalidArgument, "-TlsAnyClient only means something with -TlsCertificateDirectory.", mirror);
+            return null;
+        }
+        // nbdfuse takes certificates only through a URI's tls-certificates, and libnbd refuses that local file access
+        // to it: the block device needs an export of its own, on the private Unix socket it is for anyway.
+        if (r.BlockDevice)
+            throw new KcopydException("TlsBlockDeviceUnsupported", KcopydErrorKind.InvalidOperation,
+                $"A TLS export cannot be attached as a block device (nbdfuse cannot be given certificates): publish mirror '{mirror}' a second time, with -BlockDevice and without -TlsCertificateDirectory, on its private Unix socket.", mirror);
+        return NbdServerTls.FromDirectory(r.TlsCertificateDirectory, verifyClients: !r.TlsAnyClient);
     }
 
     private string DefaultSocket(string mirror)

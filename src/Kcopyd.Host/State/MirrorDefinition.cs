@@ -44,6 +44,12 @@ public sealed record ExportDefinition
 
     public bool BlockDevice { get; init; }
 
+    /// <summary>Null: served without TLS. The certificates are read again from it whenever the export is served.</summary>
+    public string? TlsCertificateDirectory { get; init; }
+
+    /// <summary>With TLS, clients need not show a certificate signed by the directory's CA.</summary>
+    public bool TlsAnyClient { get; init; }
+
     public override string ToString() => UnixSocket ?? Listen ?? "";
 }
 
