@@ -98,4 +98,18 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
             Unpublish-MirrorDevice tls1 -Force -Confirm:$false | Out-Null
         }
     }
+
+    It 'is served with TLS again by a restarted host' {
+        $export = Publish-MirrorDevice tls1 -TlsCertificateDirectory $script:Pki -Confirm:$false
+        try {
+            Stop-KcopydHost -Force -Confirm:$false -TimeoutSeconds 30
+            (Get-MirrorDevice tls1).Exports | Should -Be @($export.Uri)
+            Update-TestHost | Out-Null
+            $plain = nbdinfo --size "nbd+unix:///?socket=$($export.UnixSocket)" 2>&1
+            "$plain" | Should -Match 'requires TLS' -Because 'the restarted host must not serve a TLS publication in the clear'
+            nbdinfo --size "$($export.Uri)&tls-certificates=$script:Pki" | Should -Be 16MB
+        } finally {
+            Unpublish-MirrorDevice tls1 -Force -Confirm:$false | Out-Null
+        }
+    }
 }
