@@ -25,7 +25,7 @@ public sealed class AddMirrorLegCommand : HostCommand
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         if (Call<MirrorStatus?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
     }

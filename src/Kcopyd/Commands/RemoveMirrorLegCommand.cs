@@ -23,7 +23,7 @@ public sealed class RemoveMirrorLegCommand : HostCommand
     [ValidateNotNullOrEmpty]
     public string Leg { get; set; } = null!;
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         if (Call<MirrorStatus?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
     }

@@ -36,7 +36,7 @@ public sealed class RepairMirrorDeviceCommand : HostCommand
     [Parameter(ParameterSetName = ReplaceSet)]
     public SwitchParameter Force { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         // Under -WhatIf nothing changed, and nothing is output (as New-, Add- and Remove- do).
         var status = ParameterSetName == ReplaceSet

@@ -22,7 +22,7 @@ public sealed class TestMirrorDeviceCommand : HostCommand
     [Parameter]
     public SwitchParameter Repair { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         try
         {
