@@ -54,6 +54,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             IgnoreErrors = IgnoreErrors,
             Force = Force,
             Follow = Wait,
+            Confirmed = WouldProcessUnasked,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
         if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
