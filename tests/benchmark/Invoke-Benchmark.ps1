@@ -129,6 +129,12 @@ function Start-NbdkitFile([string] $Path, [switch] $ReadOnly) {
     $socket = Join-Path $WorkFolder "$name.sock"
     $pidFile = Join-Path $WorkFolder "$name.pid"
     Invoke-Native nbdkit -U $socket -P $pidFile $(if ($ReadOnly) { '-r' }) file "file=$Path"
+    # The background nbdkit writes its pid file a moment after the one started here has returned.
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not ((Test-Path $pidFile) -and (Get-Content $pidFile -ErrorAction Ignore))) {
+        if ([DateTime]::UtcNow -gt $deadline) { throw "nbdkit wrote no pid file $pidFile" }
+        Start-Sleep -Milliseconds 20
+    }
     $server = [pscustomobject]@{ Kind = 'nbdkit'; ProcessId = [int](Get-Content $pidFile); Uri = "nbd+unix:///?socket=$socket" }
     $NbdServers.Add($server)
     $server
