@@ -135,7 +135,7 @@ function Invoke-Bench {
     # Kcopyd against dd, qemu-img, nbdcopy and blkdiscard on the same loop devices; writes docs/benchmark.md.
     # GNU time reads the other tools' peak memory. The benchmark runs in a pwsh of its own, so its arguments
     # reach it as they were typed.
-    Install-DebianPackage @{ losetup = 'mount'; blkdiscard = 'util-linux'; 'qemu-img' = 'qemu-utils'; nbdcopy = 'libnbd-bin'; nbdkit = 'nbdkit'; time = 'time' }
+    Install-DebianPackage @{ losetup = 'mount'; blkdiscard = 'util-linux'; 'qemu-img' = 'qemu-utils'; nbdcopy = 'libnbd-bin'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3'; fio = 'fio'; time = 'time' }
     Invoke-Build
     Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/benchmark/Invoke-Benchmark.ps1') `
         -ModulePath (Join-Path $Root 'Kcopyd.psd1') @BenchArguments

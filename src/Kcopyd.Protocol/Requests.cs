@@ -17,6 +17,11 @@ public sealed class CopyJobRequest
     public long MaxBytesPerSecond { get; set; }
     /// <summary>The cmdlet will follow the job to its end (-Wait): it stays listed until then, whatever the history.</summary>
     public bool Follow { get; set; }
+    /// <summary>
+    /// The cmdlet's ShouldProcess would say yes without a prompt or a line of output (-Confirm:$false, no -WhatIf, no
+    /// -Verbose), so the host need not ask it. A host that does not know this field asks, as before.
+    /// </summary>
+    public bool Confirmed { get; set; }
 }
 
 /// <summary>Clear-Region's request.</summary>
@@ -31,6 +36,8 @@ public sealed class ZeroJobRequest
     public long MaxBytesPerSecond { get; set; }
     /// <summary>As CopyJobRequest.Follow.</summary>
     public bool Follow { get; set; }
+    /// <summary>As CopyJobRequest.Confirmed.</summary>
+    public bool Confirmed { get; set; }
 }
 
 /// <summary>New-MirrorDevice's request.</summary>

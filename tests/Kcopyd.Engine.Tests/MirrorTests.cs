@@ -90,6 +90,24 @@ public sealed class MirrorTests : IDisposable
     }
 
     [Fact]
+    public void A_write_across_regions_reaches_each_leg_as_one_write_of_the_same_bytes()
+    {
+        const long size = 4 * MiB;
+        var legs = new[] { _scratch.Loop("l0.img", size), _scratch.Loop("l1.img", size) }.Select(p => new WriteRecorder(Open(p))).ToArray();
+        var mirror = Track(new MirrorDevice(legs, new MirrorOptions { NoSync = true, RegionSizeBytes = 64 * KiB }));
+
+        var data = new byte[256 * KiB];
+        new Random(43).NextBytes(data);
+        Assert.Equal(0, PendingIo.WriteAndWait(mirror, 96 * KiB, data, Bounded)); // five regions, the first and last in part
+        foreach (var leg in legs)
+        {
+            Assert.Equal([(96 * KiB, 256 * KiB)], leg.Writes);
+            Assert.Equal(data, Scratch.Read(leg.Name, 96 * KiB, data.Length));
+        }
+        Assert.Equal(64, mirror.GetStatus().InSyncRegions);
+    }
+
+    [Fact]
     public void Geometry_comes_from_the_legs_and_status_describes_the_mirror()
     {
         var l0 = Open(_scratch.Loop("l0.img", 5 * MiB));
@@ -165,5 +183,19 @@ public sealed class MirrorTests : IDisposable
     {
         _scratch.Track(mirror);
         return mirror;
+    }
+
+    /// <summary>A leg seen through a list of the writes that reach it.</summary>
+    private sealed class WriteRecorder(IBlockDevice inner) : DelegatingDevice(inner)
+    {
+        private readonly List<(long, long)> _writes = new();
+
+        public (long OffsetBytes, long LengthBytes)[] Writes { get { lock (_writes) return _writes.ToArray(); } }
+
+        public override void Submit(in Kcopyd.Engine.Io.BlockRequest request, Kcopyd.Engine.Io.IIoQueue queue)
+        {
+            if (request.Operation == Kcopyd.Engine.Io.BlockOperation.Write) lock (_writes) _writes.Add((request.OffsetBytes, request.LengthBytes));
+            Inner.Submit(request, queue);
+        }
     }
 }

@@ -13,7 +13,12 @@
                 through the host (Start-RegionCopy without -Wait for each, then waiting for all)
       zero      the region zeroed: Clear-Region against blkdiscard -z
       resync    a new mirror of the source and one or two legs brought in sync, against dd to each leg in turn
-      mirror    the region written through a 2-leg mirror, against the same write to one leg directly
+      mirror    the region written through a 2-leg mirror, against the same region copied 1 to 2 to its legs
+      export    nbdcopy into a published 2-leg mirror (Unix socket), against Start-RegionCopy into that mirror, and
+                nbdcopy into nbdkit's file plugin serving one leg
+      fio       random 64 KiB writes (iodepth 16, direct, libaio) on the mirror's -BlockDevice, against the block
+                device of nbdkit's file plugin serving one leg (nbdfuse and losetup, as -BlockDevice does)
+      NBD client the region copied out of nbdkit's file plugin serving the source: Start-RegionCopy against nbdcopy
       memory    the peak memory of Kcopyd (the pwsh and the host) for the copy above and for one copy of -MemoryCheckGiB
     The cmdlets run in a Kcopyd host of the benchmark's own (KCOPYD_RUNTIME_DIR and KCOPYD_STATE_DIR in a new
     temporary folder), started before the first row and stopped at the end, also when the benchmark fails. The copy
@@ -58,9 +63,13 @@ $JobCount = 10000
 $JobBytes = 64KB
 $LatencyJobCount = 500
 # The operations of Measure-Kcopyd.ps1 that run in the host, whose peak memory counts with the pwsh's.
-$HostOperations = 'Copy', 'Zero', 'HostJobs', 'Latency', 'Resync', 'MirrorWrite'
+$HostOperations = 'Copy', 'Zero', 'HostJobs', 'Latency', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio'
 # The ones timed from before Import-Module (the others time only their jobs).
-$WholeOperations = 'Copy', 'EngineCopy', 'Zero', 'Resync', 'MirrorWrite'
+$WholeOperations = 'Copy', 'EngineCopy', 'Zero', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio'
+# nbdkit servers and nbdfuse mounts the benchmark started, stopped at the end also when it fails.
+$NbdServers = [Collections.Generic.List[object]]::new()
+# Random 64 KiB writes, each block once, with a checksum in each so --verify_only can check them afterwards.
+$FioWrite = '--name=bench --rw=randwrite --bs=64k --iodepth=16 --ioengine=libaio --direct=1 --randseed=1 --verify=crc32c --do_verify=0 --verify_state_save=0 --output-format=terse'
 # The benchmark's own host: its folder, its process, and how long the first cmdlet took to start it.
 $BenchHost = [pscustomobject]@{ Folder = $null; ProcessId = 0; StartSeconds = 0.0; SavedEnvironment = @{} }
 $ChunkBytes = 4MB   # dd's block size; regions are whole multiples of it so every tool copies the same bytes
@@ -110,6 +119,63 @@ function Remove-BenchDevices {
         Remove-Item $device.Image -Force -ErrorAction Ignore
     }
     $Devices.Clear()
+}
+
+# ---- nbdkit ------------------------------------------------------------------------------------------------
+
+function Start-NbdkitFile([string] $Path, [switch] $ReadOnly) {
+    # nbdkit's file plugin serving $Path on a Unix socket of its own; it forks into the background once it listens.
+    $name = "nbdkit-$($NbdServers.Count)"
+    $socket = Join-Path $WorkFolder "$name.sock"
+    $pidFile = Join-Path $WorkFolder "$name.pid"
+    Invoke-Native nbdkit -U $socket -P $pidFile $(if ($ReadOnly) { '-r' }) file "file=$Path"
+    # The background nbdkit writes its pid file a moment after the one started here has returned.
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not ((Test-Path $pidFile) -and (Get-Content $pidFile -ErrorAction Ignore))) {
+        if ([DateTime]::UtcNow -gt $deadline) { throw "nbdkit wrote no pid file $pidFile" }
+        Start-Sleep -Milliseconds 20
+    }
+    $server = [pscustomobject]@{ Kind = 'nbdkit'; ProcessId = [int](Get-Content $pidFile); Uri = "nbd+unix:///?socket=$socket" }
+    $NbdServers.Add($server)
+    $server
+}
+
+function New-NbdkitFileDevice([string] $Path) {
+    # The block device of nbdkit's file plugin serving $Path: nbdfuse makes it a file, losetup a loop device, with
+    # direct I/O so every request reaches nbdkit, as Publish-MirrorDevice -BlockDevice does for a mirror.
+    $mount = Join-Path $WorkFolder "nbdfuse-$($NbdServers.Count)"
+    New-Item -ItemType Directory $mount | Out-Null
+    $disk = Join-Path $mount 'disk'
+    $start = [Diagnostics.ProcessStartInfo]::new('nbdfuse')
+    foreach ($arg in $disk, '[', 'nbdkit', 'file', "file=$Path", ']') { $start.ArgumentList.Add($arg) }
+    $server = [pscustomobject]@{ Kind = 'nbdfuse'; Process = [Diagnostics.Process]::Start($start); Mount = $mount; Device = $null }
+    $NbdServers.Add($server)
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not (Test-Path $disk)) {
+        if ($server.Process.HasExited -or [DateTime]::UtcNow -gt $deadline) { throw "nbdfuse did not bring up $disk" }
+        Start-Sleep -Milliseconds 20
+    }
+    $server.Device = losetup --find --show --direct-io=on $disk
+    if ($LASTEXITCODE) { throw "losetup failed for $disk" }
+    $server
+}
+
+function Stop-NbdServer($Server) {
+    # Only what the benchmark started: the pid nbdkit wrote for it, the nbdfuse process it started itself.
+    if (-not $NbdServers.Remove($Server)) { return }
+    if ($Server.Kind -eq 'nbdkit') {
+        kill -TERM $Server.ProcessId 2>$null
+        if (-not (Wait-ProcessExit $Server.ProcessId 10)) { Write-Warning "nbdkit $($Server.ProcessId) did not stop." }
+        return
+    }
+    if ($Server.Device) { losetup -d $Server.Device 2>$null }
+    fusermount3 -u $Server.Mount 2>$null
+    if (-not $Server.Process.WaitForExit(10000)) { $Server.Process.Kill() }
+    Remove-Item $Server.Mount -Force -ErrorAction Ignore
+}
+
+function Stop-NbdServers {
+    foreach ($server in @($NbdServers)) { Stop-NbdServer $server }
 }
 
 function Get-SpaceShortfall([long] $Bytes, [string] $Purpose) {
@@ -255,7 +321,7 @@ function Measure-Native([string] $Command) {
     [pscustomobject]@{ Seconds = $clock.Elapsed.TotalSeconds; PeakKiB = [long](Get-Content $peakFile -Tail 1) }
 }
 
-function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Destination, [long] $Bytes, [int] $Jobs = $JobCount) {
+function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Destination, [long] $Bytes, [int] $Jobs = $JobCount, [string] $Fio) {
     # A pwsh of its own per measurement: loading the module is part of the time, and the pwsh's peak memory is
     # this operation's alone. The child's own clock leaves out the start of pwsh, which the process time shows.
     # The host lives across measurements, so its peak is reset to its resident set just before the child starts
@@ -263,6 +329,7 @@ function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Desti
     $arguments = @('-Operation', $Operation, '-ModulePath', $ModulePath, '-Destination', ($Destination -join ','),
         '-LengthBytes', $Bytes, '-JobCount', $Jobs, '-JobBytes', $JobBytes)
     if ($Source) { $arguments += '-Source', $Source }
+    if ($Fio) { $arguments += '-FioArguments', $Fio }
     $inHost = $Operation -in $HostOperations
     if ($inHost) { Reset-PeakKiB $BenchHost.ProcessId }
     $clock = [Diagnostics.Stopwatch]::StartNew()
@@ -299,6 +366,8 @@ function New-Contender {
         [string] $Row, [string] $Tool, [long] $Bytes, [string] $Source, [string[]] $Targets, [string] $SourceHash,
         # What the Ratio divides by: by default the tools that are not Kcopyd's.
         [bool] $Reference = ($Tool -notlike 'Kcopyd*'),
+        # What the tool is run with, when its Measure and Verify need more than the devices (fio's options).
+        [string] $Options,
         [scriptblock] $Prepare = { param($c) Clear-Untimed $c.Targets },
         [scriptblock] $Measure,
         [scriptblock] $Verify = { param($c) Assert-SameAsSource $c.Targets $c.Bytes $c.SourceHash $c.Tool }
@@ -306,6 +375,7 @@ function New-Contender {
     [pscustomobject]@{
         Row = $Row; Tool = $Tool; Bytes = $Bytes; Source = $Source; Targets = $Targets; SourceHash = $SourceHash; Reference = $Reference
         Prepare = $Prepare; Measure = $Measure; Verify = $Verify; Results = [Collections.Generic.List[object]]::new()
+        Options = $Options; Device = $null
     }
 }
 
@@ -403,10 +473,58 @@ function Get-ResyncContenders([string] $Source, [string[]] $Legs, [long] $Bytes,
 }
 
 function Get-MirrorWriteContenders([string] $Source, [string[]] $Legs, [long] $Bytes, [string] $SourceHash) {
-    # What a mirror costs a writer: the same Start-RegionCopy into a 2-leg mirror and into one leg directly.
-    $common = @{ Row = "write $(Get-SizeText $Bytes) via 2-leg mirror"; Bytes = $Bytes; Source = $Source; SourceHash = $SourceHash }
-    New-Contender @common -Targets $Legs -Tool 'Kcopyd Start-RegionCopy into the mirror' -Measure { param($c) Measure-Kcopyd MirrorWrite $c.Source $c.Targets $c.Bytes }
-    New-Contender @common -Targets $Legs[0] -Tool 'one leg directly (Start-RegionCopy)' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+    # What the mirror itself costs a writer: the same Start-RegionCopy into a 2-leg mirror, and to its two legs as
+    # one copy of 1 to 2, which also reads the region once and writes it twice.
+    $common = @{ Row = "write $(Get-SizeText $Bytes) via 2-leg mirror"; Bytes = $Bytes; Source = $Source; SourceHash = $SourceHash; Targets = $Legs }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy into the mirror' -Measure { param($c) Measure-Kcopyd MirrorWrite $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy 1 to 2, the same legs' -Reference $true -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+}
+
+function Get-ExportContenders([string] $Source, [string[]] $Legs, [long] $Bytes, [string] $SourceHash) {
+    # What the NBD export costs a writer: nbdcopy into the published mirror against Start-RegionCopy into it; and
+    # nbdcopy into nbdkit's file plugin serving one leg, to show what another NBD server makes of the same copy.
+    $common = @{ Row = "nbdcopy $(Get-SizeText $Bytes) into 2-leg mirror"; Bytes = $Bytes; Source = $Source; SourceHash = $SourceHash; Targets = $Legs }
+    New-Contender @common -Tool 'Kcopyd nbdcopy into Publish-MirrorDevice' -Measure { param($c) Measure-Kcopyd ExportWrite $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy into the mirror' -Reference $true -Measure { param($c) Measure-Kcopyd MirrorWrite $c.Source $c.Targets $c.Bytes }
+    $common.Targets = $Legs[0]
+    New-Contender @common -Tool 'nbdcopy into nbdkit file, one leg' -Reference $false -Measure {
+        param($c) Measure-Native "nbdkit -U - file file=$($c.Targets[0]) --run 'nbdcopy --flush $($c.Source) `"`$uri`"'"
+    }
+}
+
+function Get-FioContenders([string[]] $Legs, [long] $Bytes) {
+    # Random writes from the kernel's side: fio on the mirror's block device and on nbdkit's, each through nbdfuse
+    # and a loop device. fio puts a checksum in every block; --verify_only reads them back from the legs themselves.
+    $fio = "$FioWrite --size=$Bytes"
+    $common = @{
+        Row = 'fio randwrite 64 KiB, iodepth 16'; Bytes = $Bytes; Targets = $Legs; Options = $fio
+        Verify = { param($c) foreach ($leg in $c.Targets) { Invoke-Native fio ($c.Options -split ' ') --verify_only "--filename=$leg" | Out-Null } }
+    }
+    New-Contender @common -Tool 'Kcopyd fio on Publish-MirrorDevice -BlockDevice' -Measure { param($c) Measure-Kcopyd ExportFio $null $c.Targets $c.Bytes -Fio $c.Options }
+    $common.Targets = $Legs[0]
+    $common.Prepare = { param($c) Clear-Untimed $c.Targets; $c.Device = New-NbdkitFileDevice $c.Targets[0] }
+    $common.Verify = {
+        param($c)
+        Stop-NbdServer $c.Device
+        Invoke-Native fio ($c.Options -split ' ') --verify_only "--filename=$($c.Targets[0])" | Out-Null
+    }
+    New-Contender @common -Tool 'fio on nbdkit file, one leg (nbdfuse, losetup)' -Measure {
+        param($c) Measure-Native "fio $($c.Options) --filename=$($c.Device.Device) > /dev/null"
+    }
+}
+
+function Get-NbdClientContenders([string] $Uri, [string] $Target, [long] $Bytes, [string] $SourceHash) {
+    # Kcopyd's NBD client against nbdcopy, both reading the source from the same nbdkit server.
+    $common = @{ Row = "copy $(Get-SizeText $Bytes) from nbdkit file"; Bytes = $Bytes; Source = $Uri; Targets = $Target; SourceHash = $SourceHash }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Source nbd+unix' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'nbdcopy --flush' -Measure { param($c) Measure-Native "nbdcopy --flush '$($c.Source)' $($c.Targets[0])" }
+}
+
+function Invoke-NbdClientRow([string] $Source, [string] $Target, [long] $Bytes, [string] $SourceHash) {
+    # One nbdkit serves the source, read-only, to every run of the row.
+    $server = Start-NbdkitFile $Source -ReadOnly
+    try { Invoke-Row (Get-NbdClientContenders $server.Uri $Target $Bytes $SourceHash) }
+    finally { Stop-NbdServer $server }
 }
 
 function Measure-LargeCopy([long] $Bytes, [long] $SmallBytes) {
@@ -501,6 +619,34 @@ function Get-HostVerdicts([object[]] $Contenders) {
                     ($JobCount / $hostSeconds), $viaHost.Tool, ($JobCount / $engineSeconds), $engine.Tool, ($engineSeconds / $hostSeconds)
             }
         }
+    }
+}
+
+function Get-TransferSeconds($Contender) {
+    # The transfer's own time: the job's, or nbdcopy's and fio's within their run; a tool run alone is all transfer.
+    $job = Get-Measured $Contender 'JobSeconds'
+    if ($null -ne $job) { $job } else { Get-Seconds $Contender }
+}
+
+function Get-TargetVerdicts([object[]] $Contenders) {
+    # The NBD and mirror rows against their targets, on the transfer's own time: loading the module and creating
+    # the mirror come before the transfer and say nothing of it.
+    $targets = @(
+        @{ What = 'Export cost'; Row = 'nbdcopy * into 2-leg mirror'; Tool = 'Kcopyd nbdcopy into Publish-MirrorDevice'; Against = 'Kcopyd Start-RegionCopy into the mirror'; Target = 0.9 }
+        @{ What = 'Export cost'; Row = 'fio randwrite*'; Tool = 'Kcopyd fio on Publish-MirrorDevice -BlockDevice'; Against = 'fio on nbdkit file, one leg (nbdfuse, losetup)'; Target = $null }
+        @{ What = 'NBD client'; Row = 'copy * from nbdkit file'; Tool = 'Kcopyd Start-RegionCopy -Source nbd+unix'; Against = 'nbdcopy --flush'; Target = 1.0 }
+        @{ What = 'The mirror''s own cost'; Row = 'write * via 2-leg mirror'; Tool = 'Kcopyd Start-RegionCopy into the mirror'; Against = 'Kcopyd Start-RegionCopy 1 to 2, the same legs'; Target = 0.97 }
+    )
+    foreach ($t in $targets) {
+        $ours = $Contenders | Where-Object { $_.Row -like $t.Row -and $_.Tool -eq $t.Tool } | Select-Object -First 1
+        $other = $Contenders | Where-Object { $_.Row -like $t.Row -and $_.Tool -eq $t.Against } | Select-Object -First 1
+        if (-not $ours -or -not $other) { continue }
+        $oursSeconds = Get-TransferSeconds $ours
+        $otherSeconds = Get-TransferSeconds $other
+        $ratio = $otherSeconds / $oursSeconds
+        $verdict = if ($null -eq $t.Target) { '' } else { ' ({0} the {1:N2}x target)' -f $(if ($ratio -ge $t.Target) { 'within' } else { 'outside' }), $t.Target }
+        '{0}, {1}: {2} took {3:N3} s against {4:N3} s for {5}, each the transfer''s own time: {6:N2}x{7}.' -f $t.What, $ours.Row,
+            $ours.Tool, $oursSeconds, $otherSeconds, $other.Tool, $ratio, $verdict
     }
 }
 
@@ -626,8 +772,17 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
         '  the O_DIRECT tools do); `blkdiscard -z`; Kcopyd with its default client.'
         '- Mirrors: the resync rows time `New-MirrorDevice` over the source (the default leg) and the reset legs until'
         '  `Wait-MirrorDevice` returns, with the default region size; the write row creates the mirror with -NoSync'
-        '  and times the copy into it; the direct row is the same copy into one leg, so its ratio is the cost of the'
-        '  second leg (1 would be free).'
+        '  and times the copy into it, against the same region copied to the same two legs by one copy of 1 to 2,'
+        '  which also reads it once and writes it twice: its Job ratio is what the mirror itself costs (1 would be free).'
+        '- NBD: the export rows create the same -NoSync mirror and `Publish-MirrorDevice` it, on a Unix socket for'
+        '  `nbdcopy --flush` (its flush reaches the legs), with -BlockDevice (nbdfuse and a loop device) for fio;'
+        '  their Job s is the nbdcopy or fio run alone, after the module, the mirror and the export are set up.'
+        '  The references serve one leg with nbdkit''s file plugin (`nbdkit file`; for fio through nbdfuse and'
+        "  ``losetup --direct-io=on`` as -BlockDevice does, set up untimed). fio: ``$FioWrite``"
+        '  with `--size` of the region, so each 64 KiB block is written once; afterwards `fio --verify_only` checks'
+        '  every block''s checksum on each leg itself. The NBD client row serves the source with `nbdkit -r file` and'
+        '  copies it out with `Start-RegionCopy -Source nbd+unix:///?socket=...` and with `nbdcopy --flush`.'
+        '- The verdicts under the table compare the transfer''s own time (Job s; a tool run alone: its Seconds).'
         if ($Facts.Note) { ''; '## Conditions'; ''; $Facts.Note }
     )
     $folder = Split-Path $OutFile
@@ -662,6 +817,9 @@ function Invoke-Benchmark {
         Invoke-Row (Get-ResyncContenders $source.Path $targets[0].Path $bytes $sourceHash)
         Invoke-Row (Get-ResyncContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
         Invoke-Row (Get-MirrorWriteContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
+        Invoke-Row (Get-ExportContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
+        Invoke-Row (Get-FioContenders $targets[0..1].Path $bytes)
+        Invoke-NbdClientRow $source.Path $targets[0].Path $bytes $sourceHash
     )
     $machine = Get-Machine   # while the devices are attached: it reports their direct I/O
     Remove-BenchDevices
@@ -682,7 +840,7 @@ function Invoke-Benchmark {
     $lines | Format-Table -AutoSize -Wrap | Out-String -Width 200 | Out-Host
     $verdict = Get-MemoryVerdict $small $large
     if ($verdict) { Write-Host $verdict }
-    $hostVerdicts = @(Get-HostVerdicts $contenders)
+    $hostVerdicts = @(Get-HostVerdicts $contenders) + @(Get-TargetVerdicts $contenders)
     $hostVerdicts | ForEach-Object { Write-Host $_ }
 
     $kcopydRuns = @(@($contenders; if ($large) { $small; $large }) | Where-Object { $_ } | ForEach-Object { $_.Results } | Where-Object { $_.PSObject.Properties['Operation'] })
@@ -714,7 +872,8 @@ try {
     Invoke-Benchmark
     $Failed = $false
 } finally {
-    # The host first: a mirror a failed run left open in it holds its legs' loop devices.
+    # nbdkit and nbdfuse first, then the host: a mirror a failed run left open in it holds its legs' loop devices.
+    Stop-NbdServers
     Stop-BenchHost
     Remove-BenchDevices
     Remove-Item $WorkFolder -Recurse -Force -ErrorAction Ignore

@@ -21,20 +21,26 @@
       EngineLatency  the same through the engine's API in this process: CopyClient.Copy, then Wait
       Resync         New-MirrorDevice over Source (the default leg) and each Destination, then Wait-MirrorDevice
       MirrorWrite    New-MirrorDevice -NoSync over the Destinations, then Start-RegionCopy -Wait from Source into it
+      ExportWrite    New-MirrorDevice -NoSync over the Destinations, Publish-MirrorDevice on a Unix socket, then nbdcopy
+                     --flush from Source into the export: JobSeconds is nbdcopy's own time
+      ExportFio      New-MirrorDevice -NoSync over the Destinations, Publish-MirrorDevice -BlockDevice, then fio with
+                     FioArguments on that block device: JobSeconds is fio's own time
       HostStart      the first cmdlet (Get-CopyJob), which starts the host: Seconds is its time; then, untimed, a
                      Start-RegionCopy -Wait and a Clear-Region -Wait of LengthBytes, so the host has run both once,
                      as a host that has served its users has
 #>
 param(
     [Parameter(Mandatory)]
-    [ValidateSet('Copy', 'EngineCopy', 'Zero', 'Jobs', 'HostJobs', 'Latency', 'EngineLatency', 'Resync', 'MirrorWrite', 'HostStart')]
+    [ValidateSet('Copy', 'EngineCopy', 'Zero', 'Jobs', 'HostJobs', 'Latency', 'EngineLatency', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio', 'HostStart')]
     [string] $Operation,
     [Parameter(Mandatory)] [string] $ModulePath,
     [string] $Source,
     [Parameter(Mandatory)] [string] $Destination,
     [Parameter(Mandatory)] [long] $LengthBytes,
     [int] $JobCount = 10000,
-    [int] $JobBytes = 64KB
+    [int] $JobBytes = 64KB,
+    # fio's options but --filename (ExportFio), joined by spaces.
+    [string] $FioArguments
 )
 
 $ErrorActionPreference = 'Stop'
@@ -84,6 +90,26 @@ function Get-Latency([double[]] $Seconds) {
         MedianSeconds = if ($sorted.Count % 2) { $sorted[$middle] } else { ($sorted[$middle - 1] + $sorted[$middle]) / 2 }
         P99Seconds    = $sorted[[int][Math]::Ceiling(0.99 * $sorted.Count) - 1]
     }
+}
+
+function Invoke-Export([switch] $BlockDevice, [scriptblock] $Transfer) {
+    # A -NoSync mirror of the Destinations published by the host; the transfer's own time is timed alone too.
+    New-MirrorDevice bench -Leg ($Destination -split ',') -NoSync -Confirm:$false | Out-Null
+    try {
+        $export = Publish-MirrorDevice bench -BlockDevice:$BlockDevice -Confirm:$false
+        try {
+            $transferClock = [Diagnostics.Stopwatch]::StartNew()
+            & $Transfer $export
+            if ($LASTEXITCODE) { throw "The transfer through $($export.Uri) failed with exit code $LASTEXITCODE" }
+            $transferClock.Stop()
+            $clock.Stop()
+        } finally {
+            Unpublish-MirrorDevice bench -Confirm:$false
+        }
+    } finally {
+        Remove-MirrorDevice bench -Confirm:$false
+    }
+    @{ State = 'Completed'; JobSeconds = $transferClock.Elapsed.TotalSeconds } + (Get-HostFacts)
 }
 
 function Get-HostFacts {
@@ -219,12 +245,16 @@ $result = switch ($Operation) {
         Remove-MirrorDevice bench -Confirm:$false
         @{ State = "$($job.State)"; Job = $job } + (Get-HostFacts)
     }
+    'ExportWrite' { Invoke-Export -Transfer { param($export) nbdcopy --flush $Source $export.Uri } }
+    'ExportFio' {
+        Invoke-Export -BlockDevice -Transfer { param($export) fio ($FioArguments -split ' ') "--filename=$($export.BlockDevice)" | Out-Null }
+    }
 }
 
 $peakKiB = [long]((Get-Content /proc/self/status | Where-Object { $_ -like 'VmHWM:*' }) -replace '\D', '')
 [pscustomobject]@{
     Seconds       = $clock.Elapsed.TotalSeconds
-    JobSeconds    = if ($result.Job) { ($result.Job.EndTime - $result.Job.StartTime).TotalSeconds } else { $null }
+    JobSeconds    = if ($result.Job) { ($result.Job.EndTime - $result.Job.StartTime).TotalSeconds } else { $result.JobSeconds }
     PeakKiB       = $peakKiB
     State         = $result.State
     IoBackend     = $result.IoBackend

@@ -51,6 +51,21 @@ Describe 'Start-RegionCopy' {
         Start-RegionCopy $Source $Targets[2] -WhatIf | Should -BeNullOrEmpty
         Get-RegionHash $Targets[2] 0 64MB | Should -Be $Zeros
     }
+
+    # -Confirm:$false lets the host start a job without asking the cmdlet back; what ShouldProcess would still say
+    # or refuse must not be lost by that.
+    It 'writes nothing with -Confirm:$false under $WhatIfPreference' {
+        $WhatIfPreference = $true
+        try { Start-RegionCopy $Source $Targets[2] -Confirm:$false | Should -BeNullOrEmpty }
+        finally { $WhatIfPreference = $false }
+        Get-RegionHash $Targets[2] 0 64MB | Should -Be $Zeros
+    }
+
+    It 'still says what it performs under -Verbose with -Confirm:$false' {
+        $lines = Start-RegionCopy $Source $Targets[1] -Length 1MB -Wait -Confirm:$false -Verbose 4>&1
+        @($lines | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like '*Copy 1048576 bytes*' }).Count | Should -Be 1
+        @($lines | Where-Object { $_ -is [Kcopyd.Protocol.CopyJobInfo] })[0].State | Should -Be 'Completed'
+    }
 }
 
 Describe 'Start-RegionCopy with bad input' {

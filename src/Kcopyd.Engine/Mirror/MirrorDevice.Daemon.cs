@@ -166,6 +166,8 @@ public sealed partial class MirrorDevice
         }
         bool logged = !marked || TryFlushLog(includeClears: false);
         var defaultLeg = DefaultLeg;
+        var span = new List<RegionIo>();
+        ulong spanTargets = 0;
         foreach (var (io, route) in routed)
         {
             if (!defaultLeg.IsAlive || (route == WriteRoute.AllLegs && !logged))
@@ -176,8 +178,30 @@ public sealed partial class MirrorDevice
                 continue;
             }
             io.IsSyncWrite = route == WriteRoute.AllLegs;
-            SubmitToLegs(io, route == WriteRoute.AllLegs ? LegsTakingWrites() : defaultLeg.Bit);
+            ulong targets = io.IsSyncWrite ? LegsTakingWrites() : defaultLeg.Bit;
+            if (span.Count > 0 && (targets != spanTargets || !LegSpan.Continues(span[^1], io)))
+            {
+                SubmitSpan(span, spanTargets);
+                span.Clear();
+            }
+            span.Add(io);
+            spanTargets = targets;
         }
+        if (span.Count > 0) SubmitSpan(span, spanTargets);
+    }
+
+    /// <summary>Issues pieces that follow each other to the same legs as one I/O per leg (see <see cref="LegSpan"/>).</summary>
+    private void SubmitSpan(List<RegionIo> pieces, ulong targets)
+    {
+        if (pieces.Count == 1)
+        {
+            SubmitToLegs(pieces[0], targets);
+            return;
+        }
+        var span = new LegSpan([.. pieces], targets);
+        foreach (var io in pieces) io.Begin(targets);
+        foreach (var leg in LegsIn(targets)) SubmitToLeg(leg, span, pieces[0].Operation, span.OffsetBytes, span.LengthBytes, span.Buffers);
+        foreach (var io in pieces) io.ReleaseIssuer();
     }
 
     /// <summary>A write ended on all its legs (write_callback). A leg that failed it goes to the daemon first.</summary>

@@ -27,15 +27,18 @@ public sealed partial class MirrorDevice
 
     /// <summary>Leg I/O always goes through the mirror's own queue: a caller's queue may belong to a client that waits on us.</summary>
     private void SubmitToLeg(MirrorLeg leg, RegionIo io)
+        => SubmitToLeg(leg, io, io.Operation, io.OffsetBytes, io.LengthBytes, io.Buffers);
+
+    private void SubmitToLeg(MirrorLeg leg, IBlockCompletion completion, BlockOperation operation, long offsetBytes, long lengthBytes, IoBuffers buffers)
     {
-        var request = new BlockRequest(io.Operation, io.OffsetBytes, io.LengthBytes, io.Buffers, io, leg.Index);
+        var request = new BlockRequest(operation, offsetBytes, lengthBytes, buffers, completion, leg.Index);
         try
         {
             leg.Device.Submit(request, Client.Queue);
         }
         catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
         {
-            io.Completed(leg.Index, Errno.EIO);
+            completion.Completed(leg.Index, Errno.EIO);
         }
     }
 

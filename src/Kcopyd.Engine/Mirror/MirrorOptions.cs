@@ -35,8 +35,12 @@ public sealed record MirrorOptions
     /// <summary>Pages (64 KiB) in the page pool of the mirror's own copy client.</summary>
     public int PageCount { get; init; } = 64;
 
-    /// <summary>I/O the mirror keeps in flight to its legs (threads of its own I/O queue).</summary>
-    public int IoDepth { get; init; } = 8;
+    /// <summary>I/O the mirror keeps in flight to its legs (ring entries of its own I/O queue; threads for the blocking backend).</summary>
+    /// <remarks>
+    /// Each request in flight takes one per leg: 8 held an NBD client's 256 KiB writes to 4 at a time on 2 legs, and the
+    /// kmirrord thread waited for a free entry before it could route anything else.
+    /// </remarks>
+    public int IoDepth { get; init; } = 32;
 
     /// <summary>Dispose the legs when the mirror is disposed.</summary>
     public bool OwnsLegs { get; init; }

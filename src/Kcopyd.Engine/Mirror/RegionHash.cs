@@ -81,7 +81,8 @@ internal sealed class RegionHash
     /// <summary>
     /// A write of the region ended (dm_rh_dec). With <paramref name="notOnEveryLeg"/> some leg lacks it, so the
     /// region falls out of sync (dm_rh_mark_nosync). The last write out leaves a dirty region clean (the log is
-    /// cleared lazily) or lets a waiting recovery start. Returns true when the daemon has something to do.
+    /// cleared lazily) or lets a waiting recovery start. Returns true when the daemon has something to do: a clear
+    /// for a log that writes its clears out (a core log has none), or a recovery to start.
     /// </summary>
     public bool EndWrite(long region, bool notOnEveryLeg)
     {
@@ -103,7 +104,7 @@ internal sealed class RegionHash
                 case RegionState.Dirty:
                     _log.ClearRegion(region);
                     _regions.Remove(region);
-                    return true;
+                    return _log.ClearsPending;
                 case RegionState.Recovering:
                     _quiesced.Add(region);
                     return true;

@@ -17,6 +17,12 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// <summary>Longest a WaitJob call waits before answering with the job as it is (the cmdlet then asks again).</summary>
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long a start the cmdlet follows (-Wait) waits for its job before answering: a small job has ended by then,
+    /// so the cmdlet has it without a WaitJob round trip; a longer one shows its first progress that much later.
+    /// </summary>
+    private static readonly TimeSpan FirstWait = TimeSpan.FromMilliseconds(50);
+
     /// <summary>The started job, or null when ShouldProcess said no. Bad input fails first, under -WhatIf too.</summary>
     public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
         => Start(context, r.Client, r.Follow, (client, devices) =>
@@ -42,7 +48,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             };
             request.Validate();
             string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
-            return context.ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {r.SourceOffset}")
+            return r.Confirmed || context.ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {r.SourceOffset}")
                 ? client.Copy(request)
                 : null;
         });
@@ -53,7 +59,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
             request.Validate(); // bad input fails before the prompt, and under -WhatIf too
-            return context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
+            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
                 ? client.Copy(request)
                 : null;
         });
@@ -159,6 +165,11 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             // Pinned before it can end and leave a history of one: the -Wait that follows must find it.
             if (follow) lock (_followed) _followed.Add(job.Id);
             registry.Jobs.Add(job, pin: follow);
+            if (follow)
+            {
+                try { job.WaitAsync(context.Cancellation).Wait(FirstWait); }
+                catch (AggregateException) { } // Ctrl+C cancelled the call: it answers at once, with the job as it is
+            }
             return Answer(job);
         }
         catch

@@ -21,4 +21,31 @@ public abstract class JobCommand : HostCommand
     /// <summary>Write to devices that are mounted or held open exclusively by another program.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
+
+    /// <summary>
+    /// True when ShouldProcess is sure to say yes and write nothing: -Confirm:$false turns the prompt off whatever
+    /// $ConfirmPreference says, and without -WhatIf (or $WhatIfPreference) and -Verbose (or $VerbosePreference) it
+    /// prints nothing either. Then the host starts the job without asking back, which saves a round trip per job.
+    /// </summary>
+    internal bool WouldProcessUnasked
+    {
+        get
+        {
+            var bound = MyInvocation.BoundParameters;
+            bool confirmOff = bound.TryGetValue("Confirm", out var confirm) && !(SwitchParameter)confirm;
+            bool whatIf = bound.TryGetValue("WhatIf", out var w) ? (SwitchParameter)w : IsTrue(GetVariableValue("WhatIfPreference"));
+            bool verbose = bound.TryGetValue("Verbose", out var v)
+                ? (SwitchParameter)v
+                : GetVariableValue("VerbosePreference") is not ActionPreference.SilentlyContinue and not ActionPreference.Ignore;
+            return confirmOff && !whatIf && !verbose;
+        }
+    }
+
+    private static bool IsTrue(object? value) => value switch
+    {
+        bool b => b,
+        SwitchParameter s => s.IsPresent,
+        PSObject o => IsTrue(o.BaseObject),
+        _ => false,
+    };
 }

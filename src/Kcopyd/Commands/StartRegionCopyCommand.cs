@@ -55,6 +55,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             MaxBytesPerSecond = BytesPerSecond,
             Force = Force,
             Follow = Wait,
+            Confirmed = WouldProcessUnasked,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
         if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
