@@ -3,12 +3,6 @@ BeforeAll {
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
     Use-TestHost | Out-Null
 
-    function Get-FreePort {
-        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
-        $listener.Start()
-        try { $listener.LocalEndpoint.Port } finally { $listener.Stop() }
-    }
-
     # The loop devices whose backing file is an attachment's FUSE file in this host's runtime directory.
     function Get-AttachedExportLoop {
         $exports = Join-Path $env:KCOPYD_RUNTIME_DIR 'exports'

@@ -222,11 +222,16 @@ function Invoke-WithTimeout {
 
 function Invoke-KcopydInChild {
     # Runs $Command in another pwsh process with the module imported and returns its standard output lines;
-    # a child that does not finish in $TimeoutSeconds is killed and reported by a throw.
-    param([Parameter(Mandatory)] [string] $Command, [int] $TimeoutSeconds = 60)
+    # a child that does not finish in $TimeoutSeconds is killed and reported by a throw. With $Namespace it runs in
+    # that network namespace (ip netns exec), and $Environment is set for it (the host it starts inherits both).
+    param([Parameter(Mandatory)] [string] $Command, [int] $TimeoutSeconds = 60, [string] $Namespace, [hashtable] $Environment = @{})
     $root = (Resolve-Path "$PSScriptRoot/../..").Path
-    $start = [Diagnostics.ProcessStartInfo]::new('dotnet')
-    foreach ($arg in 'pwsh', '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$root/Kcopyd.psd1'; $Command") { $start.ArgumentList.Add($arg) }
+    $prefix = @(if ($Namespace) { 'ip', 'netns', 'exec', $Namespace, 'dotnet' } else { 'dotnet' })
+    $start = [Diagnostics.ProcessStartInfo]::new($prefix[0])
+    foreach ($arg in @($prefix | Select-Object -Skip 1) + @('pwsh', '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$root/Kcopyd.psd1'; $Command")) {
+        $start.ArgumentList.Add($arg)
+    }
+    foreach ($name in $Environment.Keys) { $start.Environment[$name] = $Environment[$name] }
     $start.WorkingDirectory = $root
     $start.RedirectStandardOutput = $true
     $start.RedirectStandardError = $true
@@ -236,12 +241,19 @@ function Invoke-KcopydInChild {
         $stderr = $process.StandardError.ReadToEndAsync()
         if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
             $process.Kill($true)
-            throw "the child pwsh did not finish in $TimeoutSeconds s: $Command"
+            throw "the child pwsh$(if ($Namespace) { " in $Namespace" }) did not finish in $TimeoutSeconds s: $Command"
         }
         $process.WaitForExit()
         if ($stderr.Result) { Write-Warning "child stderr: $($stderr.Result)" }
         @($stdout.Result -split "`n" | ForEach-Object Trim | Where-Object { $_ })
     } finally { $process.Dispose() }
+}
+
+function Get-FreePort {
+    # A loopback TCP port nobody listens on now.
+    $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+    $listener.Start()
+    try { $listener.LocalEndpoint.Port } finally { $listener.Stop() }
 }
 
 function Remove-TestLoopDevice {
@@ -321,31 +333,10 @@ function Remove-TestNetwork {
 }
 
 function Invoke-KcopydInNamespace {
-    # Invoke-KcopydInChild in network namespace $Namespace (ip netns exec), with $Environment set for the child (the
-    # host it starts inherits it and the namespace); stderr comes back as a warning, a child too slow is killed.
+    # Invoke-KcopydInChild in network namespace $Namespace, with $Environment set for the child.
     param([Parameter(Mandatory)] [string] $Namespace, [Parameter(Mandatory)] [string] $Command, [hashtable] $Environment = @{},
         [int] $TimeoutSeconds = 60)
-    $root = (Resolve-Path "$PSScriptRoot/../..").Path
-    $start = [Diagnostics.ProcessStartInfo]::new('ip')
-    foreach ($arg in 'netns', 'exec', $Namespace, 'dotnet', 'pwsh', '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$root/Kcopyd.psd1'; $Command") {
-        $start.ArgumentList.Add($arg)
-    }
-    foreach ($name in $Environment.Keys) { $start.Environment[$name] = $Environment[$name] }
-    $start.WorkingDirectory = $root
-    $start.RedirectStandardOutput = $true
-    $start.RedirectStandardError = $true
-    $process = [Diagnostics.Process]::Start($start)
-    try {
-        $stdout = $process.StandardOutput.ReadToEndAsync()
-        $stderr = $process.StandardError.ReadToEndAsync()
-        if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
-            $process.Kill($true)
-            throw "the child pwsh in $Namespace did not finish in $TimeoutSeconds s: $Command"
-        }
-        $process.WaitForExit()
-        if ($stderr.Result) { Write-Warning "child stderr: $($stderr.Result)" }
-        @($stdout.Result -split "`n" | ForEach-Object Trim | Where-Object { $_ })
-    } finally { $process.Dispose() }
+    Invoke-KcopydInChild -Command $Command -TimeoutSeconds $TimeoutSeconds -Namespace $Namespace -Environment $Environment
 }
 
-Export-ModuleMember -Function Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace
+Export-ModuleMember -Function Get-FreePort, Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace

@@ -22,8 +22,7 @@ internal sealed class ClientOperations(HostRegistry registry)
         };
         CheckName(r.Name);
         CheckThrottle(r.BytesPerSecond, r.DutyCyclePercent);
-        if (ClientTable.IsDefault(r.Name) || registry.Clients.All.Any(c => c.Name.Equals(r.Name, StringComparison.OrdinalIgnoreCase)))
-            throw new KcopydException("ClientExists", KcopydErrorKind.AlreadyExists, $"A copy client named '{r.Name}' exists already.", r.Name);
+        if (registry.Clients.Exists(r.Name)) throw ClientTable.AlreadyExists(r.Name); // before the prompt; Create checks again
         long poolBytes = (long)options.PageCount * options.PageSizeBytes;
         if (!context.ShouldProcess(r.Name, $"Create a copy client with {options.PageCount} pages ({poolBytes >> 20} MiB, allocated now)")) return null;
         var client = registry.Clients.Create(options);
@@ -55,7 +54,7 @@ internal sealed class ClientOperations(HostRegistry registry)
     public CopyClientInfo? Remove(OperationContext context, string name, bool force)
     {
         var client = registry.Clients.Get(name);
-        if (ClientTable.IsDefault(client.Name)) registry.Clients.Take(client.Name); // throws ClientIsDefault
+        ClientTable.RefuseDefault(client.Name);
         var jobs = registry.Jobs.Running.Where(j => j.Client.Equals(client.Name, StringComparison.OrdinalIgnoreCase) && j.State is CopyJobState.Queued or CopyJobState.Running).ToArray();
         if (jobs.Length > 0 && !force)
             throw new KcopydException("ClientInUse", KcopydErrorKind.ResourceBusy,

@@ -81,9 +81,9 @@ internal sealed class ExportOperations(HostRegistry registry, string runtimeDire
     private MirrorExport Serve(Kcopyd.Engine.Mirror.MirrorDevice mirror, ExportDefinition definition, NbdServerTls? tls)
     {
         string? socketPath = definition.UnixSocket;
-        var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(ParseListen(definition.Listen!));
-        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}", Tls = tls }, registry.Log);
         var endPoint = definition.Listen == null ? null : ParseListen(definition.Listen);
+        var listener = socketPath != null ? MirrorExport.ListenUnix(socketPath) : ListenTcp(endPoint!);
+        var server = NbdServer.Start(listener, new NbdExport(mirror) { Description = $"Kcopyd mirror {mirror.Name}", Tls = tls }, registry.Log);
         string scheme = tls != null ? "nbds" : "nbd";
         string uri = socketPath != null ? $"{scheme}+unix:///?socket={socketPath}" : $"{scheme}://{FormatHost(endPoint!)}/";
         var export = new MirrorExport(mirror.Name, server, uri, socketPath, definition.Listen);

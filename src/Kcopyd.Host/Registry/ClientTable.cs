@@ -36,8 +36,7 @@ internal sealed class ClientTable
     /// <summary>A new client; its pages are allocated now, so a pool too big for this machine fails here, not mid-copy.</summary>
     public CopyClient Create(CopyClientOptions options)
     {
-        if (_clients.ContainsKey(options.Name) || IsDefault(options.Name))
-            throw new KcopydException("ClientExists", KcopydErrorKind.AlreadyExists, $"A copy client named '{options.Name}' exists already.", options.Name);
+        if (Exists(options.Name)) throw AlreadyExists(options.Name);
         if (options.PageCount > MaxPageCount)
             throw new KcopydException("InvalidClientOptions", KcopydErrorKind.InvalidArgument,
                 $"A client has at most {MaxPageCount} pages ({(long)MaxPageCount * options.PageSizeBytes >> 20} MiB), not {options.PageCount}.", options.PageCount);
@@ -55,7 +54,7 @@ internal sealed class ClientTable
         if (!_clients.TryAdd(options.Name, client))
         {
             client.Dispose();
-            throw new KcopydException("ClientExists", KcopydErrorKind.AlreadyExists, $"A copy client named '{options.Name}' exists already.", options.Name);
+            throw AlreadyExists(options.Name);
         }
         return client;
     }
@@ -64,11 +63,22 @@ internal sealed class ClientTable
     public CopyClient Take(string name)
     {
         var client = Get(name);
-        if (IsDefault(client.Name))
-            throw new KcopydException("ClientIsDefault", KcopydErrorKind.InvalidOperation,
-                "The default client cannot be removed: it serves every copy that names no -Client.", name);
+        RefuseDefault(client.Name);
         _clients.TryRemove(client.Name, out _);
         return client;
+    }
+
+    /// <summary>The default one always exists: it is made on first use.</summary>
+    public bool Exists(string name) => IsDefault(name) || _clients.ContainsKey(name);
+
+    public static KcopydException AlreadyExists(string name)
+        => new("ClientExists", KcopydErrorKind.AlreadyExists, $"A copy client named '{name}' exists already.", name);
+
+    public static void RefuseDefault(string name)
+    {
+        if (IsDefault(name))
+            throw new KcopydException("ClientIsDefault", KcopydErrorKind.InvalidOperation,
+                "The default client cannot be removed: it serves every copy that names no -Client.", name);
     }
 
     /// <summary>Frees every client; one with a job still on a hung device cannot be (its pages are under that I/O).</summary>
