@@ -41,6 +41,9 @@ function Invoke-WithMountedLoopDevice {
     $mountPoint = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-mnt-$PID-$(Get-Random)"
     New-Item -ItemType Directory $mountPoint -Force | Out-Null
     mount $disk $mountPoint
+    # The mount's own superblock update is committed by the journal a few seconds later: flushed now, so the device
+    # is quiet while the block checks that nothing writes to it.
+    sync -f $mountPoint
     try { & $ScriptBlock $disk | Out-Null } finally {
         umount $mountPoint
         Remove-Item $mountPoint
