@@ -81,16 +81,18 @@ function Get-PesterManifest {
 }
 
 function Invoke-XunitTests {
-    # One xunit project; returns its pass and fail counts from the TRX report.
+    # One xunit project; returns its pass and fail counts and the failed tests' names from the TRX report.
     param([Parameter(Mandatory)] [string] $Project, [Parameter(Mandatory)] [string] $Name)
     $results = Join-Path $Out 'TestResults'
     $trx = Join-Path $results "$Name.trx"
     Remove-Item $trx -ErrorAction Ignore
     dotnet test (Join-Path $Root $Project) -c $Configuration --nologo `
         --logger "trx;LogFileName=$Name.trx" --logger 'console;verbosity=normal' --results-directory $results | Out-Host
-    if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1 } }
-    $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
-    [pscustomobject]@{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout }
+    if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1; FailedNames = @("$Name (no test report)") } }
+    $run = ([xml](Get-Content $trx -Raw)).TestRun
+    $counters = $run.ResultSummary.Counters
+    $failedNames = @($run.Results.UnitTestResult | Where-Object outcome -ne 'Passed' | ForEach-Object { "$Name`: $($_.testName)" })
+    [pscustomobject]@{ Passed = [int]$counters.passed; Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout; FailedNames = $failedNames }
 }
 
 function Invoke-CmdletTests {
@@ -105,10 +107,11 @@ Import-Module '$pester' -RequiredVersion $PesterVersion
 `$config.Run.PassThru = `$true
 `$config.Output.Verbosity = 'Detailed'
 `$run = Invoke-Pester -Configuration `$config
-@{ Passed = `$run.PassedCount; Failed = `$run.FailedCount + `$run.FailedBlocksCount + `$run.FailedContainersCount } | ConvertTo-Json | Set-Content '$result'
+`$names = @(`$run.Failed | ForEach-Object { 'pester: ' + `$_.ExpandedPath }) + @(`$run.FailedBlocks + `$run.FailedContainers | ForEach-Object { 'pester: ' + `$_.Name })
+@{ Passed = `$run.PassedCount; Failed = `$run.FailedCount + `$run.FailedBlocksCount + `$run.FailedContainersCount; FailedNames = `$names } | ConvertTo-Json | Set-Content '$result'
 "@
     dotnet pwsh -NoProfile -NonInteractive -Command $script | Out-Host
-    if (-not (Test-Path $result)) { return [pscustomobject]@{ Passed = 0; Failed = 1 } }
+    if (-not (Test-Path $result)) { return [pscustomobject]@{ Passed = 0; Failed = 1; FailedNames = @('pester (no result)') } }
     Get-Content $result -Raw | ConvertFrom-Json
 }
 
@@ -127,6 +130,8 @@ function Invoke-Test {
     )
     $passed = ($suites | Measure-Object Passed -Sum).Sum
     $failed = ($suites | Measure-Object Failed -Sum).Sum
+    # The names last, just above the closing line, where a log's tail still shows them.
+    $suites.FailedNames | Where-Object { $_ } | ForEach-Object { Write-Host "FAILED $_" }
     Write-Host "$passed passed, $failed failed"
     if ($failed -gt 0) { exit 1 }
 }
