@@ -19,7 +19,10 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
     /// <summary>
     /// Jobs in flight at once: each of these callers runs StartCopy, then WaitJob, on a destination of its own. The
     /// host blocks a pool thread on each call's ShouldProcess question, so the first 10,000 take longer (about 20 s
-    /// of the test on 2 cores) while the thread pool grows to match; the baseline is read after them, in the steady state.
+    /// of the test on 2 cores) while the thread pool grows to match. It goes on growing a little after them (154 to
+    /// 177 threads seen: +9% against the first checkpoint alone, in a passing run), and one checkpoint's reading
+    /// swings by 1 to 4 MiB with the collector's timing, so the test compares means of three checkpoints: 20,000 to
+    /// 40,000 against 80,000 to 100,000. The leak this guards against (2.9 KB a job) would add 170 MiB between them.
     /// </summary>
     private const int Window = 64;
     /// <summary>Each caller's destination, like the source, holds this many jobs' worth, which its jobs go round.</summary>
@@ -33,7 +36,7 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
     public void Dispose() => Directory.Delete(_parent, recursive: true);
 
     [Fact]
-    public async Task The_hosts_memory_after_100000_copy_jobs_is_within_10_percent_of_after_10000()
+    public async Task The_hosts_memory_after_100000_copy_jobs_is_within_10_percent_of_its_steady_state()
     {
         var clock = Stopwatch.StartNew();
         string source = Path.Combine(_parent, "source.img");
@@ -82,13 +85,14 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
         Assert.InRange(listed.Length, 1, first.JobHistoryCount);
         Assert.All(listed, j => Assert.Equal(CopyJobState.Completed, j.State));
 
-        var last = samples[^1].Info;
-        double change = (double)last.WorkingSetBytes / first.WorkingSetBytes - 1;
-        output.WriteLine($"working set {first.WorkingSetBytes / 1048576.0:N1} MiB after {Checkpoint:N0} jobs, {last.WorkingSetBytes / 1048576.0:N1} MiB after {TotalJobs:N0}: " +
-            $"{100 * change:+0.0;-0.0}%; managed heap {first.ManagedHeapBytes / 1048576.0:N1} MiB and {last.ManagedHeapBytes / 1048576.0:N1} MiB; " +
+        double steady = samples.Skip(1).Take(3).Average(s => (double)s.Info.WorkingSetBytes);
+        double last = samples.TakeLast(3).Average(s => (double)s.Info.WorkingSetBytes);
+        double change = last / steady - 1;
+        output.WriteLine($"working set {steady / 1048576.0:N1} MiB after 20,000 to 40,000 jobs, {last / 1048576.0:N1} MiB after 80,000 to {TotalJobs:N0}: " +
+            $"{100 * change:+0.0;-0.0}%; managed heap {first.ManagedHeapBytes / 1048576.0:N1} MiB and {samples[^1].Info.ManagedHeapBytes / 1048576.0:N1} MiB; " +
             $"{TotalJobs:N0} jobs in {samples.Sum(s => s.Took.TotalSeconds):N1} s, the test in {clock.Elapsed.TotalSeconds:N1} s");
         Assert.True(Math.Abs(change) <= 0.10,
-            $"The host's working set went from {first.WorkingSetBytes:N0} bytes after {Checkpoint:N0} jobs to {last.WorkingSetBytes:N0} after {TotalJobs:N0} ({100 * change:+0.0;-0.0}%)");
+            $"The host's working set went from {steady:N0} bytes after 20,000 to 40,000 jobs to {last:N0} after 80,000 to {TotalJobs:N0} ({100 * change:+0.0;-0.0}%)");
     }
 
     /// <summary>
