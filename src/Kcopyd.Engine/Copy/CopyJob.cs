@@ -18,6 +18,9 @@ public sealed class CopyJob
     private long _nextChunkOffset;
     private int _outstandingSubJobs;
     private long _bytesCopied;
+    private long _bytesZeroed;
+    private long _bytesSkipped;
+    private readonly MismatchList? _mismatches;
     private ulong _writeErrorMask;
     private int _readErrno;
     private int _writeErrno;
@@ -37,6 +40,7 @@ public sealed class CopyJob
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
         DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
         _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
+        if (request.Verify) _mismatches = new MismatchList(Destination);
         if (request.MaxBytesPerSecond > 0) Throttle = new CopyThrottle { BytesPerSecond = request.MaxBytesPerSecond };
     }
 
@@ -68,9 +72,31 @@ public sealed class CopyJob
 
     public long BytesTotal => Request.LengthBytes;
 
+    /// <summary>Bytes written to every destination as data.</summary>
     public long BytesCopied => Interlocked.Read(ref _bytesCopied);
 
-    public double PercentComplete => Math.Round(100.0 * BytesCopied / BytesTotal, 2);
+    /// <summary>Bytes of zero chunks and holes of the source zeroed on every destination instead of written (-Sparse).</summary>
+    public long BytesZeroed => Interlocked.Read(ref _bytesZeroed);
+
+    /// <summary>Bytes of zero chunks and holes of the source not written at all (-DestinationIsZero).</summary>
+    public long BytesSkipped => Interlocked.Read(ref _bytesSkipped);
+
+    /// <summary>The region done so far, however its bytes went out.</summary>
+    public long BytesDone => BytesCopied + BytesZeroed + BytesSkipped;
+
+    public double PercentComplete => Math.Round(100.0 * BytesDone / BytesTotal, 2);
+
+    /// <summary>True when the job re-reads every destination and compares it with the source.</summary>
+    public bool Verify => Request.Verify;
+
+    /// <summary>
+    /// With -Verify: the ranges of a destination whose re-read differed from the source (or could not be read),
+    /// merged, in the destination's own offsets; at most <see cref="MismatchList.MaxRanges"/> of them.
+    /// </summary>
+    public CopyMismatch[] Mismatches => _mismatches?.ToArray() ?? [];
+
+    /// <summary>With -Verify: all the bytes that differed, also those of ranges past the listed ones.</summary>
+    public long MismatchedBytes => _mismatches?.TotalBytes ?? 0;
 
     /// <summary>Average rate since the job started running.</summary>
     public long BytesPerSecond
@@ -81,7 +107,7 @@ public sealed class CopyJob
             if (start == 0) return 0;
             long end = Interlocked.Read(ref _endTimestamp);
             double seconds = Stopwatch.GetElapsedTime(start, end == 0 ? Stopwatch.GetTimestamp() : end).TotalSeconds;
-            return seconds > 0 ? (long)(BytesCopied / seconds) : 0;
+            return seconds > 0 ? (long)(BytesDone / seconds) : 0;
         }
     }
 
@@ -183,7 +209,12 @@ public sealed class CopyJob
                 if (_writeErrno == 0) _writeErrno = job.Errno == 0 ? Errno.EIO : job.Errno;
             }
             if (job.HasError) _failed = true;
-            else if (!job.Skipped) Interlocked.Add(ref _bytesCopied, job.LengthBytes);
+            else if (!job.Skipped)
+            {
+                Interlocked.Add(ref _bytesCopied, job.DataBytes);
+                Interlocked.Add(ref _bytesZeroed, job.ZeroedBytes);
+                Interlocked.Add(ref _bytesSkipped, job.SkippedBytes);
+            }
 
             if (TryTakeChunk(out long offset, out long length))
             {
@@ -195,6 +226,10 @@ public sealed class CopyJob
         }
     }
 
+    /// <summary>A destination's re-read of a chunk differed from the source (on the worker).</summary>
+    internal void AddMismatch(int destination, long relativeOffsetBytes, long lengthBytes, bool unreadable)
+        => _mismatches!.Add(destination, Request.Destinations[destination].OffsetBytes + relativeOffsetBytes, lengthBytes, unreadable);
+
     /// <summary>Ends the job: state, times, message, then the callback and the task.</summary>
     internal void Finish()
     {
@@ -203,9 +238,10 @@ public sealed class CopyJob
         Error = DescribeErrors();
         Warnings = Request.Destinations
             .SelectMany((d, i) => d.Device is IWarningSource w ? w.WarningsSince(_warningsAtStart[i]).Select(text => $"{d.Device.Name}: {text}") : [])
+            .Concat(CacheWarnings())
             .ToArray();
-        _state = _failed ? CopyJobState.Failed
-            : BytesCopied == BytesTotal ? CopyJobState.Completed
+        _state = _failed || MismatchedBytes > 0 ? CopyJobState.Failed
+            : BytesDone == BytesTotal ? CopyJobState.Completed
             : CopyJobState.Stopped;
         try
         {
@@ -229,12 +265,22 @@ public sealed class CopyJob
         return true;
     }
 
+    /// <summary>
+    /// A destination the filesystem would not open with O_DIRECT (tmpfs, some FUSE filesystems) was re-read through
+    /// the page cache, which may hold what was written whether or not it reached the storage.
+    /// </summary>
+    private IEnumerable<string> CacheWarnings() => Request.Verify
+        ? Request.Destinations.Where(d => d.Device is LinuxBlockDevice { IsDirect: false })
+            .Select(d => $"{d.Device.Name}: re-read through the page cache for -Verify, since its filesystem refuses O_DIRECT.")
+        : [];
+
     private string? DescribeErrors()
     {
         var parts = new List<string>();
         if (ReadError) parts.Add($"Reading '{Source}' failed: {Errno.Describe(_readErrno)}.");
         foreach (var destination in WriteErrors) parts.Add($"Writing '{destination}' failed: {Errno.Describe(_writeErrno)}.");
-        if (parts.Count > 0 && Request.IgnoreErrors) parts.Add($"Errors were ignored: {BytesCopied} of {BytesTotal} bytes were copied.");
+        if (_mismatches?.Describe() is { } mismatches) parts.Add(mismatches);
+        if (parts.Count > 0 && Request.IgnoreErrors) parts.Add($"Errors were ignored: {BytesDone} of {BytesTotal} bytes were copied.");
         return parts.Count == 0 ? null : string.Join(" ", parts);
     }
 }

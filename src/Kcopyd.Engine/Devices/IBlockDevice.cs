@@ -43,6 +43,12 @@ public interface IBlockDevice : IDisposable
     };
 
     /// <summary>
+    /// True when the whole range is known to read back as zeros without reading it: a hole of a sparse image file
+    /// (SEEK_DATA). False when it is data or nobody knows, which is always safe.
+    /// </summary>
+    bool IsHole(long offsetBytes, long lengthBytes) => false;
+
+    /// <summary>
     /// Starts a request. I/O the device does itself goes through <paramref name="queue"/>, the caller's own queue.
     /// May block the calling thread while the device has no room for another request (a mirror's request pool):
     /// a caller that must not block on this device must not be a thread the device's progress depends on.

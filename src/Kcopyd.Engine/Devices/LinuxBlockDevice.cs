@@ -131,6 +131,22 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         }
     }
 
+    /// <summary>
+    /// Asks the filesystem where the next data after <paramref name="offsetBytes"/> starts (SEEK_DATA): past the
+    /// range, or nowhere (ENXIO), means a hole. Filesystems without holes answer with the offset itself: data.
+    /// </summary>
+    public bool IsHole(long offsetBytes, long lengthBytes)
+    {
+        if (IsBlockDevice || lengthBytes <= 0 || offsetBytes < 0 || offsetBytes + lengthBytes > SizeBytes
+            || (Volatile.Read(ref _state) & DisposedFlag) != 0)
+            return false;
+        long next = LibC.lseek(_fd, offsetBytes, SeekData);
+        if (next < 0) return Errno.Last == Errno.ENXIO;
+        return next >= offsetBytes + lengthBytes;
+    }
+
+    private const int SeekData = 3; // SEEK_DATA, lseek(2)
+
     public void Submit(in BlockRequest request, IIoQueue queue)
     {
         // The last line of defence: never touch a byte past the end, whatever the caller checked.
