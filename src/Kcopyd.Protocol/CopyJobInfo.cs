@@ -29,6 +29,14 @@ public sealed class CopyJobInfo
     public string[] WriteErrors { get; set; } = [];
     public string? Error { get; set; }
     public string[] Warnings { get; set; } = [];
+    /// <summary>Bytes of zero chunks and holes zeroed on the destinations instead of written (-Sparse).</summary>
+    public long BytesZeroed { get; set; }
+    /// <summary>Bytes of zero chunks and holes not written at all (-DestinationIsZero).</summary>
+    public long BytesSkipped { get; set; }
+    /// <summary>The job re-read every destination and compared it with the source (-Verify).</summary>
+    public bool Verify { get; set; }
+    /// <summary>With -Verify: the ranges of a destination that did not read back as the source, merged; the job failed.</summary>
+    public CopyMismatchInfo[] Mismatches { get; set; } = [];
 
     public bool IsFinished => State is CopyJobState.Completed or CopyJobState.Failed or CopyJobState.Stopped;
 
@@ -53,6 +61,10 @@ public sealed class CopyJobInfo
         WriteErrors = job.WriteErrors,
         Error = job.Error,
         Warnings = job.Warnings,
+        BytesZeroed = job.BytesZeroed,
+        BytesSkipped = job.BytesSkipped,
+        Verify = job.Verify,
+        Mismatches = job.Mismatches.Select(CopyMismatchInfo.Of).ToArray(),
     };
 
     public override string ToString() => $"CopyJob {Id} ({State}, {BytesCopied}/{BytesTotal} bytes)";

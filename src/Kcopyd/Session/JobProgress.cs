@@ -57,7 +57,7 @@ internal static class JobProgress
         if (job.State == CopyJobState.Failed)
         {
             var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
-            cmdlet.WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
+            cmdlet.WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : job.WriteErrors.Length == 0 && job.Mismatches.Length > 0 ? "VerifyMismatch" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
         }
     }
 
