@@ -95,6 +95,25 @@ public sealed class CopyVerifyTests : IDisposable
     }
 
     [Fact]
+    public void A_destination_opened_without_O_DIRECT_is_verified_with_a_warning_that_the_page_cache_answered()
+    {
+        string source = _scratch.Image("src.img", 4 * MiB);
+        Scratch.FillRandom(source, 0, 4 * MiB, seed: 17);
+        string target = _scratch.Image("dst.img", 4 * MiB);
+
+        using var client = new CopyClient();
+        using var from = LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly);
+        // As a filesystem that refuses O_DIRECT leaves it: the device falls back to buffered I/O.
+        using var to = LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite with { Direct = false });
+        Assert.False(to.IsDirect);
+        var job = client.Copy(new CopyRequest { Source = from, Destinations = [new CopyDestination(to, 0)], LengthBytes = 4 * MiB, Verify = true });
+
+        Assert.True(job.Wait(Bounded));
+        Assert.Equal(CopyJobState.Completed, job.State);
+        Assert.Equal([$"{target}: re-read through the page cache for -Verify, since its filesystem refuses O_DIRECT."], job.Warnings);
+    }
+
+    [Fact]
     public void Verify_is_refused_for_a_zeroing_job()
     {
         string target = _scratch.Image("dst.img", 4 * MiB);
