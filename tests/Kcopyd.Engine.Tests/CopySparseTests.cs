@@ -47,8 +47,10 @@ public sealed class CopySparseTests : IDisposable
         Assert.InRange(allocated, 7 * MiB, 8 * MiB);
     }
 
-    [Fact]
-    public void Holes_of_a_sparse_image_source_are_not_read_and_with_destination_is_zero_not_written()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)] // holes then go as chunks of up to 64 MiB, needing no pages
+    public void Holes_of_a_sparse_image_source_are_not_read_and_with_destination_is_zero_not_written(bool verify)
     {
         // A sparse source: 2 MiB of data (one chunk) at 0, 20, 40 and 60 MiB, holes in between.
         string source = _scratch.Image("src.img", Size);
@@ -59,7 +61,7 @@ public sealed class CopySparseTests : IDisposable
         using var client = new CopyClient();
         using var from = new CountingDevice(LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly));
         using var to = new CountingDevice(LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite));
-        var job = client.Copy(new CopyRequest { Source = from, Destinations = [new CopyDestination(to, 0)], LengthBytes = Size, DestinationIsZero = true, Verify = true });
+        var job = client.Copy(new CopyRequest { Source = from, Destinations = [new CopyDestination(to, 0)], LengthBytes = Size, DestinationIsZero = true, Verify = verify });
 
         Assert.True(job.Wait(Bounded));
         Assert.Equal(CopyJobState.Completed, job.State);
@@ -69,7 +71,7 @@ public sealed class CopySparseTests : IDisposable
         Assert.Equal(0, job.BytesZeroed);
         Assert.Equal(8 * MiB, to.BytesOf(BlockOperation.Write));
         Assert.Equal(0, to.BytesOf(BlockOperation.PunchZeroes) + to.BytesOf(BlockOperation.WriteZeroes));
-        Assert.Equal(Size, to.BytesOf(BlockOperation.Read)); // -Verify read back all of it, holes included
+        Assert.Equal(verify ? Size : 0, to.BytesOf(BlockOperation.Read)); // -Verify read back all of it, holes included
         Assert.Empty(job.Mismatches);
         Assert.Equal(Scratch.Sha256(source, 0, Size), Scratch.Sha256(target, 0, Size));
         Assert.InRange(AllocatedBytes(target), 8 * MiB, 9 * MiB);
@@ -91,6 +93,30 @@ public sealed class CopySparseTests : IDisposable
         Assert.True(job.Wait(Bounded));
         Assert.Equal(CopyJobState.Failed, job.State);
         Assert.Equal([new CopyMismatch(target, 6 * MiB, 2 * MiB, false)], job.Mismatches);
+    }
+
+    [Fact]
+    public void Sparse_copy_from_a_sparse_image_reads_only_its_data_and_zeroes_the_rest()
+    {
+        // 64 KiB of data in the middle of a 2 MiB chunk; holes elsewhere; the destination full of old data.
+        string source = _scratch.Image("src.img", Size);
+        Scratch.FillRandom(source, 33 * MiB, 64 * 1024, seed: 60);
+        string target = _scratch.Image("dst.img", Size);
+        Scratch.FillRandom(target, 0, Size, seed: 61);
+
+        using var client = new CopyClient();
+        using var from = new CountingDevice(LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly));
+        using var to = LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite);
+        var job = client.Copy(new CopyRequest { Source = from, Destinations = [new CopyDestination(to, 0)], LengthBytes = Size, Sparse = true });
+
+        Assert.True(job.Wait(Bounded));
+        Assert.Equal(CopyJobState.Completed, job.State);
+        Assert.Equal(64 * 1024, from.BytesOf(BlockOperation.Read)); // the chunk ends where the data does (SEEK_HOLE)
+        Assert.Equal(64 * 1024, job.BytesCopied);
+        Assert.Equal(Size - 64 * 1024, job.BytesZeroed);
+        Assert.Equal(Scratch.Sha256(source, 0, Size), Scratch.Sha256(target, 0, Size));
+        Assert.InRange(AllocatedBytes(target), 64 * 1024, 1 * MiB);
+        Assert.Equal(client.PageCount, client.FreePages);
     }
 
     [Fact]

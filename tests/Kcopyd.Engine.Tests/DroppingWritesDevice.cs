@@ -33,7 +33,7 @@ internal sealed class CountingDevice(IBlockDevice inner) : DelegatingDevice(inne
 
     public long BytesOf(BlockOperation operation) => Interlocked.Read(ref _bytes[(int)operation]);
 
-    public bool IsHole(long offsetBytes, long lengthBytes) => Inner.IsHole(offsetBytes, lengthBytes);
+    public (bool IsHole, long LengthBytes) ExtentAt(long offsetBytes, long maxBytes) => Inner.ExtentAt(offsetBytes, maxBytes);
 
     public override void Submit(in BlockRequest request, IIoQueue queue)
     {

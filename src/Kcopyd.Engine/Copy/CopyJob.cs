@@ -15,6 +15,8 @@ public sealed class CopyJob
     private readonly object _lock = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _chunkBytes;
+    private readonly long _blockBytes; // every chunk is a multiple of the largest logical block size of the devices
+    private const long MinHoleBytes = 64 * 1024; // a hole shorter than this is read with the data around it
     private long _nextChunkOffset;
     private int _outstandingSubJobs;
     private long _bytesCopied;
@@ -37,6 +39,7 @@ public sealed class CopyJob
         Id = Interlocked.Increment(ref s_lastId);
         IsZero = request.Source == null;
         _chunkBytes = IsZero ? owner.Options.ZeroChunkBytes : owner.Options.SubJobSizeBytes;
+        _blockBytes = request.Destinations.Select(d => d.Device.LogicalBlockSize).Append(request.Source?.LogicalBlockSize ?? 1).Max();
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
         DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
         _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
@@ -170,10 +173,10 @@ public sealed class CopyJob
         var subJobs = new List<SubJob>(Owner.Options.SubJobsInFlight);
         lock (_lock)
         {
-            while (subJobs.Count < Owner.Options.SubJobsInFlight && TryTakeChunk(out long offset, out long length))
+            while (subJobs.Count < Owner.Options.SubJobsInFlight && TryTakeChunk(out long offset, out long length, out bool hole))
             {
                 var job = Owner.RentSubJob();
-                job.Arm(this, offset, length);
+                job.Arm(this, offset, length, hole);
                 subJobs.Add(job);
                 _outstandingSubJobs++;
             }
@@ -216,9 +219,9 @@ public sealed class CopyJob
                 Interlocked.Add(ref _bytesSkipped, job.SkippedBytes);
             }
 
-            if (TryTakeChunk(out long offset, out long length))
+            if (TryTakeChunk(out long offset, out long length, out bool hole))
             {
-                job.Arm(this, offset, length);
+                job.Arm(this, offset, length, hole);
                 return true;
             }
             jobFinished = --_outstandingSubJobs == 0;
@@ -256,13 +259,39 @@ public sealed class CopyJob
         _completion.TrySetResult();
     }
 
-    private bool TryTakeChunk(out long offset, out long length)
+    /// <summary>
+    /// The next chunk. When zeroes are looked for, the source's holes (SEEK_DATA/SEEK_HOLE) are chunks of their own
+    /// that are never read: a data chunk ends where a hole of at least a page starts, and a hole is taken whole, up
+    /// to a zeroing chunk (64 MiB), since it needs no pages; with -Verify it stays within a chunk, whose pages the
+    /// re-read needs.
+    /// </summary>
+    private bool TryTakeChunk(out long offset, out long length, out bool hole)
     {
         offset = _nextChunkOffset;
         length = Math.Min(_chunkBytes, BytesTotal - offset);
+        hole = false;
         if (length <= 0 || ShouldStopIssuing) return false;
+        if (Request.DetectsZeroes) (hole, length) = FitToExtents(offset, length);
         _nextChunkOffset += length;
         return true;
+    }
+
+    private (bool Hole, long Length) FitToExtents(long offset, long length)
+    {
+        var source = Request.Source!;
+        long rest = BytesTotal - offset, at = Request.SourceOffsetBytes + offset;
+        long most = Request.Verify ? length : Math.Min(Math.Max(Owner.Options.ZeroChunkBytes, _chunkBytes), rest);
+        var (isHole, bytes) = source.ExtentAt(at, most);
+        if (isHole)
+        {
+            long hole = bytes == rest ? bytes : bytes - bytes % _blockBytes;
+            return hole >= MinHoleBytes || hole == rest ? (true, hole) : (false, length);
+        }
+        if (bytes >= length) return (false, length);
+        // Data up to a hole inside the chunk: stop there if the hole is worth not reading.
+        long dataEnd = (bytes + _blockBytes - 1) / _blockBytes * _blockBytes;
+        var (next, holeBytes) = source.ExtentAt(at + bytes, MinHoleBytes);
+        return next && holeBytes >= MinHoleBytes && dataEnd < length ? (false, dataEnd) : (false, length);
     }
 
     /// <summary>

@@ -159,8 +159,7 @@ internal sealed class CopyWorker : IDisposable
 
     /// <summary>
     /// Takes every page the chunk needs, or none (no partial holds, so jobs cannot starve each other). A chunk in a
-    /// hole of the source (looked for with -Sparse or -DestinationIsZero) is not read, so it needs pages only to be
-    /// re-read by -Verify.
+    /// hole of the source is not read, so it needs pages only to be re-read by -Verify.
     /// </summary>
     private StageResult RunPagesJob(SubJob job)
     {
@@ -172,14 +171,10 @@ internal sealed class CopyWorker : IDisposable
             WakeAfter(own);
             return StageResult.Deferred;
         }
-        var pool = job.Client.Pages;
-        int needed = (int)((job.LengthBytes + pool.PageSizeBytes - 1) / pool.PageSizeBytes);
-        var request = master.Request;
-        if (job.Phase == SubJobPhase.Read && request.DetectsZeroes
-            && request.Source!.IsHole(request.SourceOffsetBytes + job.RelativeOffsetBytes, job.LengthBytes))
-            job.MarkHole(needed);
-        if (job.Phase == SubJobPhase.Read || (job.Phase == SubJobPhase.Write && request.Verify))
+        if (job.Phase == SubJobPhase.Read || (job.IsHole && master.Request.Verify))
         {
+            var pool = job.Client.Pages;
+            int needed = (int)((job.LengthBytes + pool.PageSizeBytes - 1) / pool.PageSizeBytes);
             if (!pool.TryTake(needed, job.Pages)) return StageResult.Retry;
             job.AttachPages(needed, pool.PageSizeBytes, pool.AddressOf);
         }
@@ -242,8 +237,10 @@ internal sealed class CopyWorker : IDisposable
         var request = job.Master.Request;
         if (request.Verify && !job.IsHole) job.SourceHash = job.HashPages();
         if (request.DetectsZeroes && !job.IsHole) job.FindZeroPages();
-        int pageSize = job.Client.Pages.PageSizeBytes;
-        int pages = (int)((job.LengthBytes + pageSize - 1) / pageSize);
+        // A hole is one run of zeros, whatever its length; other chunks go in runs of 64 KiB pages.
+        int pageSize = job.IsHole ? (int)job.LengthBytes : job.Client.Pages.PageSizeBytes;
+        int pages = job.IsHole ? 1 : (int)((job.LengthBytes + pageSize - 1) / pageSize);
+        if (job.IsHole) job.ZeroPages[0] = true;
         var destinations = request.Destinations;
 
         int ios = 0;

@@ -71,7 +71,10 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
     /// <summary>Which pages of the chunk hold only zeros (or lie in a hole of the source); found when zeroes are looked for.</summary>
     public bool[] ZeroPages { get; }
 
-    /// <summary>The whole chunk is a hole of the source: never read, its pages (if any) hold no source data.</summary>
+    /// <summary>
+    /// The whole chunk is a hole of the source: never read, its pages (if any: -Verify) hold no source data. Such a
+    /// chunk may be longer than a sub-job (a zeroing chunk) when it needs no pages.
+    /// </summary>
     public bool IsHole { get; private set; }
 
     /// <summary>The hash of the chunk as read from the source, for -Verify.</summary>
@@ -92,14 +95,6 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
 
     /// <summary>Past its reads of the source: the throttle never holds it, since it already holds its pages.</summary>
     public bool IsPastRead => Phase is SubJobPhase.Write or SubJobPhase.Verify or SubJobPhase.Compare;
-
-    /// <summary>The source's range is a hole: every page is zero and nothing needs reading.</summary>
-    public void MarkHole(int pageCount)
-    {
-        IsHole = true;
-        ZeroPages.AsSpan(0, pageCount).Fill(true);
-        Phase = SubJobPhase.Write;
-    }
 
     /// <summary>Marks the pages that hold only zeros.</summary>
     public void FindZeroPages()
@@ -124,7 +119,8 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
         return hash.GetCurrentHashAsUInt128();
     }
 
-    public void Arm(CopyJob master, long relativeOffsetBytes, long lengthBytes)
+    /// <summary>Points the sub-job at its next chunk; a chunk in a hole of the source (every byte zero) is not read.</summary>
+    public void Arm(CopyJob master, long relativeOffsetBytes, long lengthBytes, bool hole = false)
     {
         Master = master;
         RelativeOffsetBytes = relativeOffsetBytes;
@@ -132,7 +128,8 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
         Phase = master.IsZero ? SubJobPhase.Zero : SubJobPhase.Read;
         ReadError = false;
         Skipped = false;
-        IsHole = false;
+        IsHole = hole;
+        if (hole) Phase = SubJobPhase.Write;
         ZeroPages.AsSpan().Clear();
         VerifyIndex = 0;
         VerifyReadFailed = false;

@@ -43,10 +43,11 @@ public interface IBlockDevice : IDisposable
     };
 
     /// <summary>
-    /// True when the whole range is known to read back as zeros without reading it: a hole of a sparse image file
-    /// (SEEK_DATA). False when it is data or nobody knows, which is always safe.
+    /// What lies at <paramref name="offsetBytes"/>: a hole that is known to read back as zeros without reading it (a
+    /// sparse image file's, from SEEK_DATA/SEEK_HOLE), or data; and how many bytes of it, at most
+    /// <paramref name="maxBytes"/>. By default all data, which is always safe.
     /// </summary>
-    bool IsHole(long offsetBytes, long lengthBytes) => false;
+    (bool IsHole, long LengthBytes) ExtentAt(long offsetBytes, long maxBytes) => (false, maxBytes);
 
     /// <summary>
     /// Starts a request. I/O the device does itself goes through <paramref name="queue"/>, the caller's own queue.
