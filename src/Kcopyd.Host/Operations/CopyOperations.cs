@@ -26,7 +26,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
 
     /// <summary>The started job, or null when ShouldProcess said no. Bad input fails first, under -WhatIf too.</summary>
     public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
-        => Start(context, r.Client, r.Follow, r.Confirmed, (client, devices) =>
+        => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
             if (r.DestinationOffsets.Length != 1 && r.DestinationOffsets.Length != r.Destinations.Length)
                 throw new KcopydException("DestinationOffsetCount", KcopydErrorKind.InvalidArgument,
@@ -55,7 +55,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         });
 
     public CopyJobInfo? StartZero(OperationContext context, ZeroJobRequest r)
-        => Start(context, r.Client, r.Follow, r.Confirmed, (client, devices) =>
+        => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
@@ -152,7 +152,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             if (_followed.Remove(id)) registry.Jobs.Unpin(id);
     }
 
-    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, bool confirmed, Func<CopyClient, DeviceScope, CopyJob?> start)
+    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, bool verbose, Func<CopyClient, DeviceScope, CopyJob?> start)
     {
         var devices = new DeviceScope(registry.Mirrors);
         try
@@ -166,8 +166,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             // Pinned before it can end and leave a history of one: the -Wait that follows must find it.
             if (follow) lock (_followed) _followed.Add(job.Id);
             registry.Jobs.Add(job, pin: follow);
-            // A confirmed start comes from a cmdlet without -Verbose (JobCommand.WouldProcessUnasked): it would drop the lines.
-            if (!confirmed)
+            if (verbose)
                 foreach (string line in JobDecisions.Describe(job)) context.WriteVerbose(line);
             try { job.WaitAsync(context.Cancellation).Wait(FirstWait); }
             catch (AggregateException) { } // Ctrl+C cancelled the call: it answers at once, with the job as it is

@@ -25,7 +25,7 @@ public sealed class ClearRegionCommand : JobCommand
 
     protected override void EndProcessing()
     {
-        var request = new ZeroJobRequest { Client = Client, Path = Path.ToRef(this), Offset = Offset, Length = Length, Force = Force, MaxBytesPerSecond = BytesPerSecond, Follow = Follows, Confirmed = WouldProcessUnasked };
+        var request = new ZeroJobRequest { Client = Client, Path = Path.ToRef(this), Offset = Offset, Length = Length, Force = Force, MaxBytesPerSecond = BytesPerSecond, Follow = Follows, Confirmed = WouldProcessUnasked, Verbose = ShowsVerbose };
         if (Call<CopyJobInfo?>(ControlMethods.StartZero, request) is { } job)
             JobProgress.Output(this, job);
     }

@@ -54,12 +54,15 @@ public abstract class JobCommand : HostCommand
             var bound = MyInvocation.BoundParameters;
             bool confirmOff = bound.TryGetValue("Confirm", out var confirm) && !(SwitchParameter)confirm;
             bool whatIf = bound.TryGetValue("WhatIf", out var w) ? (SwitchParameter)w : IsTrue(GetVariableValue("WhatIfPreference"));
-            bool verbose = bound.TryGetValue("Verbose", out var v)
-                ? (SwitchParameter)v
-                : GetVariableValue("VerbosePreference") is not ActionPreference.SilentlyContinue and not ActionPreference.Ignore;
-            return confirmOff && !whatIf && !verbose;
+            return confirmOff && !whatIf && !ShowsVerbose;
         }
     }
+
+    /// <summary>-Verbose, or $VerbosePreference, shows verbose lines: the host then sends what the engine decided for the job.</summary>
+    internal bool ShowsVerbose
+        => MyInvocation.BoundParameters.TryGetValue("Verbose", out var v)
+            ? (SwitchParameter)v
+            : GetVariableValue("VerbosePreference") is not ActionPreference.SilentlyContinue and not ActionPreference.Ignore;
 
     private static bool IsTrue(object? value) => value switch
     {

@@ -56,6 +56,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             Force = Force,
             Follow = Follows,
             Confirmed = WouldProcessUnasked,
+            Verbose = ShowsVerbose,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
         if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)

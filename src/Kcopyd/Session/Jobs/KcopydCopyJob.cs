@@ -67,7 +67,7 @@ public sealed class KcopydCopyJob : Job2
         return psJob;
     }
 
-    public override string Location => HostConnection.RuntimeDirectory;
+    public override string Location { get; } = HostConnection.RuntimeDirectory;
 
     public override string StatusMessage => JobProgress.Describe(_last);
 
