@@ -14,8 +14,8 @@ internal static class JobProgress
 {
     private const int IntervalMilliseconds = 250;
 
-    /// <summary>The job when it ended; null when the wait was stopped (the job goes on).</summary>
-    public static CopyJobInfo? Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
+    /// <summary>The job when it ended. Ctrl+C ends the wait with a warning (PipelineStoppedException); the job goes on.</summary>
+    public static CopyJobInfo Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
     {
         try
         {
@@ -32,7 +32,10 @@ internal static class JobProgress
         }
         finally
         {
-            cmdlet.WriteProgress(Progress(job, activity));
+            // Completed also when Ctrl+C ended the wait: the bar goes, the job goes on.
+            var last = Progress(job, activity);
+            last.RecordType = ProgressRecordType.Completed;
+            cmdlet.WriteProgress(last);
         }
         return job;
     }
@@ -91,7 +94,7 @@ internal static class JobProgress
             cmdlet.WriteObject(Jobs.KcopydCopyJob.Start(cmdlet, HostConnection.Get()!, job));
             return;
         }
-        if (cmdlet.Wait) job = Wait(cmdlet, job, Activity(job))!;
+        if (cmdlet.Wait) job = Wait(cmdlet, job, Activity(job));
         if (job.IsFinished) Report(cmdlet, job);
         cmdlet.WriteObject(job);
     }

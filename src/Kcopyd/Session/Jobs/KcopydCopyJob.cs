@@ -133,11 +133,8 @@ public sealed class KcopydCopyJob : Job2
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-        {
-            StopFollowing();
-            _ended.Dispose();
-        }
+        // _ended is not disposed: a follower that outlived StopFollowing's wait still sets it when its call returns.
+        if (disposing) StopFollowing();
         base.Dispose(disposing);
     }
 
