@@ -177,6 +177,30 @@ Describe '-Verbose' {
         $lines | Should -Match ([regex]::Escape("destination '$Target': block device, direct I/O (O_DIRECT), 512-byte logical blocks; zeroes by BLKZEROOUT"))
     }
 
+    It 'names the largest logical block size as the alignment, and an image file as such' {
+        $wide = New-TestLoopDevice -Name 'asjob-4k.img' -Size 8MB -SectorSize 4096
+        $image = New-TestImage -Name 'asjob-file.img' -Size 8MB
+        $lines = @(Start-RegionCopy $Source $wide, $image -Length 1MB -Wait -Confirm:$false -Verbose 4>&1 |
+            Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message) -join "`n"
+        $lines | Should -Match 'alignment: offsets and length are multiples of 4096 bytes'
+        $lines | Should -Match ([regex]::Escape("destination '$wide': block device, direct I/O (O_DIRECT), 4096-byte logical blocks"))
+        $lines | Should -Match ([regex]::Escape("destination '$image': image file, "))
+    }
+
+    It 'says an NBD export zeroes by NBD write-zeroes when the server takes them' {
+        $socket = Join-Path (Split-Path (New-TestImage -Name 'asjob-nbd.marker' -Size 0)) 'asjob-nbd.sock'
+        $nbdkit = [Diagnostics.Process]::Start('nbdkit', @('--exit-with-parent', '-f', '-U', $socket, 'memory', '4M'))
+        try {
+            Wait-Until { Test-Path $socket } | Should -BeTrue
+            $lines = @(Clear-Region "nbd+unix:///?socket=$socket" 0 1MB -Wait -Confirm:$false -Verbose 4>&1 |
+                Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message) -join "`n"
+            $lines | Should -Match 'NBD export, takes NBD_CMD_WRITE_ZEROES, 512-byte logical blocks; zeroes by NBD write-zeroes\.'
+        } finally {
+            if (-not $nbdkit.HasExited) { $nbdkit.Kill() }
+            $nbdkit.WaitForExit()
+        }
+    }
+
     It 'says nothing of it without -Verbose' {
         $lines = @(Start-RegionCopy $Source $Target -Length 1MB -Wait -Confirm:$false 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] })
         $lines | Should -BeNullOrEmpty
