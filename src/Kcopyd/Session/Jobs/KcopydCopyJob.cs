@@ -27,6 +27,7 @@ public sealed class KcopydCopyJob : Job2
     private readonly string _activity;
     private readonly Thread _follower;
     private readonly ManualResetEventSlim _ended = new(false);
+    private readonly object _stateLock = new();
     private volatile CopyJobInfo _last;
     private volatile bool _unfollowed;
 
@@ -92,18 +93,28 @@ public sealed class KcopydCopyJob : Job2
     /// <summary>Stops the copy job in the host and waits (bounded) until the follower has seen it end.</summary>
     public override void StopJob(bool force, string? reason)
     {
-        if (_ended.IsSet || _unfollowed) return;
-        SetJobState(JobState.Stopping);
+        lock (_stateLock)
+        {
+            // Never after the end: a finished job must not look Stopping again.
+            if (_ended.IsSet || _unfollowed) return;
+            SetJobState(JobState.Stopping);
+        }
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             // Stop-Job has already asked; the host's own ShouldProcess for the stop is answered yes.
-            _channel.Call<CopyJobInfo>(ControlMethods.StopJob, [_last.Id], new StreamSink(this, answer: true), () => false);
+            _channel.Call<CopyJobInfo>(ControlMethods.StopJob, [_last.Id], new StreamSink(this, answer: true), () => waited.Elapsed > StopWait);
         }
         catch (KcopydException e)
         {
             Add(Error, ErrorRecords.From(e));
         }
-        _ended.Wait(StopWait);
+        catch (OperationCanceledException)
+        {
+            // A host that does not answer: Stop-Job gives the shell back, the job stays Stopping until the follower knows.
+        }
+        var left = StopWait - waited.Elapsed;
+        _ended.Wait(left > TimeSpan.Zero ? left : TimeSpan.Zero);
     }
 
     public override void StopJobAsync() => StopJobAsync(force: false, reason: null);
@@ -186,9 +197,12 @@ public sealed class KcopydCopyJob : Job2
     /// <summary>The state last: a finished state closes the streams, and Wait-Job returns once it is set.</summary>
     private void End(JobState state)
     {
-        try { SetJobState(state); }
-        catch (ObjectDisposedException) { } // removed and disposed meanwhile
-        finally { _ended.Set(); }
+        lock (_stateLock)
+        {
+            try { SetJobState(state); }
+            catch (ObjectDisposedException) { } // removed and disposed meanwhile
+            finally { _ended.Set(); }
+        }
     }
 
     /// <summary>Adds to a stream unless the job was disposed or finished meanwhile (its streams are then closed).</summary>
