@@ -22,6 +22,8 @@ public sealed class CopyJobRequest
     /// -Verbose), so the host need not ask it. A host that does not know this field asks, as before.
     /// </summary>
     public bool Confirmed { get; set; }
+    /// <summary>The cmdlet shows verbose lines: the host tells it what the engine decided for the job.</summary>
+    public bool Verbose { get; set; }
 }
 
 /// <summary>Clear-Region's request.</summary>
@@ -38,6 +40,8 @@ public sealed class ZeroJobRequest
     public bool Follow { get; set; }
     /// <summary>As CopyJobRequest.Confirmed.</summary>
     public bool Confirmed { get; set; }
+    /// <summary>As CopyJobRequest.Verbose.</summary>
+    public bool Verbose { get; set; }
 }
 
 /// <summary>New-MirrorDevice's request.</summary>

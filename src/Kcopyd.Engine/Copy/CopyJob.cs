@@ -43,6 +43,9 @@ public sealed class CopyJob
     /// <summary>The job's own bandwidth limit (-BytesPerSecond of one copy), if it has one; its client's applies as well.</summary>
     internal CopyThrottle? Throttle { get; }
 
+    /// <summary>The pieces the job goes in: the client's sub-job size for a copy, its zero chunk for a zeroing.</summary>
+    public long SubJobSizeBytes => _chunkBytes;
+
     /// <summary>0: no limit of its own.</summary>
     public long MaxBytesPerSecond => Request.MaxBytesPerSecond;
 

@@ -33,6 +33,9 @@ public sealed record CopyRequest
     /// <summary>Called once when the job ends, on the client's worker thread: keep it short and never block in it.</summary>
     public Action<CopyJob>? Completed { get; init; }
 
+    /// <summary>Offsets and the length are multiples of this: the largest logical block size of the source and destinations.</summary>
+    public int AlignmentBytes => Destinations.Select(d => d.Device.LogicalBlockSize).Append(Source?.LogicalBlockSize ?? 1).Max();
+
     /// <summary>Checks the request against the devices' sizes and block sizes before anything is read or written.</summary>
     public void Validate()
     {
@@ -43,8 +46,7 @@ public sealed record CopyRequest
         if (MaxBytesPerSecond < 0)
             throw Invalid("InvalidRate", $"The rate must be 0 (unlimited) or positive, not {MaxBytesPerSecond}.", MaxBytesPerSecond);
 
-        int blockSize = Source?.LogicalBlockSize ?? 1;
-        foreach (var d in Destinations) blockSize = Math.Max(blockSize, d.Device.LogicalBlockSize);
+        int blockSize = AlignmentBytes;
         CheckRegion(Source, SourceOffsetBytes, blockSize);
         foreach (var d in Destinations)
         {

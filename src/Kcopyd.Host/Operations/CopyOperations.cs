@@ -18,14 +18,15 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// How long a start the cmdlet follows (-Wait) waits for its job before answering: a small job has ended by then,
-    /// so the cmdlet has it without a WaitJob round trip; a longer one shows its first progress that much later.
+    /// How long a start waits for its job before answering: a small job has ended by then, so the cmdlet has it
+    /// without a WaitJob round trip, and one that fails at its first I/O is reported as failed by the cmdlet that
+    /// started it, also without -Wait; a longer job answers that much later.
     /// </summary>
     private static readonly TimeSpan FirstWait = TimeSpan.FromMilliseconds(50);
 
     /// <summary>The started job, or null when ShouldProcess said no. Bad input fails first, under -WhatIf too.</summary>
     public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
-        => Start(context, r.Client, r.Follow, (client, devices) =>
+        => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
             if (r.DestinationOffsets.Length != 1 && r.DestinationOffsets.Length != r.Destinations.Length)
                 throw new KcopydException("DestinationOffsetCount", KcopydErrorKind.InvalidArgument,
@@ -54,7 +55,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         });
 
     public CopyJobInfo? StartZero(OperationContext context, ZeroJobRequest r)
-        => Start(context, r.Client, r.Follow, (client, devices) =>
+        => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
@@ -151,7 +152,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             if (_followed.Remove(id)) registry.Jobs.Unpin(id);
     }
 
-    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, Func<CopyClient, DeviceScope, CopyJob?> start)
+    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, bool verbose, Func<CopyClient, DeviceScope, CopyJob?> start)
     {
         var devices = new DeviceScope(registry.Mirrors);
         try
@@ -165,11 +166,10 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             // Pinned before it can end and leave a history of one: the -Wait that follows must find it.
             if (follow) lock (_followed) _followed.Add(job.Id);
             registry.Jobs.Add(job, pin: follow);
-            if (follow)
-            {
-                try { job.WaitAsync(context.Cancellation).Wait(FirstWait); }
-                catch (AggregateException) { } // Ctrl+C cancelled the call: it answers at once, with the job as it is
-            }
+            if (verbose)
+                foreach (string line in JobDecisions.Describe(job)) context.WriteVerbose(line);
+            try { job.WaitAsync(context.Cancellation).Wait(FirstWait); }
+            catch (AggregateException) { } // Ctrl+C cancelled the call: it answers at once, with the job as it is
             return Answer(job);
         }
         catch

@@ -6,7 +6,7 @@ namespace Kcopyd.Commands;
 
 /// <summary>Zeroes a region of a block device or image file, through the device's zero-range fast path where it has one.</summary>
 [Cmdlet(VerbsCommon.Clear, "Region", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(CopyJobInfo))]
+[OutputType(typeof(CopyJobInfo), typeof(Session.Jobs.KcopydCopyJob))]
 public sealed class ClearRegionCommand : JobCommand
 {
     /// <summary>A block device, an image file, or a mirror device.</summary>
@@ -25,8 +25,8 @@ public sealed class ClearRegionCommand : JobCommand
 
     protected override void EndProcessing()
     {
-        var request = new ZeroJobRequest { Client = Client, Path = Path.ToRef(this), Offset = Offset, Length = Length, Force = Force, MaxBytesPerSecond = BytesPerSecond, Follow = Wait, Confirmed = WouldProcessUnasked };
+        var request = new ZeroJobRequest { Client = Client, Path = Path.ToRef(this), Offset = Offset, Length = Length, Force = Force, MaxBytesPerSecond = BytesPerSecond, Follow = Follows, Confirmed = WouldProcessUnasked, Verbose = ShowsVerbose };
         if (Call<CopyJobInfo?>(ControlMethods.StartZero, request) is { } job)
-            JobProgress.Output(this, job, Wait, $"Zeroing {Path}");
+            JobProgress.Output(this, job);
     }
 }

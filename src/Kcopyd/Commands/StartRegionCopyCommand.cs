@@ -7,7 +7,7 @@ namespace Kcopyd.Commands;
 
 /// <summary>Copies a region from one block device or image file to up to eight destinations, reading it once.</summary>
 [Cmdlet(VerbsLifecycle.Start, "RegionCopy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(CopyJobInfo))]
+[OutputType(typeof(CopyJobInfo), typeof(Session.Jobs.KcopydCopyJob))]
 public sealed class StartRegionCopyCommand : JobCommand
 {
     /// <summary>A block device, an image file, or a mirror device.</summary>
@@ -54,11 +54,12 @@ public sealed class StartRegionCopyCommand : JobCommand
             IgnoreErrors = IgnoreErrors,
             MaxBytesPerSecond = BytesPerSecond,
             Force = Force,
-            Follow = Wait,
+            Follow = Follows,
             Confirmed = WouldProcessUnasked,
+            Verbose = ShowsVerbose,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
         if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
-            JobProgress.Output(this, job, Wait, $"Copying {job.Source}");
+            JobProgress.Output(this, job);
     }
 }
