@@ -157,6 +157,30 @@ Describe 'Compare-Region' {
     }
 }
 
+Describe 'Ctrl+C during Compare-Region' {
+    It 'gives the shell back within seconds, and the host compares again at once' {
+        $slow = New-TestNbdLoopDevice -Name 'slow' -Nbdkit '--filter=delay', 'memory', '32M', 'rdelay=1000ms'
+        $shell = $null
+        try {
+            $state = [Management.Automation.Runspaces.InitialSessionState]::CreateDefault2()
+            $state.ImportPSModule("$PSScriptRoot/../../Kcopyd.psd1")
+            $shell = [powershell]::Create($state)
+            $null = $shell.AddScript("Compare-Region '$Source' '$slow'")
+            $async = $shell.BeginInvoke()
+            Start-Sleep -Seconds 2
+            $async.IsCompleted | Should -BeFalse -Because 'reading 32 MiB at a second per request takes longer'
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $stop = $shell.BeginStop($null, $null)   # what Ctrl+C does
+            $stop.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(10)) | Should -BeTrue -Because 'Ctrl+C must give the shell back'
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 5
+            $a = New-TestImage -Name 'cc-a.img' -Size 1MB
+            Compare-Region $a (New-TestImage -Name 'cc-b.img' -Size 1MB) -Quiet | Should -BeExactly $true
+        } finally {
+            if ($shell) { $shell.Dispose() }
+        }
+    }
+}
+
 Describe 'Get-RegionHash' {
     It 'gives equal regions on two devices equal hashes, and another hash after one byte changes' {
         $copy = New-TestLoopDevice -Name 'h1.img' -Size 40MB

@@ -5,8 +5,8 @@ namespace Kcopyd.Engine.Trust;
 /// BlockSize bytes (the last one may be shorter), each block is hashed, and the result is
 /// H(H(block 1) || H(block 2) || ... || H(block n) || length as 64-bit little-endian). A full block of zeros is not
 /// hashed: the digest of a zero block is computed once, so holes and zeroed areas cost only the read and a scan.
-/// The defaults (SHA-256, 64 KiB) are nbdcopy's; so two hosts, or this host and nbdcopy, can compare regions by
-/// their hashes without moving the data.
+/// The defaults (SHA-256, 64 KiB) are meant to be nbdcopy's, so two hosts, or this host and an nbdcopy that has
+/// --blkhash, can compare regions by their hashes without moving the data.
 /// </summary>
 public static class RegionHasher
 {
