@@ -58,6 +58,17 @@ public sealed class RegionCompareTests : IDisposable
     }
 
     [Fact]
+    public void Of_forty_inputs_each_one_planted_in_its_own_block_is_named_alone()
+    {
+        var paths = Enumerable.Range(0, 40).Select(i => _scratch.Image($"i{i}.img", 2 * MiB)).ToArray();
+        foreach (var p in paths) Scratch.FillRandom(p, 0, 2 * MiB, seed: 5);
+        for (int i = 1; i < paths.Length; i++) Plant(paths[i], i * 40960L, 512);
+        var found = Compare(paths, 2 * MiB, out long compared);
+        Assert.Equal(2 * MiB, compared);
+        Assert.Equal(Enumerable.Range(1, 39).Select(i => new RegionDifference(i * 40960L, 512, 1UL << i)), found);
+    }
+
+    [Fact]
     public void Loop_devices_at_different_offsets_compare_their_regions()
     {
         string a = _scratch.Loop("a.img", 16 * MiB), b = _scratch.Loop("b.img", 16 * MiB);

@@ -28,7 +28,10 @@ public static class RegionComparer
             throw new KcopydException("InputCount", KcopydErrorKind.InvalidArgument, $"A compare takes 2 to {MaxInputs} inputs, not {inputs.Count}.", inputs.Count);
         RegionChecks.Check(inputs, lengthBytes);
         int blockSize = RegionChecks.BlockSizeOf(inputs);
-        chunkSizeBytes = Math.Max(chunkSizeBytes / blockSize, 1) * blockSize;
+        // Smaller chunks for many inputs, so four chunks stay in flight within the reader's budget.
+        long fitting = Math.Clamp(RegionReader.MemoryBudgetBytes / (4L * inputs.Count), 64 * 1024, chunkSizeBytes);
+        int unit = Math.Max(blockSize, Memory.PagePool.Alignment); // both powers of two
+        chunkSizeBytes = (int)Math.Max(fitting / unit, 1) * unit;
 
         var merger = new Merger(found, firstOnly);
         using var reader = new RegionReader(inputs, lengthBytes, chunkSizeBytes);
