@@ -19,6 +19,8 @@
         'Stop-CopyJob'
         'Remove-CopyJob'
         'Clear-Region'
+        'Compare-Region'
+        'Get-RegionHash'
         'New-CopyClient'
         'Get-CopyClient'
         'Set-CopyClient'

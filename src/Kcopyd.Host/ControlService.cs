@@ -21,6 +21,7 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     private readonly MirrorRepairOperations _repairs = new(registry);
     private readonly ExportOperations _exports = new(registry, runtimeDirectory);
     private readonly ClientOperations _clients = new(registry);
+    private readonly TrustOperations _trust = new(registry);
 
     public HostInfo GetHost() => host.Info();
 
@@ -77,6 +78,10 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     public Task<ExportInfo[]?> UnpublishMirror(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _exports.Unpublish(ctx, name, force));
 
     public Task<ExportInfo[]> GetExports(long callId, string? name) => Run(() => _exports.Get(name));
+
+    public Task<CompareResult> CompareRegion(long callId, CompareRequest request, CancellationToken c) => Run(callId, c, ctx => _trust.Compare(ctx, request));
+
+    public Task<RegionHashInfo> HashRegion(long callId, HashRequest request, CancellationToken c) => Run(callId, c, ctx => _trust.Hash(ctx, request));
 
     /// <summary>The connection ended.</summary>
     public void Dispose() => _copies.Dispose();

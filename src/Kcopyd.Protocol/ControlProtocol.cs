@@ -70,4 +70,7 @@ public static class ControlMethods
     public const string PublishMirror = "PublishMirror";
     public const string UnpublishMirror = "UnpublishMirror";
     public const string GetExports = "GetExports";
+
+    public const string CompareRegion = "CompareRegion";
+    public const string HashRegion = "HashRegion";
 }
