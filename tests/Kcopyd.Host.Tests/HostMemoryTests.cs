@@ -80,7 +80,7 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
         }
         Assert.All(listed, j => Assert.True(j.IsFinished, $"job {j.Id} is still {j.State}"));
         Assert.InRange(listed.Length, 1, first.JobHistoryCount);
-        Assert.All(listed, j => Assert.Equal(CopyJobState.Completed, j.State));
+        Assert.All(listed, j => Assert.Equal(nameof(CopyJobState.Completed), j.State));
 
         var last = samples[^1].Info;
         double change = (double)last.WorkingSetBytes / first.WorkingSetBytes - 1;
@@ -115,7 +115,7 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
                     ?? throw new InvalidOperationException("StartCopy answered no job although ShouldProcess said yes.");
                 while (!job.IsFinished)
                     job = await CallAsync<CopyJobInfo>(rpc, ControlMethods.WaitJob, [job.Id, 10_000], cancellation);
-                if (job.State != CopyJobState.Completed) throw new InvalidOperationException($"{job}: {job.Error}");
+                if (job.State != nameof(CopyJobState.Completed)) throw new InvalidOperationException($"{job}: {job.Error}");
             }
         }));
     }

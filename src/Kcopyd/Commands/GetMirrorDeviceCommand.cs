@@ -8,7 +8,7 @@ namespace Kcopyd.Commands;
 
 /// <summary>Gets the status of the session's mirror devices, as dmsetup status gives it, fresh on every call.</summary>
 [Cmdlet(VerbsCommon.Get, "MirrorDevice")]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class GetMirrorDeviceCommand : HostCommand
 {
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]

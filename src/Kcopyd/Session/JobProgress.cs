@@ -54,7 +54,7 @@ internal static class JobProgress
     public static void Report(PSCmdlet cmdlet, CopyJobInfo job)
     {
         foreach (string warning in job.Warnings) cmdlet.WriteWarning(warning);
-        if (job.State == CopyJobState.Failed)
+        if (job.State == nameof(CopyJobState.Failed))
         {
             var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
             cmdlet.WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
@@ -73,12 +73,5 @@ internal static class JobProgress
     }
 
     private static string Describe(CopyJobInfo job)
-        => $"{Size(job.BytesCopied)} of {Size(job.BytesTotal)} at {Size(job.BytesPerSecond)}/s";
-
-    private static string Size(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):0.00} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):0.0} MiB",
-        _ => $"{bytes / 1024.0:0} KiB",
-    };
+        => $"{Units.Size(job.BytesCopied)} of {Units.Size(job.BytesTotal)} at {Units.Rate(job.BytesPerSecond)}";
 }
