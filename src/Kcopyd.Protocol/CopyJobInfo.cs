@@ -33,7 +33,10 @@ public sealed class CopyJobInfo
     public string[] WriteErrors { get; set; } = [];
     public string? Error { get; set; }
     public string[] Warnings { get; set; } = [];
-    /// <summary>When the host took this snapshot: the job's bytes, rate and state are those of this moment.</summary>
+    /// <summary>
+    /// The moment the job's bytes, rate and state are of: when the host answered for a queued or running job, when it
+    /// ended for a finished one (which then no longer changes).
+    /// </summary>
     public DateTime Timestamp { get; set; }
 
     public bool IsFinished => State is nameof(CopyJobState.Completed) or nameof(CopyJobState.Failed) or nameof(CopyJobState.Stopped);
