@@ -254,7 +254,7 @@ Describe 'Output objects' {
         $job = Get-CopyJob -Id $script:SmallJob.Id | ConvertTo-Json | ConvertFrom-Json
         $job.State -eq 'Completed' | Should -BeTrue
         $job.BytesTotal | Should -Be 4KB
-        $mirror = Get-MirrorDevice fmt | ConvertTo-Json -Depth 3 | ConvertFrom-Json
+        $mirror = Get-MirrorDevice fmt | ConvertTo-Json | ConvertFrom-Json   # the default depth keeps the legs
         $mirror.State -eq 'InSync' | Should -BeTrue
         $mirror.Size | Should -Be 16MB
         $mirror.RegionSize | Should -Be 512KB
