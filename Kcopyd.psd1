@@ -11,7 +11,6 @@
     # Loaded on import, so scripts can use the engine's and the protocol's types ([Kcopyd.Engine.Copy.CopyJobState]) straight away.
     RequiredAssemblies   = @('bin/Kcopyd.Engine.dll', 'bin/Kcopyd.Protocol.dll')
     FormatsToProcess     = @('bin/Kcopyd.format.ps1xml')
-    TypesToProcess       = @('bin/Kcopyd.types.ps1xml')
     CmdletsToExport      = @(
         'Start-RegionCopy'
         'Get-CopyJob'

@@ -68,7 +68,7 @@ public sealed class HostSettingsChange
 /// <summary>What WaitMirror answers: the mirror's status, and whether it is in sync.</summary>
 public sealed class MirrorWait
 {
-    public Kcopyd.Engine.Mirror.MirrorStatus Status { get; set; } = new();
+    public MirrorInfo Status { get; set; } = new();
     public bool InSync { get; set; }
 }
 

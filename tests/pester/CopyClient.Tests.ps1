@@ -23,7 +23,7 @@ Describe 'New-, Get-, Set-, Remove-CopyClient' {
         (Get-CopyClient).Name | Should -Be @('default', 'backup')
         (Get-CopyClient back*).Name | Should -Be 'backup'
         $table = Get-CopyClient | Format-Table | Out-String -Width 80
-        $table | Should -Match 'backup\s+64/64 free\s+4\s+0\s+52\.4 MB/s\s+50'
+        $table | Should -Match 'backup\s+64/64\s+4 MiB\s+1 MiB\s+0\s+50 MiB/s\s+50'
         ($table -split "`n" | Measure-Object Length -Maximum).Maximum | Should -BeLessOrEqual 80
     }
 

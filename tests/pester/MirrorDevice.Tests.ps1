@@ -86,7 +86,7 @@ Describe 'New-MirrorDevice and Wait-MirrorDevice' {
             New-MirrorDevice m4 $legs -NoSync -Confirm:$false | Out-Null
             Get-MirrorDevice m4 | Export-Clixml $file
             $back = Import-Clixml $file
-            $back.PSObject.TypeNames[0] | Should -Be 'Deserialized.Kcopyd.Engine.Mirror.MirrorStatus'
+            $back.PSObject.TypeNames[0] | Should -Be 'Deserialized.Kcopyd.Protocol.MirrorInfo'
             $back.InSyncRegions | Should -Be 16
             $back.Size | Should -Be 8MB
             ($back | Format-Table | Out-String) | Should -Match 'm4\s+InSync'

@@ -11,14 +11,14 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     private MirrorTable Mirrors => registry.Mirrors;
 
     /// <summary>Re-adds dead legs that answer again (mdadm --re-add). Null under -WhatIf (nothing changed, nothing output).</summary>
-    public MirrorStatus? RepairMirror(OperationContext context, string name)
+    public MirrorInfo? RepairMirror(OperationContext context, string name)
     {
         var mirror = Mirrors.Get(name);
         var dead = mirror.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Name).ToArray();
         if (dead.Length == 0)
         {
             context.WriteVerbose($"Mirror '{mirror.Name}' has no dead leg.");
-            return mirror.GetStatus();
+            return MirrorOperations.Describe(registry, mirror);
         }
         if (!context.ShouldProcess(string.Join(", ", dead), $"Re-add to mirror '{mirror.Name}' and copy the regions written while they were out")) return null;
         foreach (var (leg, error) in mirror.ReAddDeadLegs())
@@ -28,11 +28,11 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
                 $"'{leg}' stays dead: {error}. Replace it with -ReplaceLeg '{leg}' -NewLeg <device>.", leg));
         }
         Mirrors.Save(mirror.Name);
-        return mirror.GetStatus();
+        return MirrorOperations.Describe(registry, mirror);
     }
 
     /// <summary>Rebuilds a leg onto a new device (lvconvert --replace). Null under -WhatIf.</summary>
-    public MirrorStatus? ReplaceLeg(OperationContext context, string name, string oldLeg, DeviceRef newLeg, bool force)
+    public MirrorInfo? ReplaceLeg(OperationContext context, string name, string oldLeg, DeviceRef newLeg, bool force)
     {
         var mirror = Mirrors.Get(name);
         // Before opening the new leg or ShouldProcess: a leg the mirror does not have is LegNotFound, under -WhatIf too.
@@ -51,7 +51,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
             foreach (var opened in devices.Opened) Mirrors.AdoptLeg(mirror.Name, opened);
             Mirrors.CloseLeg(mirror.Name, old);
             Mirrors.Save(mirror.Name);
-            return mirror.GetStatus();
+            return MirrorOperations.Describe(registry, mirror);
         }
         catch
         {
@@ -61,7 +61,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     }
 
     /// <summary>Adds a leg, resynced whole before it serves reads. Null under -WhatIf.</summary>
-    public MirrorStatus? AddLeg(OperationContext context, string name, DeviceRef leg, bool force)
+    public MirrorInfo? AddLeg(OperationContext context, string name, DeviceRef leg, bool force)
     {
         var devices = new DeviceScope(Mirrors);
         try
@@ -77,7 +77,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
             mirror.AddLeg(device);
             foreach (var opened in devices.Opened) Mirrors.AdoptLeg(mirror.Name, opened);
             Mirrors.Save(mirror.Name);
-            return mirror.GetStatus();
+            return MirrorOperations.Describe(registry, mirror);
         }
         catch
         {
@@ -87,7 +87,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     }
 
     /// <summary>Splits a leg off (lvconvert --splitmirrors). Null under -WhatIf.</summary>
-    public MirrorStatus? RemoveLeg(OperationContext context, string name, string leg)
+    public MirrorInfo? RemoveLeg(OperationContext context, string name, string leg)
     {
         var mirror = Mirrors.Get(name);
         // Before ShouldProcess: -WhatIf on a leg the mirror does not have says so rather than what it would do.
@@ -98,7 +98,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
         Mirrors.Save(mirror.Name);
         if (!consistent)
             context.WriteWarning($"'{leg}' was not alive and in sync when it left mirror '{mirror.Name}': it is not a consistent copy of the mirror.");
-        return mirror.GetStatus();
+        return MirrorOperations.Describe(registry, mirror);
     }
 
     /// <summary>Compares the legs region by region (md's check); with repair, rewrites those that differ. Null under -WhatIf.</summary>

@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using Kcopyd.Engine;
-using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -8,7 +7,7 @@ namespace Kcopyd.Commands;
 
 /// <summary>Adds a leg to a mirror device; it is resynced whole from the default leg before it serves reads.</summary>
 [Cmdlet(VerbsCommon.Add, "MirrorLeg", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class AddMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -27,6 +26,6 @@ public sealed class AddMirrorLegCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorStatus?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
+        if (Call<MirrorInfo?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
     }
 }

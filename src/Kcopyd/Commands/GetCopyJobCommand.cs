@@ -21,7 +21,7 @@ public sealed class GetCopyJobCommand : HostCommand
     protected override void ProcessRecord()
     {
         foreach (var job in JobSelection.Select(this, Id))
-            if (State == null || State.Contains(job.State)) WriteObject(job);
+            if (State == null || State.Any(s => s.ToString() == job.State)) WriteObject(job);
     }
 }
 

@@ -12,7 +12,7 @@ namespace Kcopyd.Commands;
 /// -NoSync, recovery starts at once and copies every out-of-sync region from the first leg to the others.
 /// </summary>
 [Cmdlet(VerbsCommon.New, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class NewMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0)]
@@ -72,6 +72,6 @@ public sealed class NewMirrorDeviceCommand : HostCommand
             Force = Force,
         };
         // The host opens and checks the legs and the log, asks to go on, then keeps the mirror and its definition.
-        if (Call<MirrorStatus?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
+        if (Call<MirrorInfo?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
     }
 }

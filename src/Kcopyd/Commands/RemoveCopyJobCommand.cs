@@ -26,7 +26,7 @@ public sealed class RemoveCopyJobCommand : HostCommand
     protected override void ProcessRecord()
     {
         long[] ids = ParameterSetName == ByState
-            ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Contains(j.State)).Select(j => j.Id).ToArray()
+            ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Any(s => s.ToString() == j.State)).Select(j => j.Id).ToArray()
             : Id;
         foreach (long id in ids)
         {

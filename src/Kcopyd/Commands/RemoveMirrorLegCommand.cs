@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using Kcopyd.Engine;
-using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -11,7 +10,7 @@ namespace Kcopyd.Commands;
 /// copy of the mirror at that moment; one that was not says so with a warning.
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "MirrorLeg", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class RemoveMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -25,6 +24,6 @@ public sealed class RemoveMirrorLegCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorStatus?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
+        if (Call<MirrorInfo?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
     }
 }

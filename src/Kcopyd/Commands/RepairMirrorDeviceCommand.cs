@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using Kcopyd.Engine;
-using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -11,7 +10,7 @@ namespace Kcopyd.Commands;
 /// were out (mdadm --re-add), or with -ReplaceLeg/-NewLeg rebuilds a leg onto a new device (lvconvert --replace).
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Repair, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = ReAddSet)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class RepairMirrorDeviceCommand : HostCommand
 {
     private const string ReAddSet = "ReAdd";
@@ -40,8 +39,8 @@ public sealed class RepairMirrorDeviceCommand : HostCommand
     {
         // Under -WhatIf nothing changed, and nothing is output (as New-, Add- and Remove- do).
         var status = ParameterSetName == ReplaceSet
-            ? Call<MirrorStatus?>(ControlMethods.ReplaceLeg, Name, ReplaceLeg, NewLeg.ToRef(this), Force.IsPresent)
-            : Call<MirrorStatus?>(ControlMethods.RepairMirror, Name);
+            ? Call<MirrorInfo?>(ControlMethods.ReplaceLeg, Name, ReplaceLeg, NewLeg.ToRef(this), Force.IsPresent)
+            : Call<MirrorInfo?>(ControlMethods.RepairMirror, Name);
         if (status != null) WriteObject(status);
     }
 }

@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using Kcopyd.Engine.Mirror;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -8,7 +7,7 @@ namespace Kcopyd.Commands;
 
 /// <summary>Changes a running mirror device: its recovery throttle.</summary>
 [Cmdlet(VerbsCommon.Set, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class SetMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -30,7 +29,7 @@ public sealed class SetMirrorDeviceCommand : HostCommand
         {
             try
             {
-                if (CallOrThrow<MirrorStatus?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
+                if (CallOrThrow<MirrorInfo?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
             }
             catch (KcopydException ex)
             {

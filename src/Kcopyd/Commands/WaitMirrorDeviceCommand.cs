@@ -9,11 +9,11 @@ namespace Kcopyd.Commands;
 
 /// <summary>Waits until mirror devices are in sync, showing recovery progress; a timeout is an error.</summary>
 [Cmdlet(VerbsLifecycle.Wait, "MirrorDevice")]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class WaitMirrorDeviceCommand : HostCommand
 {
     private const int IntervalMilliseconds = 250;
-    private readonly List<MirrorStatus> _mirrors = [];
+    private readonly List<MirrorInfo> _mirrors = [];
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -34,15 +34,15 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
         foreach (var mirror in _mirrors)
         {
             var progress = new ProgressRecord(1, $"Waiting for mirror '{mirror.Name}' to be in sync", "Recovering");
-            MirrorStatus status;
+            MirrorInfo status;
             MirrorWait wait;
             while (!(wait = Call<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)).InSync)
             {
                 status = wait.Status;
-                if (status.State == MirrorState.Degraded && status.RecoveringRegions == 0)
+                if (status.State == nameof(MirrorState.Degraded) && status.RecoveringRegions == 0)
                 {
                     // A dead leg keeps regions out of sync until it is replaced: waiting longer cannot help.
-                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Path))} dead.");
+                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health == nameof(LegHealth.Dead)).Select(l => l.Path))} dead.");
                     break;
                 }
                 if (elapsed.Elapsed >= deadline)

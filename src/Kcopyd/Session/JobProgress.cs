@@ -77,7 +77,7 @@ internal static class JobProgress
     /// <summary>A failed job's error, with its ErrorId (CopyReadFailed or CopyWriteFailed) and the job as target; null otherwise.</summary>
     public static ErrorRecord? Failure(CopyJobInfo job)
     {
-        if (job.State != CopyJobState.Failed) return null;
+        if (job.State != nameof(CopyJobState.Failed)) return null;
         var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
         return ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, $"Copy job {job.Id} failed: {job.Error ?? "the copy failed."}");
     }
@@ -100,12 +100,5 @@ internal static class JobProgress
     }
 
     public static string Describe(CopyJobInfo job)
-        => $"{Size(job.BytesCopied)} of {Size(job.BytesTotal)} at {Size(job.BytesPerSecond)}/s";
-
-    private static string Size(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):0.00} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):0.0} MiB",
-        _ => $"{bytes / 1024.0:0} KiB",
-    };
+        => $"{Units.Size(job.BytesCopied)} of {Units.Size(job.BytesTotal)} at {Units.Rate(job.BytesPerSecond)}";
 }

@@ -171,8 +171,8 @@ public sealed class KcopydCopyJob : Job2
             Add(Output, PSObject.AsPSObject(job));
             End(job.State switch
             {
-                Engine.Copy.CopyJobState.Completed => JobState.Completed,
-                Engine.Copy.CopyJobState.Failed => JobState.Failed,
+                nameof(Engine.Copy.CopyJobState.Completed) => JobState.Completed,
+                nameof(Engine.Copy.CopyJobState.Failed) => JobState.Failed,
                 _ => JobState.Stopped,
             });
         }
