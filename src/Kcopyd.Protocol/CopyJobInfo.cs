@@ -29,6 +29,8 @@ public sealed class CopyJobInfo
     public string[] WriteErrors { get; set; } = [];
     public string? Error { get; set; }
     public string[] Warnings { get; set; } = [];
+    /// <summary>A job the host runs for itself (a mirror's recovery copy, a negative Id): listed by Get-CopyJob -IncludeInternal.</summary>
+    public bool Internal { get; set; }
 
     public bool IsFinished => State is CopyJobState.Completed or CopyJobState.Failed or CopyJobState.Stopped;
 
@@ -53,6 +55,7 @@ public sealed class CopyJobInfo
         WriteErrors = job.WriteErrors,
         Error = job.Error,
         Warnings = job.Warnings,
+        Internal = job.Internal,
     };
 
     public override string ToString() => $"CopyJob {Id} ({State}, {BytesCopied}/{BytesTotal} bytes)";

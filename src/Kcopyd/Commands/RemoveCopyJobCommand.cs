@@ -14,7 +14,7 @@ public sealed class RemoveCopyJobCommand : HostCommand
     private const string ById = "Id";
     private const string ByState = "State";
 
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
     [ValidateNotNullOrEmpty]
     public long[] Id { get; set; } = null!;
 

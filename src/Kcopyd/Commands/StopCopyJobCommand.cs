@@ -10,7 +10,7 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJobInfo))]
 public sealed class StopCopyJobCommand : HostCommand
 {
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public long[] Id { get; set; } = null!;
 

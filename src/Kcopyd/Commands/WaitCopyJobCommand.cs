@@ -12,7 +12,7 @@ public sealed class WaitCopyJobCommand : HostCommand
 {
     private readonly List<long> _ids = [];
 
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public long[] Id { get; set; } = null!;
 
