@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
@@ -13,6 +14,7 @@ public sealed class GetCopyJobCommand : HostCommand
 {
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[]? Id { get; set; }
 
     [Parameter]

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine.Mirror;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
@@ -14,6 +15,7 @@ public sealed class GetMirrorDeviceCommand : HostCommand
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[]? Name { get; set; }
 
     protected override void EndProcessing()
