@@ -28,7 +28,7 @@ public sealed class DevicePathCompleter : IArgumentCompleter
     private static IEnumerable<CompletionResult> Paths(string word)
     {
         try { return PathsOrThrow(word); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or PSInvalidOperationException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
             return [];
         }
@@ -57,7 +57,7 @@ public sealed class DevicePathCompleter : IArgumentCompleter
     private static string Resolve(string typedFolder)
     {
         if (typedFolder.StartsWith('/')) return typedFolder;
-        if (typedFolder == "~/" || typedFolder.StartsWith("~/", StringComparison.Ordinal))
+        if (typedFolder.StartsWith("~/", StringComparison.Ordinal))
             return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), typedFolder[2..]);
         return Path.Combine(CurrentLocation() ?? Environment.CurrentDirectory, typedFolder);
     }
@@ -66,8 +66,15 @@ public sealed class DevicePathCompleter : IArgumentCompleter
     private static string? CurrentLocation()
     {
         if (Runspace.DefaultRunspace == null) return null;
-        using var ps = PowerShell.Create(RunspaceMode.CurrentRunspace);
-        return ps.AddCommand("Get-Location").AddParameter("PSProvider", "FileSystem").Invoke<PathInfo>().FirstOrDefault()?.ProviderPath;
+        try
+        {
+            using var ps = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            return ps.AddCommand("Get-Location").AddParameter("PSProvider", "FileSystem").Invoke<PathInfo>().FirstOrDefault()?.ProviderPath;
+        }
+        catch (RuntimeException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A completion for a directory, a block device with storage or a regular file; null for anything else.</summary>
