@@ -16,7 +16,7 @@ AfterAll {
 }
 
 Describe 'Internal jobs' {
-    It 'a mirror resync leaves the next job id at the previous one plus 1, and its copies are listed only with -IncludeInternal' {
+    It 'a mirror resync and a scrub leave the next job id at the previous one plus 1, and the recovery copies are listed only with -IncludeInternal' {
         $before = Start-SmallCopy
         $first = New-TestLoopDevice -Name 'ids-m-a.img' -Size 64MB
         $second = New-TestLoopDevice -Name 'ids-m-b.img' -Size 64MB
@@ -26,6 +26,9 @@ Describe 'Internal jobs' {
             (Wait-MirrorDevice -Name idsm -TimeoutSeconds 120).State | Should -Be 'InSync'
             $after = Start-SmallCopy
             $after.Id | Should -Be ($before.Id + 1) -Because 'the 128 recovery copies took ids of their own'
+            Test-MirrorDevice -Name idsm | Out-Null
+            (Start-SmallCopy).Id | Should -Be ($after.Id + 1) -Because 'a scrub takes no job id either'
+            $after = Get-CopyJob -Id ($after.Id + 1)
 
             $listed = @(Get-CopyJob)
             $listed.Id | Should -Contain $after.Id
