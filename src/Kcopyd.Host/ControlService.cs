@@ -37,6 +37,8 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
 
     public Task<CopyJobInfo[]> GetJobs(long callId, long[]? ids) => Run(() => _copies.GetJobs(ids));
 
+    public Task<CopyJobInfo[]> GetInternalJobs(long callId) => Run(() => _copies.GetInternalJobs());
+
     public Task<CopyJobInfo> WaitJob(long callId, long id, int timeoutMilliseconds, CancellationToken c) => Run(() => _copies.WaitJob(id, timeoutMilliseconds, c));
 
     public Task<CopyJobInfo> StopJob(long callId, long id, CancellationToken c) => Run(callId, c, ctx => _copies.StopJob(ctx, id));

@@ -46,7 +46,10 @@ public static class ControlMethods
 
     public const string StartCopy = "StartCopy";
     public const string StartZero = "StartZero";
+    /// <summary>The admin's jobs (positive ids); given ids, the internal jobs of those ids too.</summary>
     public const string GetJobs = "GetJobs";
+    /// <summary>The jobs the host runs for itself (mirror recovery copies, negative ids): Get-CopyJob -IncludeInternal.</summary>
+    public const string GetInternalJobs = "GetInternalJobs";
     public const string WaitJob = "WaitJob";
     public const string StopJob = "StopJob";
     public const string RemoveJob = "RemoveJob";

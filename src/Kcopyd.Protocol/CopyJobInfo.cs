@@ -39,6 +39,9 @@ public sealed class CopyJobInfo
     /// </summary>
     public DateTime Timestamp { get; set; }
 
+    /// <summary>A job the host runs for itself (a mirror's recovery copy, a negative Id): listed by Get-CopyJob -IncludeInternal.</summary>
+    public bool Internal { get; set; }
+
     public bool IsFinished => State is nameof(CopyJobState.Completed) or nameof(CopyJobState.Failed) or nameof(CopyJobState.Stopped);
 
     public static CopyJobInfo Of(CopyJob job)
@@ -69,6 +72,7 @@ public sealed class CopyJobInfo
             Error = job.Error,
             Warnings = job.Warnings,
             Timestamp = now,
+            Internal = job.Internal,
         };
     }
 

@@ -11,6 +11,7 @@ namespace Kcopyd.Engine.Copy;
 public sealed class CopyJob
 {
     private static long s_lastId;
+    private static long s_lastInternalId;
 
     private readonly object _lock = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -31,7 +32,7 @@ public sealed class CopyJob
     {
         Owner = owner;
         Request = request;
-        Id = Interlocked.Increment(ref s_lastId);
+        Id = request.Internal ? Interlocked.Decrement(ref s_lastInternalId) : Interlocked.Increment(ref s_lastId);
         IsZero = request.Source == null;
         _chunkBytes = IsZero ? owner.Options.ZeroChunkBytes : owner.Options.SubJobSizeBytes;
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
@@ -54,7 +55,11 @@ public sealed class CopyJob
     /// <summary>What went wrong on a destination while the job ran without failing it (a mirror that lost a leg).</summary>
     public string[] Warnings { get; private set; } = [];
 
+    /// <summary>Positive for a job asked for from outside, negative for one the engine runs for itself (see <see cref="Internal"/>).</summary>
     public long Id { get; }
+
+    /// <summary>The engine runs it for itself (a mirror's recovery copy), not for a caller.</summary>
+    public bool Internal => Request.Internal;
 
     public string Client => Owner.Name;
 

@@ -30,6 +30,12 @@ public sealed record CopyRequest
     /// </summary>
     public long MaxBytesPerSecond { get; init; }
 
+    /// <summary>
+    /// A job the engine runs for itself (a mirror's recovery copy): its id counts down from -1, so internal jobs
+    /// never take the ids an admin's jobs are numbered by, and an id tells at once which kind a job is.
+    /// </summary>
+    public bool Internal { get; init; }
+
     /// <summary>Called once when the job ends, on the client's worker thread: keep it short and never block in it.</summary>
     public Action<CopyJob>? Completed { get; init; }
 

@@ -68,8 +68,10 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     public CopyJobInfo[] GetJobs(long[]? ids)
     {
         if (ids == null) return registry.Jobs.List().ToArray();
-        return ids.Select(id => registry.Jobs.Find(id) ?? throw NotFound(id)).ToArray();
+        return ids.Select(id => registry.JobsOf(id).Find(id) ?? throw NotFound(id)).ToArray();
     }
+
+    public CopyJobInfo[] GetInternalJobs() => registry.InternalJobs.List().ToArray();
 
     /// <summary>
     /// Answers when the job ends, or after the timeout (at most 10 s) with the job as it is then; a job this
@@ -77,9 +79,9 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// </summary>
     public async Task<CopyJobInfo> WaitJob(long id, int timeoutMilliseconds, CancellationToken cancellation)
     {
-        if (registry.Jobs.FindLive(id) is not { } job)
+        if (registry.JobsOf(id).FindLive(id) is not { } job)
         {
-            var ended = registry.Jobs.Find(id) ?? throw NotFound(id);
+            var ended = registry.JobsOf(id).Find(id) ?? throw NotFound(id);
             Unfollow(id);
             return ended;
         }
@@ -98,7 +100,11 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// <summary>Asks the job to stop; it ends as Stopped once its chunks in flight return (WaitJob sees it).</summary>
     public CopyJobInfo StopJob(OperationContext context, long id)
     {
-        var info = registry.Jobs.Find(id) ?? throw NotFound(id);
+        var info = registry.JobsOf(id).Find(id) ?? throw NotFound(id);
+        if (info.Internal)
+            throw new KcopydException("CopyJobInternal", KcopydErrorKind.InvalidOperation,
+                $"Copy job {id} is a recovery copy the host runs for itself (client {info.Client}) and cannot be stopped by id; " +
+                "Set-MirrorDevice -RecoveryBytesPerSecond slows a mirror's recovery.", id);
         if (registry.Jobs.FindLive(id) is not { } job) return info;
         if (!context.ShouldProcess($"copy job {id}", "Stop")) return info;
         job.Stop();
@@ -109,12 +115,12 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// <summary>Drops a finished job from the list; a running one is refused (stop it first).</summary>
     public bool RemoveJob(OperationContext context, long id)
     {
-        if (registry.Jobs.Find(id) is not { } info) throw NotFound(id);
+        if (registry.JobsOf(id).Find(id) is not { } info) throw NotFound(id);
         if (!info.IsFinished)
             throw new KcopydException("CopyJobRunning", KcopydErrorKind.InvalidOperation,
                 $"Copy job {id} is {info.State}: stop it first (Stop-CopyJob -Id {id}), then remove it.", id);
         if (!context.ShouldProcess($"copy job {id} ({info.State})", "Remove from the job list")) return false;
-        registry.Jobs.Remove(id);
+        registry.JobsOf(id).Remove(id);
         return true;
     }
 
@@ -124,7 +130,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         var info = CopyJobInfo.Of(job);
         if (info.IsFinished)
         {
-            registry.Jobs.SealIfEnded(job.Id);
+            registry.JobsOf(job.Id).SealIfEnded(job.Id);
             Unfollow(job.Id);
         }
         return info;
@@ -135,7 +141,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     {
         lock (_followed)
         {
-            foreach (long id in _followed) registry.Jobs.Unpin(id);
+            foreach (long id in _followed) registry.JobsOf(id).Unpin(id);
             _followed.Clear();
         }
     }
@@ -143,13 +149,13 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     private void Follow(long id)
     {
         lock (_followed)
-            if (_followed.Add(id)) registry.Jobs.Pin(id);
+            if (_followed.Add(id)) registry.JobsOf(id).Pin(id);
     }
 
     private void Unfollow(long id)
     {
         lock (_followed)
-            if (_followed.Remove(id)) registry.Jobs.Unpin(id);
+            if (_followed.Remove(id)) registry.JobsOf(id).Unpin(id);
     }
 
     private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, bool verbose, Func<CopyClient, DeviceScope, CopyJob?> start)

@@ -48,6 +48,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
                 ResetLog = r.ResetLog,
                 RequestPoolSize = r.RequestPoolSize,
                 RecoveryBytesPerSecond = r.RecoveryBytesPerSecond,
+                InternalJobStarted = job => registry.InternalJobs.Add(job),
             });
             // Checked before the mirror is kept: a refused one leaves no definition behind.
             if (!r.NoSync && mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -12,12 +13,14 @@ public sealed class AddMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>A block device, image file or mirror; everything on it is overwritten.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNull]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument Leg { get; set; } = null!;
 
     /// <summary>Use a leg that is mounted, held open by another program, or holds data.</summary>

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -13,6 +14,7 @@ public sealed class ClearRegionCommand : JobCommand
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNull]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument Path { get; set; } = null!;
 
     [Parameter(Mandatory = true, Position = 1)]

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
@@ -11,16 +12,23 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJobInfo))]
 public sealed class GetCopyJobCommand : HostCommand
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[]? Id { get; set; }
 
     [Parameter]
     public CopyJobState[]? State { get; set; }
 
+    /// <summary>Lists the jobs the host runs for itself (mirror recovery copies, negative ids) after the admin's.</summary>
+    [Parameter]
+    public SwitchParameter IncludeInternal { get; set; }
+
     protected override void ProcessRecord()
     {
-        foreach (var job in JobSelection.Select(this, Id))
+        var jobs = JobSelection.Select(this, Id);
+        if (Id == null && IncludeInternal) jobs = jobs.Concat(Call<CopyJobInfo[]>(ControlMethods.GetInternalJobs));
+        foreach (var job in jobs)
             if (State == null || State.Any(s => s.ToString() == job.State)) WriteObject(job);
     }
 }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -13,6 +14,7 @@ public sealed class GetMirrorDeviceCommand : HostCommand
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[]? Name { get; set; }
 
     protected override void EndProcessing()

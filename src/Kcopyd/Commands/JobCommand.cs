@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
@@ -8,6 +9,7 @@ public abstract class JobCommand : HostCommand
 {
     [Parameter]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ClientNameCompleter))]
     public string Client { get; set; } = "default";
 
     /// <summary>This job copies at most this many bytes per second, on top of its client's throttle; 0 (the default) is unlimited.</summary>

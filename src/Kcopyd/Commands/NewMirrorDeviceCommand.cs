@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Mirror;
@@ -24,6 +25,7 @@ public sealed class NewMirrorDeviceCommand : HostCommand
     [ValidateNotNullOrEmpty]
     [ValidateCount(2, MirrorDevice.MaxLegs)]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument[] Leg { get; set; } = null!;
 
     /// <summary>Bytes per region: a power of two and a multiple of the legs' logical block size.</summary>

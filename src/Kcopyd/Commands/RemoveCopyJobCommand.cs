@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
@@ -14,8 +15,9 @@ public sealed class RemoveCopyJobCommand : HostCommand
     private const string ById = "Id";
     private const string ByState = "State";
 
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[] Id { get; set; } = null!;
 
     /// <summary>Every listed job in these states (Completed, Failed, Stopped).</summary>

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -13,6 +14,7 @@ public sealed class RemoveMirrorDeviceCommand : HostCommand
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Stop the copy jobs that use the mirror, instead of refusing (MirrorInUse).</summary>

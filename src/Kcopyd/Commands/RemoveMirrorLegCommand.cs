@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -15,11 +16,13 @@ public sealed class RemoveMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>The leg's path as the mirror shows it.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorLegCompleter))]
     public string Leg { get; set; } = null!;
 
     protected override void ProcessRecord()

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -18,17 +19,20 @@ public sealed class RepairMirrorDeviceCommand : HostCommand
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>The leg to replace: its path as the mirror shows it.</summary>
     [Parameter(Mandatory = true, ParameterSetName = ReplaceSet)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorLegCompleter))]
     public string ReplaceLeg { get; set; } = null!;
 
     /// <summary>The device that takes its place; everything on it is overwritten by a full resync.</summary>
     [Parameter(Mandatory = true, ParameterSetName = ReplaceSet)]
     [ValidateNotNull]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument NewLeg { get; set; } = null!;
 
     /// <summary>Use a new leg that is mounted, held open by another program, or holds data.</summary>

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -14,6 +15,7 @@ public sealed class StartRegionCopyCommand : JobCommand
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNull]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument Source { get; set; } = null!;
 
     /// <summary>Block devices, image files or mirror devices.</summary>
@@ -21,6 +23,7 @@ public sealed class StartRegionCopyCommand : JobCommand
     [ValidateNotNullOrEmpty]
     [ValidateCount(1, CopyRequest.MaxDestinations)]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument[] Destination { get; set; } = null!;
 
     [Parameter]

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -10,8 +11,9 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJobInfo))]
 public sealed class StopCopyJobCommand : HostCommand
 {
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[] Id { get; set; } = null!;
 
     [Parameter]

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
@@ -16,6 +17,7 @@ public sealed class TestMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>Rewrite the regions that differ with the default leg's bytes.</summary>

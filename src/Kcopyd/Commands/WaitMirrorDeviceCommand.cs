@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine.Mirror;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
@@ -18,6 +19,7 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Seconds to wait at most; by default, for ever.</summary>
