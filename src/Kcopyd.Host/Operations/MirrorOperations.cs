@@ -17,7 +17,8 @@ internal sealed class MirrorOperations(HostRegistry registry)
     {
         if (Mirrors.Exists(r.Name))
             throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{r.Name}' exists already.", r.Name);
-        var devices = new DeviceScope(Mirrors);
+        MirrorDevice.CheckLegCount(r.Legs.Length); // before a leg is opened
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         MirrorDevice? mirror = null;
         try
         {

@@ -37,7 +37,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
         var mirror = Mirrors.Get(name);
         // Before opening the new leg or ShouldProcess: a leg the mirror does not have is LegNotFound, under -WhatIf too.
         var old = mirror.FindLeg(oldLeg).Device;
-        var devices = new DeviceScope(Mirrors);
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         try
         {
             var device = devices.OpenForWrite(newLeg, force, asLeg: true);
@@ -63,7 +63,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     /// <summary>Adds a leg, resynced whole before it serves reads. Null under -WhatIf.</summary>
     public MirrorStatus? AddLeg(OperationContext context, string name, DeviceRef leg, bool force)
     {
-        var devices = new DeviceScope(Mirrors);
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         try
         {
             var mirror = Mirrors.Get(name);

@@ -27,6 +27,6 @@ public sealed class AddMirrorLegCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorStatus?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
+        if (CallOrWriteError<MirrorStatus?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
     }
 }

@@ -47,13 +47,6 @@ public sealed class NewCopyClientCommand : HostCommand
             BytesPerSecond = BytesPerSecond,
             DutyCyclePercent = DutyCyclePercent,
         };
-        try
-        {
-            if (CallOrThrow<CopyClientInfo?>(ControlMethods.NewClient, request) is { } client) WriteObject(client);
-        }
-        catch (KcopydException ex)
-        {
-            WriteError(ErrorRecords.From(ex));
-        }
+        if (CallOrWriteError<CopyClientInfo?>(ControlMethods.NewClient, request) is { } client) WriteObject(client);
     }
 }

@@ -28,10 +28,6 @@ public sealed class RemoveCopyJobCommand : HostCommand
         long[] ids = ParameterSetName == ByState
             ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Contains(j.State)).Select(j => j.Id).ToArray()
             : Id;
-        foreach (long id in ids)
-        {
-            try { CallOrThrow<bool>(ControlMethods.RemoveJob, id); }
-            catch (KcopydException ex) { WriteError(ErrorRecords.From(ex)); }
-        }
+        foreach (long id in ids) CallOrWriteError<bool>(ControlMethods.RemoveJob, id);
     }
 }

@@ -25,6 +25,6 @@ public sealed class RemoveMirrorLegCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorStatus?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
+        if (CallOrWriteError<MirrorStatus?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
     }
 }

@@ -40,8 +40,8 @@ public sealed class RepairMirrorDeviceCommand : HostCommand
     {
         // Under -WhatIf nothing changed, and nothing is output (as New-, Add- and Remove- do).
         var status = ParameterSetName == ReplaceSet
-            ? Call<MirrorStatus?>(ControlMethods.ReplaceLeg, Name, ReplaceLeg, NewLeg.ToRef(this), Force.IsPresent)
-            : Call<MirrorStatus?>(ControlMethods.RepairMirror, Name);
+            ? CallOrWriteError<MirrorStatus?>(ControlMethods.ReplaceLeg, Name, ReplaceLeg, NewLeg.ToRef(this), Force.IsPresent)
+            : CallOrWriteError<MirrorStatus?>(ControlMethods.RepairMirror, Name);
         if (status != null) WriteObject(status);
     }
 }
