@@ -40,18 +40,18 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
     AfterAll { Remove-MirrorDevice tls1 -Force -Confirm:$false -ErrorAction Ignore }
 
     It 'refuses a missing directory, a missing file and a key every user may read, before serving anything' {
-        { Publish-MirrorDevice tls1 -TlsCertificateDirectory (Join-Path $script:TlsFolder 'nowhere') -Confirm:$false } | Should -Throw -ErrorId 'TlsCertificatesNotFound*'
+        { Publish-MirrorDevice tls1 -TlsCertificateDirectory (Join-Path $script:TlsFolder 'nowhere') -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsCertificatesNotFound*'
         $partial = Join-Path $script:TlsFolder 'pki-partial'
         New-Item -ItemType Directory $partial | Out-Null
         Copy-Item "$script:Pki/server-cert.pem", "$script:Pki/server-key.pem" $partial
-        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $partial -Confirm:$false } | Should -Throw -ErrorId 'TlsCertificatesNotFound*' -PassThru
+        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $partial -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsCertificatesNotFound*' -PassThru
         $err.Exception.Message | Should -Match 'ca-cert\.pem'
         $readable = Join-Path $script:TlsFolder 'pki-readable'
         Copy-Item $script:Pki $readable -Recurse
         chmod 644 "$readable/server-key.pem"
-        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $readable -Confirm:$false } | Should -Throw -ErrorId 'TlsKeyReadableByOthers*' -PassThru
+        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $readable -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsKeyReadableByOthers*' -PassThru
         $err.Exception.Message | Should -Match 'server-key\.pem'
-        { Publish-MirrorDevice tls1 -TlsAnyClient -Confirm:$false } | Should -Throw -ErrorId 'TlsAnyClientWithoutTls*'
+        { Publish-MirrorDevice tls1 -TlsAnyClient -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsAnyClientWithoutTls*'
         @((Get-MirrorDevice tls1).Exports).Count | Should -Be 0
     }
 
@@ -84,7 +84,7 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
     }
 
     It 'refuses -BlockDevice with TLS, and a second, plain publication on the private socket gives the block device beside the TLS export' {
-        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $script:Pki -BlockDevice -Confirm:$false } | Should -Throw -ErrorId 'TlsBlockDeviceUnsupported*' -PassThru
+        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $script:Pki -BlockDevice -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsBlockDeviceUnsupported*' -PassThru
         $err.Exception.Message | Should -Match 'a second time'
         $tls = Publish-MirrorDevice tls1 -UnixSocket (Join-Path $env:KCOPYD_RUNTIME_DIR 'exports/tls1-tls.sock') -TlsCertificateDirectory $script:Pki -Confirm:$false
         $local = Publish-MirrorDevice tls1 -BlockDevice -Confirm:$false

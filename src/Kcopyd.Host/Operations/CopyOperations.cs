@@ -52,8 +52,8 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
                 Completed = _ => devices.CloseAll(),
             };
             request.Validate();
-            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
-            return r.Confirmed || context.ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {r.SourceOffset}")
+            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} bytes {Span(d.OffsetBytes, request.LengthBytes)}"));
+            return r.Confirmed || context.ShouldProcess(target, $"Overwrite with {request.LengthBytes} bytes copied from {source.Name} bytes {Span(r.SourceOffset, request.LengthBytes)}")
                 ? client.Copy(request)
                 : null;
         });
@@ -65,7 +65,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
             request.Validate(); // bad input fails before the prompt, and under -WhatIf too
-            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
+            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} bytes {Span(r.Offset, r.Length)}", $"Zero {r.Length} bytes")
                 ? client.Copy(request)
                 : null;
         });
@@ -185,6 +185,9 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             throw;
         }
     }
+
+    /// <summary>The byte range a prompt names: first to last byte, both included.</summary>
+    internal static string Span(long offsetBytes, long lengthBytes) => $"{offsetBytes}-{offsetBytes + lengthBytes - 1}";
 
     /// <summary>A negative offset of any parameter is one error, told before a device is opened.</summary>
     private static KcopydException NegativeOffset(string parameter, long offset)

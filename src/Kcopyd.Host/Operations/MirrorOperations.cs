@@ -34,7 +34,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
             }
             string action = r.NoSync
                 ? $"Create mirror '{r.Name}' without initial recovery"
-                : $"Create mirror '{r.Name}' and overwrite every leg after the first with {legs[0].Name}";
+                : $"Create mirror '{r.Name}' and overwrite bytes {CopyOperations.Span(0, legs.Min(l => l.SizeBytes))} of every leg after the first with {legs[0].Name}'s";
             if (!context.ShouldProcess(string.Join(", ", legs.Select(l => l.Name)), action))
             {
                 devices.CloseAll();
