@@ -51,23 +51,6 @@ BeforeAll {
     $script:Plain = Publish-MirrorDevice held -Listen "127.0.0.1:$Port" -Confirm:$false
     $script:Pki = Join-Path $Folder 'pki'
     $script:OtherPki = Join-Path $Folder 'other-pki'
-    function New-TestPki([string] $Folder) {
-        # A CA, and a server and a client certificate it signs, in nbdkit's and qemu's layout (as MirrorExportTls.Tests.ps1).
-        New-Item -ItemType Directory $Folder | Out-Null
-        $caKey = "$Folder-ca-key.pem"
-        $ec = @('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes')
-        openssl req -x509 @ec -keyout $caKey -out "$Folder/ca-cert.pem" -days 2 -subj '/CN=Kcopyd ErrorIds CA' `
-            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>$null
-        foreach ($role in 'server', 'client') {
-            $purpose = if ($role -eq 'server') { "extendedKeyUsage=serverAuth`nsubjectAltName=DNS:localhost,IP:127.0.0.1" } else { 'extendedKeyUsage=clientAuth' }
-            Set-Content "$Folder-$role.ext" "basicConstraints=CA:FALSE`nkeyUsage=critical,digitalSignature`n$purpose"
-            openssl req -new @ec -keyout "$Folder/$role-key.pem" -out "$Folder-$role.csr" -subj "/CN=$role" 2>$null
-            openssl x509 -req -in "$Folder-$role.csr" -CA "$Folder/ca-cert.pem" -CAkey $caKey -set_serial (Get-Random) -days 2 `
-                -extfile "$Folder-$role.ext" -out "$Folder/$role-cert.pem" 2>$null
-            chmod 600 "$Folder/$role-key.pem"
-        }
-        if (-not (Test-Path "$Folder/client-cert.pem")) { throw 'openssl did not make the certificates' }
-    }
     New-TestPki $Pki
     New-TestPki $OtherPki
     $script:TlsPort = Get-FreePort

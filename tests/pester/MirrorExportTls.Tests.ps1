@@ -2,25 +2,6 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
     Use-TestHost | Out-Null
-
-    function New-TestPki {
-        # A CA, and a server and a client certificate it signs, made by openssl in nbdkit's and qemu's layout.
-        param([string] $Folder)
-        New-Item -ItemType Directory $Folder | Out-Null
-        $caKey = Join-Path $Folder '../tls-ca-key.pem'
-        $ec = @('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes')
-        openssl req -x509 @ec -keyout $caKey -out "$Folder/ca-cert.pem" -days 2 -subj '/CN=Kcopyd Pester CA' `
-            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>$null
-        foreach ($role in 'server', 'client') {
-            $purpose = if ($role -eq 'server') { "extendedKeyUsage=serverAuth`nsubjectAltName=DNS:localhost,IP:127.0.0.1" } else { 'extendedKeyUsage=clientAuth' }
-            Set-Content "$Folder/../tls-$role.ext" "basicConstraints=CA:FALSE`nkeyUsage=critical,digitalSignature`n$purpose"
-            openssl req -new @ec -keyout "$Folder/$role-key.pem" -out "$Folder/../tls-$role.csr" -subj "/CN=$role" 2>$null
-            openssl x509 -req -in "$Folder/../tls-$role.csr" -CA "$Folder/ca-cert.pem" -CAkey $caKey -set_serial (Get-Random) -days 2 `
-                -extfile "$Folder/../tls-$role.ext" -out "$Folder/$role-cert.pem" 2>$null
-            chmod 600 "$Folder/$role-key.pem"
-        }
-        if (-not (Test-Path "$Folder/client-cert.pem")) { throw 'openssl did not make the certificates' }
-    }
 }
 
 AfterAll {

@@ -63,7 +63,7 @@ Describe 'Start-RegionCopy' {
 
     It 'still says what it performs under -Verbose with -Confirm:$false' {
         $lines = Start-RegionCopy $Source $Targets[1] -Length 1MB -Wait -Confirm:$false -Verbose 4>&1
-        @($lines | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like '*Copy 1048576 bytes*' }).Count | Should -Be 1
+        @($lines | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like '*Overwrite with 1048576 bytes copied*' }).Count | Should -Be 1
         @($lines | Where-Object { $_ -is [Kcopyd.Protocol.CopyJobInfo] })[0].State | Should -Be 'Completed'
     }
 }

@@ -1,7 +1,5 @@
 using System.Management.Automation;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 

@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 

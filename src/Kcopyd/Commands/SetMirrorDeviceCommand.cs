@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using Kcopyd.Engine.Mirror;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Management.Automation;
 using Kcopyd.Engine.Mirror;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
