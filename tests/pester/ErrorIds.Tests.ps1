@@ -285,7 +285,7 @@ Describe 'Every ErrorId of the README' {
             @{ Id = 'HostAccessDenied'; Reason = 'needs a pwsh that uid 65534 can run (root passes every socket permission); KcopydHost.Tests.ps1 "A cmdlet run as uid 65534" reaches it with a copy of pwsh' }
             @{ Id = 'HostError'; Reason = 'a fault of the host itself (a bug, logged whole): no input reaches it by design' }
             @{ Id = 'HostConnectionLost'; Reason = 'reached in its own Describe below: it kills the file''s host' }
-            @{ Id = 'MirrorBusy'; Reason = 'needs a repair or scrub to hold a mirror past the 10 s suspend bound while another starts; MirrorHostile and MirrorIntegrity cover the bound' }
+            @{ Id = 'MirrorBusy'; Reason = 'every path to it waits 60 s for a repair or scrub that holds the mirror, and a holder stuck on a hung leg gives up after its own 60 s I/O bound: which ends first is a race, not a test' }
             @{ Id = 'BlockDeviceUnavailable'; Reason = 'needs nbdfuse or losetup to fail on a machine where both work (no free loop device, nbdfuse missing), which a test cannot arrange without breaking the other tests running beside it' }
         )
     }
