@@ -50,8 +50,8 @@ Describe 'Publish-MirrorDevice on a Unix socket' {
     }
 
     It 'refuses a socket in a directory others may write to, and an address that exists, before serving anything' {
-        { Publish-MirrorDevice x1 -UnixSocket '/tmp/x1-elsewhere.sock' -Confirm:$false } | Should -Throw -ErrorId 'InvalidExportAddress*'
-        { Publish-MirrorDevice x1 -UnixSocket $script:Export.UnixSocket -Confirm:$false } | Should -Throw -ErrorId 'ExportAddressInUse*'
+        { Publish-MirrorDevice x1 -UnixSocket '/tmp/x1-elsewhere.sock' -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidExportAddress*'
+        { Publish-MirrorDevice x1 -UnixSocket $script:Export.UnixSocket -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ExportAddressInUse*'
         @((Get-MirrorDevice x1).Exports).Count | Should -Be 1
     }
 
@@ -108,7 +108,7 @@ Describe 'Publish-MirrorDevice -BlockDevice' {
             foreach ($i in 1..20) { Write-RandomRegion -Path (New-Item -ItemType File (Join-Path $mount "f$i")).FullName -Offset 0 -Length 256KB -Seed $i }
             $hashes = foreach ($i in 1..20) { (Get-FileHash (Join-Path $mount "f$i")).Hash }
 
-            { Unpublish-MirrorDevice x2 -Confirm:$false } | Should -Throw -ErrorId 'ExportInUse*'
+            { Unpublish-MirrorDevice x2 -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ExportInUse*'
             { Remove-MirrorDevice x2 -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ExportInUse*'
 
             umount $mount

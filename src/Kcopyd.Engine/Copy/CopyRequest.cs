@@ -46,7 +46,7 @@ public sealed record CopyRequest
     public void Validate()
     {
         if (Destinations.Count is < 1 or > MaxDestinations)
-            throw Invalid("DestinationCount", $"A copy has 1 to {MaxDestinations} destinations, not {Destinations.Count}.", Destinations);
+            throw Invalid("TooManyDestinations", $"A copy has 1 to {MaxDestinations} destinations, not {Destinations.Count}.", Destinations.Count);
         if (LengthBytes <= 0)
             throw Invalid("EmptyRegion", $"The length must be positive, not {LengthBytes}.", LengthBytes);
         if (MaxBytesPerSecond < 0)
@@ -75,7 +75,10 @@ public sealed record CopyRequest
     private void CheckRegion(IBlockDevice? device, long offset, int blockSize)
     {
         if (device == null) return;
-        if (offset < 0 || offset % blockSize != 0 || LengthBytes % blockSize != 0)
+        if (offset < 0)
+            throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument,
+                $"The offset {offset} on '{device.Name}' is negative: a region starts at byte 0 or after it.", device.Name);
+        if (offset % blockSize != 0 || LengthBytes % blockSize != 0)
             throw Invalid("UnalignedRegion",
                 $"Offset {offset} and length {LengthBytes} on '{device.Name}' must be multiples of the logical block size {blockSize}.", device.Name);
         if (offset > device.SizeBytes - LengthBytes)

@@ -28,11 +28,16 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
         => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
+            // Before any device is opened: these need no device to be told.
+            if (r.Destinations.Length > CopyRequest.MaxDestinations)
+                throw new KcopydException("TooManyDestinations", KcopydErrorKind.InvalidArgument,
+                    $"A copy has at most {CopyRequest.MaxDestinations} destinations, not {r.Destinations.Length}: start another copy for the rest.", r.Destinations.Length);
             if (r.DestinationOffsets.Length != 1 && r.DestinationOffsets.Length != r.Destinations.Length)
                 throw new KcopydException("DestinationOffsetCount", KcopydErrorKind.InvalidArgument,
-                    $"Give one DestinationOffset for all destinations or one for each of the {r.Destinations.Length} destinations.");
-            if (r.DestinationOffsets.Any(o => o < 0))
-                throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument, "DestinationOffset cannot be negative.");
+                    $"Give one DestinationOffset for all destinations or one for each of the {r.Destinations.Length} destinations, not {r.DestinationOffsets.Length}.",
+                    r.DestinationOffsets.Length);
+            if (r.SourceOffset < 0 || r.DestinationOffsets.Any(o => o < 0))
+                throw r.SourceOffset < 0 ? NegativeOffset("SourceOffset", r.SourceOffset) : NegativeOffset("DestinationOffset", r.DestinationOffsets.First(o => o < 0));
             var source = devices.Open(r.Source, DeviceOpenOptions.ReadOnly);
             var destinations = r.Destinations
                 .Select((d, i) => new CopyDestination(devices.OpenForWrite(d, r.Force), r.DestinationOffsets.Length == 1 ? r.DestinationOffsets[0] : r.DestinationOffsets[i]))
@@ -48,8 +53,8 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
                 Completed = _ => devices.CloseAll(),
             };
             request.Validate();
-            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
-            return r.Confirmed || context.ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {r.SourceOffset}")
+            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} bytes {Span(d.OffsetBytes, request.LengthBytes)}"));
+            return r.Confirmed || context.ShouldProcess(target, $"Overwrite with {request.LengthBytes} bytes copied from {source.Name} bytes {Span(r.SourceOffset, request.LengthBytes)}")
                 ? client.Copy(request)
                 : null;
         });
@@ -57,10 +62,11 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     public CopyJobInfo? StartZero(OperationContext context, ZeroJobRequest r)
         => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
+            if (r.Offset < 0) throw NegativeOffset("Offset", r.Offset);
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
             request.Validate(); // bad input fails before the prompt, and under -WhatIf too
-            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
+            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} bytes {Span(r.Offset, r.Length)}", $"Zero {r.Length} bytes")
                 ? client.Copy(request)
                 : null;
         });
@@ -160,7 +166,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
 
     private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, bool verbose, Func<CopyClient, DeviceScope, CopyJob?> start)
     {
-        var devices = new DeviceScope(registry.Mirrors);
+        var devices = new DeviceScope(registry.Mirrors, registry.Jobs);
         try
         {
             var job = start(registry.Clients.Get(clientName), devices);
@@ -185,6 +191,13 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             throw;
         }
     }
+
+    /// <summary>The byte range a prompt names: first to last byte, both included.</summary>
+    internal static string Span(long offsetBytes, long lengthBytes) => $"{offsetBytes}-{offsetBytes + lengthBytes - 1}";
+
+    /// <summary>A negative offset of any parameter is one error, told before a device is opened.</summary>
+    private static KcopydException NegativeOffset(string parameter, long offset)
+        => new("RegionOutOfRange", KcopydErrorKind.InvalidArgument, $"{parameter} {offset} is negative: a region starts at byte 0 or after it.", offset);
 
     private static KcopydException NotFound(long id)
         => new("CopyJobNotFound", KcopydErrorKind.NotFound, $"There is no copy job with Id {id}.", id);

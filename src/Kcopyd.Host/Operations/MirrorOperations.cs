@@ -17,7 +17,8 @@ internal sealed class MirrorOperations(HostRegistry registry)
     {
         if (Mirrors.Exists(r.Name))
             throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{r.Name}' exists already.", r.Name);
-        var devices = new DeviceScope(Mirrors);
+        MirrorDevice.CheckLegCount(r.Legs.Length); // before a leg is opened
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         MirrorDevice? mirror = null;
         try
         {
@@ -33,7 +34,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
             }
             string action = r.NoSync
                 ? $"Create mirror '{r.Name}' without initial recovery"
-                : $"Create mirror '{r.Name}' and overwrite every leg after the first with {legs[0].Name}";
+                : $"Create mirror '{r.Name}' and overwrite bytes {CopyOperations.Span(0, legs.Min(l => l.SizeBytes))} of every leg after the first with {legs[0].Name}'s";
             if (!context.ShouldProcess(string.Join(", ", legs.Select(l => l.Name)), action))
             {
                 devices.CloseAll();

@@ -37,12 +37,12 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
         var mirror = Mirrors.Get(name);
         // Before opening the new leg or ShouldProcess: a leg the mirror does not have is LegNotFound, under -WhatIf too.
         var old = mirror.FindLeg(oldLeg).Device;
-        var devices = new DeviceScope(Mirrors);
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         try
         {
             var device = devices.OpenForWrite(newLeg, force, asLeg: true);
             if (!force) LegChecks.RefuseIfHoldsData(device, "the new leg");
-            if (!context.ShouldProcess(device.Name, $"Replace leg '{oldLeg}' of mirror '{mirror.Name}' and overwrite it with a full resync"))
+            if (!context.ShouldProcess(device.Name, $"Replace leg '{oldLeg}' of mirror '{mirror.Name}' and overwrite its bytes {CopyOperations.Span(0, mirror.SizeBytes)} with a full resync"))
             {
                 devices.CloseAll();
                 return null;
@@ -63,13 +63,13 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     /// <summary>Adds a leg, resynced whole before it serves reads. Null under -WhatIf.</summary>
     public MirrorInfo? AddLeg(OperationContext context, string name, DeviceRef leg, bool force)
     {
-        var devices = new DeviceScope(Mirrors);
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         try
         {
             var mirror = Mirrors.Get(name);
             var device = devices.OpenForWrite(leg, force, asLeg: true);
             if (!force) LegChecks.RefuseIfHoldsData(device, "the new leg");
-            if (!context.ShouldProcess(device.Name, $"Add to mirror '{mirror.Name}' and overwrite it with a full resync"))
+            if (!context.ShouldProcess(device.Name, $"Add to mirror '{mirror.Name}' and overwrite its bytes {CopyOperations.Span(0, mirror.SizeBytes)} with a full resync"))
             {
                 devices.CloseAll();
                 return null;
@@ -106,7 +106,8 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     {
         var mirror = Mirrors.Get(name);
         // Only -Repair writes; a plain check runs under -WhatIf too, as it changes nothing.
-        if (repair && !context.ShouldProcess(mirror.Name, "Compare the legs and rewrite the regions that differ from the default leg")) return null;
+        if (repair && !context.ShouldProcess(mirror.Name,
+            $"Compare bytes {CopyOperations.Span(0, mirror.SizeBytes)} of the legs and rewrite the regions that differ from the default leg '{mirror.DefaultLeg.Name}'")) return null;
         var progress = new ProgressInfo { Activity = $"{(repair ? "Repairing" : "Checking")} mirror '{mirror.Name}'", Status = "Comparing legs" };
         int shown = -1;
         var found = mirror.Scrub(repair, region =>

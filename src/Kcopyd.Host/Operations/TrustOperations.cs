@@ -32,7 +32,7 @@ internal sealed class TrustOperations(HostRegistry registry)
         if (r.Offsets.Any(o => o < 0))
             throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument, "An offset cannot be negative.");
 
-        var devices = new DeviceScope(registry.Mirrors);
+        var devices = new DeviceScope(registry.Mirrors, registry.Jobs);
         try
         {
             var inputs = r.Paths.Select((p, i) => new RegionInput(devices.Open(p, DeviceOpenOptions.ReadOnly), r.Offsets.Length == 1 ? r.Offsets[0] : r.Offsets[i])).ToArray();
@@ -64,7 +64,7 @@ internal sealed class TrustOperations(HostRegistry registry)
     public RegionHashInfo Hash(OperationContext context, HashRequest r)
     {
         if (r.Offset < 0) throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument, "The offset cannot be negative.");
-        var devices = new DeviceScope(registry.Mirrors);
+        var devices = new DeviceScope(registry.Mirrors, registry.Jobs);
         try
         {
             var device = devices.Open(r.Path, DeviceOpenOptions.ReadOnly);

@@ -29,6 +29,6 @@ public sealed class AddMirrorLegCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorInfo?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
+        if (CallOrWriteError<MirrorInfo?>(ControlMethods.AddLeg, Name, Leg.ToRef(this), Force.IsPresent) is { } status) WriteObject(status);
     }
 }

@@ -10,25 +10,25 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJobInfo), typeof(Session.Jobs.KcopydCopyJob))]
 public sealed class ClearRegionCommand : JobCommand
 {
-    /// <summary>A block device, an image file, or a mirror device.</summary>
-    [Parameter(Mandatory = true, Position = 0)]
+    /// <summary>A block device, an image file, or a mirror device; from the pipeline, one job per object.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
     [ValidateNotNull]
     [DeviceArgumentTransformation]
     [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument Path { get; set; } = null!;
 
+    /// <summary>A negative offset is refused by the host (RegionOutOfRange), as Start-RegionCopy's are.</summary>
     [Parameter(Mandatory = true, Position = 1)]
-    [ValidateRange(0, long.MaxValue)]
     public long Offset { get; set; }
 
     [Parameter(Mandatory = true, Position = 2)]
     [ValidateRange(1, long.MaxValue)]
     public long Length { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         var request = new ZeroJobRequest { Client = Client, Path = Path.ToRef(this), Offset = Offset, Length = Length, Force = Force, MaxBytesPerSecond = BytesPerSecond, Follow = Follows, Confirmed = WouldProcessUnasked, Verbose = ShowsVerbose };
-        if (Call<CopyJobInfo?>(ControlMethods.StartZero, request) is { } job)
+        if (CallOrWriteError<CopyJobInfo?>(ControlMethods.StartZero, request) is { } job)
             JobProgress.Output(this, job);
     }
 }

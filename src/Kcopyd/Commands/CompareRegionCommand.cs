@@ -16,15 +16,12 @@ public sealed class CompareRegionCommand : HostCommand
     /// <summary>The inputs: block devices, image files, mirror devices (name or object) or NBD URIs; the first is the reference.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromRemainingArguments = true)]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(2, RegionComparer.MaxInputs)]
     [DeviceArgumentTransformation]
     public DeviceArgument[] Path { get; set; } = null!;
 
     /// <summary>One offset for every input, or one per input.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(1, RegionComparer.MaxInputs)]
-    [ValidateRange(0, long.MaxValue)]
     public long[] Offset { get; set; } = [0];
 
     /// <summary>Bytes to compare; by default as far as every input reaches after its offset.</summary>

@@ -40,11 +40,7 @@ internal static class JobSelection
     {
         if (ids == null) return cmdlet.Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]);
         var found = new List<CopyJobInfo>();
-        foreach (long id in ids)
-        {
-            try { found.AddRange(cmdlet.CallOrThrow<CopyJobInfo[]>(ControlMethods.GetJobs, new long[] { id })); }
-            catch (KcopydException ex) { cmdlet.WriteError(ErrorRecords.From(ex)); }
-        }
+        foreach (long id in ids) found.AddRange(cmdlet.CallOrWriteError<CopyJobInfo[]>(ControlMethods.GetJobs, new long[] { id }) ?? []);
         return found;
     }
 }

@@ -22,7 +22,6 @@ public sealed class GetRegionHashCommand : HostCommand
     public DeviceArgument[] Path { get; set; } = null!;
 
     [Parameter]
-    [ValidateRange(0, long.MaxValue)]
     public long Offset { get; set; }
 
     /// <summary>Bytes to hash; by default the rest of the device after Offset.</summary>
@@ -32,7 +31,6 @@ public sealed class GetRegionHashCommand : HostCommand
 
     /// <summary>Bytes per hashed block: a power of two; nbdcopy's default, 64 KiB, by default.</summary>
     [Parameter]
-    [ValidateRange(RegionHasher.MinBlockSizeBytes, RegionHasher.MaxBlockSizeBytes)]
     public int BlockSize { get; set; } = RegionHasher.DefaultBlockSizeBytes;
 
     [Parameter]

@@ -21,9 +21,9 @@ public sealed class NewMirrorDeviceCommand : HostCommand
     public string Name { get; set; } = null!;
 
     /// <summary>The legs; the first is the default leg that recovery copies from.</summary>
+    // 2 to 9 legs, counted by the host (TooFewLegs, TooManyLegs): the ids the README promises, not a validation error.
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(2, MirrorDevice.MaxLegs)]
     [DeviceArgumentTransformation]
     [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument[] Leg { get; set; } = null!;
@@ -74,6 +74,6 @@ public sealed class NewMirrorDeviceCommand : HostCommand
             Force = Force,
         };
         // The host opens and checks the legs and the log, asks to go on, then keeps the mirror and its definition.
-        if (Call<MirrorInfo?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
+        if (CallOrWriteError<MirrorInfo?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
     }
 }

@@ -59,6 +59,6 @@ public sealed class PublishMirrorDeviceCommand : HostCommand
             TlsCertificateDirectory = TlsCertificateDirectory == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(TlsCertificateDirectory),
             TlsAnyClient = TlsAnyClient,
         };
-        if (Call<ExportInfo?>(ControlMethods.PublishMirror, request) is { } export) WriteObject(export);
+        if (CallOrWriteError<ExportInfo?>(ControlMethods.PublishMirror, request) is { } export) WriteObject(export);
     }
 }

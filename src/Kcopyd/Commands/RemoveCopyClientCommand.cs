@@ -31,14 +31,7 @@ public sealed class RemoveCopyClientCommand : HostCommand
     {
         foreach (var client in ClientSelection.Select(this, Name))
         {
-            try
-            {
-                if (CallOrThrow<CopyClientInfo?>(ControlMethods.RemoveClient, client.Name, Force.IsPresent) is { } removed && PassThru) WriteObject(removed);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<CopyClientInfo?>(ControlMethods.RemoveClient, client.Name, Force.IsPresent) is { } removed && PassThru) WriteObject(removed);
         }
     }
 }

@@ -3,7 +3,6 @@ using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -30,10 +29,6 @@ public sealed class RemoveCopyJobCommand : HostCommand
         long[] ids = ParameterSetName == ByState
             ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Any(s => s.ToString() == j.State)).Select(j => j.Id).ToArray()
             : Id;
-        foreach (long id in ids)
-        {
-            try { CallOrThrow<bool>(ControlMethods.RemoveJob, id); }
-            catch (KcopydException ex) { WriteError(ErrorRecords.From(ex)); }
-        }
+        foreach (long id in ids) CallOrWriteError<bool>(ControlMethods.RemoveJob, id);
     }
 }

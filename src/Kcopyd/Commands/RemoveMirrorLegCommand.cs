@@ -2,7 +2,6 @@ using System.Management.Automation;
 using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -27,6 +26,6 @@ public sealed class RemoveMirrorLegCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorInfo?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
+        if (CallOrWriteError<MirrorInfo?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
     }
 }

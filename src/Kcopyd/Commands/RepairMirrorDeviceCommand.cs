@@ -43,8 +43,8 @@ public sealed class RepairMirrorDeviceCommand : HostCommand
     {
         // Under -WhatIf nothing changed, and nothing is output (as New-, Add- and Remove- do).
         var status = ParameterSetName == ReplaceSet
-            ? Call<MirrorInfo?>(ControlMethods.ReplaceLeg, Name, ReplaceLeg, NewLeg.ToRef(this), Force.IsPresent)
-            : Call<MirrorInfo?>(ControlMethods.RepairMirror, Name);
+            ? CallOrWriteError<MirrorInfo?>(ControlMethods.ReplaceLeg, Name, ReplaceLeg, NewLeg.ToRef(this), Force.IsPresent)
+            : CallOrWriteError<MirrorInfo?>(ControlMethods.RepairMirror, Name);
         if (status != null) WriteObject(status);
     }
 }

@@ -41,14 +41,7 @@ public sealed class SetCopyClientCommand : HostCommand
                 BytesPerSecond = bound.ContainsKey(nameof(BytesPerSecond)) ? BytesPerSecond : null,
                 DutyCyclePercent = bound.ContainsKey(nameof(DutyCyclePercent)) ? DutyCyclePercent : null,
             };
-            try
-            {
-                if (CallOrThrow<CopyClientInfo?>(ControlMethods.SetClient, change) is { } changed && PassThru) WriteObject(changed);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<CopyClientInfo?>(ControlMethods.SetClient, change) is { } changed && PassThru) WriteObject(changed);
         }
     }
 }

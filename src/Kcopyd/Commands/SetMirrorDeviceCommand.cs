@@ -29,14 +29,7 @@ public sealed class SetMirrorDeviceCommand : HostCommand
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
         {
-            try
-            {
-                if (CallOrThrow<MirrorInfo?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<MirrorInfo?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
         }
     }
 }

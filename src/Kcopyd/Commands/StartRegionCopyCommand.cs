@@ -18,22 +18,21 @@ public sealed class StartRegionCopyCommand : JobCommand
     [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument Source { get; set; } = null!;
 
-    /// <summary>Block devices, image files or mirror devices.</summary>
-    [Parameter(Mandatory = true, Position = 1)]
+    /// <summary>Block devices, image files or mirror devices (up to eight); from the pipeline, one copy per object.</summary>
+    // No count or range is validated here: the host refuses too many destinations (TooManyDestinations) and negative
+    // offsets (RegionOutOfRange) with ids of their own, which -ErrorAction handles (a validation error it cannot).
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipeline = true)]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(1, CopyRequest.MaxDestinations)]
     [DeviceArgumentTransformation]
     [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument[] Destination { get; set; } = null!;
 
     [Parameter]
-    [ValidateRange(0, long.MaxValue)]
     public long SourceOffset { get; set; }
 
     /// <summary>One offset for every destination, or one per destination.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(1, CopyRequest.MaxDestinations)]
     public long[] DestinationOffset { get; set; } = [0];
 
     /// <summary>Bytes to copy; by default the rest of the source after SourceOffset.</summary>
@@ -44,7 +43,7 @@ public sealed class StartRegionCopyCommand : JobCommand
     [Parameter]
     public SwitchParameter IgnoreErrors { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         var request = new CopyJobRequest
         {
@@ -62,7 +61,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             Verbose = ShowsVerbose,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
-        if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
+        if (CallOrWriteError<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
             JobProgress.Output(this, job);
     }
 }

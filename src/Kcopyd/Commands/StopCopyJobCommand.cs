@@ -2,7 +2,6 @@ using System.Management.Automation;
 using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -23,15 +22,7 @@ public sealed class StopCopyJobCommand : HostCommand
     {
         foreach (long id in Id)
         {
-            try
-            {
-                var job = CallOrThrow<CopyJobInfo>(ControlMethods.StopJob, id);
-                if (PassThru) WriteObject(job);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<CopyJobInfo?>(ControlMethods.StopJob, id) is { } job && PassThru) WriteObject(job);
         }
     }
 }

@@ -3,7 +3,6 @@ using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -29,7 +28,7 @@ public sealed class TestMirrorDeviceCommand : HostCommand
         try
         {
             // The host compares the legs and sends progress; Ctrl+C cancels the scrub there and returns here at once.
-            if (Call<RegionMismatch[]?>(ControlMethods.TestMirror, Name, Repair.IsPresent) is { } found) WriteObject(found, enumerateCollection: true);
+            if (CallOrWriteError<RegionMismatch[]?>(ControlMethods.TestMirror, Name, Repair.IsPresent) is { } found) WriteObject(found, enumerateCollection: true);
         }
         catch (PipelineStoppedException)
         {

@@ -27,7 +27,7 @@ public sealed class UnpublishMirrorDeviceCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        var ended = Call<ExportInfo[]?>(ControlMethods.UnpublishMirror, Name, Force.IsPresent);
+        var ended = CallOrWriteError<ExportInfo[]?>(ControlMethods.UnpublishMirror, Name, Force.IsPresent);
         if (ended != null && PassThru) WriteObject(ended, enumerateCollection: true);
     }
 }

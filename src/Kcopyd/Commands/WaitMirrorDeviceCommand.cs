@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Management.Automation;
 using Kcopyd.Completion;
 using Kcopyd.Engine.Mirror;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -37,8 +36,9 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
         {
             var progress = new ProgressRecord(1, $"Waiting for mirror '{mirror.Name}' to be in sync", "Recovering");
             MirrorInfo status;
-            MirrorWait wait;
-            while (!(wait = Call<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)).InSync)
+            MirrorWait? wait;
+            // A mirror removed meanwhile is an error of its own; the others are still waited for.
+            while ((wait = CallOrWriteError<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)) is { InSync: false })
             {
                 status = wait.Status;
                 if (status.State == nameof(MirrorState.Degraded) && status.RecoveringRegions == 0)
@@ -59,7 +59,7 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
             }
             progress.RecordType = ProgressRecordType.Completed;
             WriteProgress(progress);
-            WriteObject(wait.Status);
+            if (wait != null) WriteObject(wait.Status);
         }
     }
 }
