@@ -11,7 +11,6 @@
     # Loaded on import, so scripts can use the engine's and the protocol's types ([Kcopyd.Engine.Copy.CopyJobState]) straight away.
     RequiredAssemblies   = @('bin/Kcopyd.Engine.dll', 'bin/Kcopyd.Protocol.dll')
     FormatsToProcess     = @('bin/Kcopyd.format.ps1xml')
-    TypesToProcess       = @('bin/Kcopyd.types.ps1xml')
     CmdletsToExport      = @(
         'Start-RegionCopy'
         'Get-CopyJob'
@@ -19,6 +18,8 @@
         'Stop-CopyJob'
         'Remove-CopyJob'
         'Clear-Region'
+        'Compare-Region'
+        'Get-RegionHash'
         'New-CopyClient'
         'Get-CopyClient'
         'Set-CopyClient'

@@ -21,6 +21,7 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     private readonly MirrorRepairOperations _repairs = new(registry);
     private readonly ExportOperations _exports = new(registry, runtimeDirectory);
     private readonly ClientOperations _clients = new(registry);
+    private readonly TrustOperations _trust = new(registry);
 
     public HostInfo GetHost() => host.Info();
 
@@ -36,6 +37,8 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
 
     public Task<CopyJobInfo[]> GetJobs(long callId, long[]? ids) => Run(() => _copies.GetJobs(ids));
 
+    public Task<CopyJobInfo[]> GetInternalJobs(long callId) => Run(() => _copies.GetInternalJobs());
+
     public Task<CopyJobInfo> WaitJob(long callId, long id, int timeoutMilliseconds, CancellationToken c) => Run(() => _copies.WaitJob(id, timeoutMilliseconds, c));
 
     public Task<CopyJobInfo> StopJob(long callId, long id, CancellationToken c) => Run(callId, c, ctx => _copies.StopJob(ctx, id));
@@ -50,25 +53,25 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
 
     public Task<CopyClientInfo?> RemoveClient(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _clients.Remove(ctx, name, force));
 
-    public Task<MirrorStatus?> NewMirror(long callId, NewMirrorRequest request, CancellationToken c) => Run(callId, c, ctx => _mirrors.NewMirror(ctx, request));
+    public Task<MirrorInfo?> NewMirror(long callId, NewMirrorRequest request, CancellationToken c) => Run(callId, c, ctx => _mirrors.NewMirror(ctx, request));
 
-    public Task<MirrorStatus[]> GetMirrors(long callId) => Run(_mirrors.GetMirrors);
+    public Task<MirrorInfo[]> GetMirrors(long callId) => Run(_mirrors.GetMirrors);
 
     public Task<MirrorWait> WaitMirror(long callId, string name, int timeoutMilliseconds, CancellationToken c) => Run(() => _mirrors.WaitMirror(name, timeoutMilliseconds, c));
 
-    public Task<MirrorStatus?> SetMirror(long callId, string name, long recoveryBytesPerSecond, CancellationToken c)
+    public Task<MirrorInfo?> SetMirror(long callId, string name, long recoveryBytesPerSecond, CancellationToken c)
         => Run(callId, c, ctx => _mirrors.SetMirror(ctx, name, recoveryBytesPerSecond));
 
     public Task<MirrorRemoval?> RemoveMirror(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _mirrors.RemoveMirror(ctx, name, force));
 
-    public Task<MirrorStatus?> RepairMirror(long callId, string name, CancellationToken c) => Run(callId, c, ctx => _repairs.RepairMirror(ctx, name));
+    public Task<MirrorInfo?> RepairMirror(long callId, string name, CancellationToken c) => Run(callId, c, ctx => _repairs.RepairMirror(ctx, name));
 
-    public Task<MirrorStatus?> ReplaceLeg(long callId, string name, string oldLeg, DeviceRef newLeg, bool force, CancellationToken c)
+    public Task<MirrorInfo?> ReplaceLeg(long callId, string name, string oldLeg, DeviceRef newLeg, bool force, CancellationToken c)
         => Run(callId, c, ctx => _repairs.ReplaceLeg(ctx, name, oldLeg, newLeg, force));
 
-    public Task<MirrorStatus?> AddLeg(long callId, string name, DeviceRef leg, bool force, CancellationToken c) => Run(callId, c, ctx => _repairs.AddLeg(ctx, name, leg, force));
+    public Task<MirrorInfo?> AddLeg(long callId, string name, DeviceRef leg, bool force, CancellationToken c) => Run(callId, c, ctx => _repairs.AddLeg(ctx, name, leg, force));
 
-    public Task<MirrorStatus?> RemoveLeg(long callId, string name, string leg, CancellationToken c) => Run(callId, c, ctx => _repairs.RemoveLeg(ctx, name, leg));
+    public Task<MirrorInfo?> RemoveLeg(long callId, string name, string leg, CancellationToken c) => Run(callId, c, ctx => _repairs.RemoveLeg(ctx, name, leg));
 
     public Task<RegionMismatch[]?> TestMirror(long callId, string name, bool repair, CancellationToken c) => Run(callId, c, ctx => _repairs.TestMirror(ctx, name, repair));
 
@@ -77,6 +80,10 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
     public Task<ExportInfo[]?> UnpublishMirror(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _exports.Unpublish(ctx, name, force));
 
     public Task<ExportInfo[]> GetExports(long callId, string? name) => Run(() => _exports.Get(name));
+
+    public Task<CompareResult> CompareRegion(long callId, CompareRequest request, CancellationToken c) => Run(callId, c, ctx => _trust.Compare(ctx, request));
+
+    public Task<RegionHashInfo> HashRegion(long callId, HashRequest request, CancellationToken c) => Run(callId, c, ctx => _trust.Hash(ctx, request));
 
     /// <summary>The connection ended.</summary>
     public void Dispose() => _copies.Dispose();

@@ -14,7 +14,7 @@ public static class ControlProtocol
     };
 
     /// <summary>Raised whenever a method's meaning or shape changes; a client refuses a host of another version.</summary>
-    public const int Version = 3;
+    public const int Version = 4;
 
     /// <summary>JSON-RPC's range for application errors: every error the host raises has this code and a RemoteError as data.</summary>
     public const int KcopydErrorCode = -32000;
@@ -46,7 +46,10 @@ public static class ControlMethods
 
     public const string StartCopy = "StartCopy";
     public const string StartZero = "StartZero";
+    /// <summary>The admin's jobs (positive ids); given ids, the internal jobs of those ids too.</summary>
     public const string GetJobs = "GetJobs";
+    /// <summary>The jobs the host runs for itself (mirror recovery copies, negative ids): Get-CopyJob -IncludeInternal.</summary>
+    public const string GetInternalJobs = "GetInternalJobs";
     public const string WaitJob = "WaitJob";
     public const string StopJob = "StopJob";
     public const string RemoveJob = "RemoveJob";
@@ -70,4 +73,7 @@ public static class ControlMethods
     public const string PublishMirror = "PublishMirror";
     public const string UnpublishMirror = "UnpublishMirror";
     public const string GetExports = "GetExports";
+
+    public const string CompareRegion = "CompareRegion";
+    public const string HashRegion = "HashRegion";
 }

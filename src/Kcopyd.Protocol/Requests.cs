@@ -28,6 +28,8 @@ public sealed class CopyJobRequest
     /// -Verbose), so the host need not ask it. A host that does not know this field asks, as before.
     /// </summary>
     public bool Confirmed { get; set; }
+    /// <summary>The cmdlet shows verbose lines: the host tells it what the engine decided for the job.</summary>
+    public bool Verbose { get; set; }
 }
 
 /// <summary>Clear-Region's request.</summary>
@@ -44,6 +46,8 @@ public sealed class ZeroJobRequest
     public bool Follow { get; set; }
     /// <summary>As CopyJobRequest.Confirmed.</summary>
     public bool Confirmed { get; set; }
+    /// <summary>As CopyJobRequest.Verbose.</summary>
+    public bool Verbose { get; set; }
 }
 
 /// <summary>New-MirrorDevice's request.</summary>
@@ -70,7 +74,7 @@ public sealed class HostSettingsChange
 /// <summary>What WaitMirror answers: the mirror's status, and whether it is in sync.</summary>
 public sealed class MirrorWait
 {
-    public Kcopyd.Engine.Mirror.MirrorStatus Status { get; set; } = new();
+    public MirrorInfo Status { get; set; } = new();
     public bool InSync { get; set; }
 }
 

@@ -132,6 +132,26 @@ public sealed class MirrorTests : IDisposable
     }
 
     [Fact]
+    public void The_recovery_copies_are_internal_jobs_with_negative_ids_one_per_region_and_each_is_told()
+    {
+        const long size = 4 * MiB;
+        var paths = new[] { _scratch.Loop("l0.img", size), _scratch.Loop("l1.img", size) };
+        Scratch.FillRandom(paths[0], 0, size, seed: 41);
+        var told = new System.Collections.Concurrent.ConcurrentBag<Kcopyd.Engine.Copy.CopyJob>();
+        var mirror = Track(new MirrorDevice(paths.Select(Open).ToArray(), new MirrorOptions { InternalJobStarted = told.Add }));
+        Assert.True(mirror.WaitForSync(Bounded), mirror.GetStatus().ToString());
+
+        Assert.Equal(mirror.RegionCount, told.Count);
+        Assert.All(told, job => Assert.True(job.Internal && job.Id < 0, job.ToString()));
+        Assert.Equal(told.Count, told.Select(j => j.Id).Distinct().Count());
+        using var client = new Kcopyd.Engine.Copy.CopyClient();
+        var mine = client.Copy(new Kcopyd.Engine.Copy.CopyRequest { Source = Open(_scratch.Loop("l2.img", MiB)), Destinations = [new(Open(_scratch.Loop("l3.img", MiB)), 0)], LengthBytes = 64 * KiB });
+        Assert.True(mine.Wait(Bounded));
+        Assert.False(mine.Internal);
+        Assert.True(mine.Id > 0);
+    }
+
+    [Fact]
     public void Requests_outside_the_mirror_or_unaligned_fail_with_EINVAL_and_a_flush_succeeds()
     {
         var mirror = Track(new MirrorDevice([Open(_scratch.Loop("l0.img", MiB)), Open(_scratch.Loop("l1.img", MiB))]));

@@ -83,7 +83,7 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
         }
         Assert.All(listed, j => Assert.True(j.IsFinished, $"job {j.Id} is still {j.State}"));
         Assert.InRange(listed.Length, 1, first.JobHistoryCount);
-        Assert.All(listed, j => Assert.Equal(CopyJobState.Completed, j.State));
+        Assert.All(listed, j => Assert.Equal(nameof(CopyJobState.Completed), j.State));
 
         double steady = samples.Skip(1).Take(3).Average(s => (double)s.Info.WorkingSetBytes);
         double last = samples.TakeLast(3).Average(s => (double)s.Info.WorkingSetBytes);
@@ -119,7 +119,7 @@ public sealed class HostMemoryTests(ITestOutputHelper output) : IDisposable
                     ?? throw new InvalidOperationException("StartCopy answered no job although ShouldProcess said yes.");
                 while (!job.IsFinished)
                     job = await CallAsync<CopyJobInfo>(rpc, ControlMethods.WaitJob, [job.Id, 10_000], cancellation);
-                if (job.State != CopyJobState.Completed) throw new InvalidOperationException($"{job}: {job.Error}");
+                if (job.State != nameof(CopyJobState.Completed)) throw new InvalidOperationException($"{job}: {job.Error}");
             }
         }));
     }

@@ -11,6 +11,7 @@
                 Start-RegionCopy -Wait through the host against the engine's API in the same pwsh
       jobs      10,000 copy jobs of 64 KiB (jobs per second): through the engine's API from PowerShell, and
                 through the host (Start-RegionCopy without -Wait for each, then waiting for all)
+      compare   the region against an identical copy: Compare-Region against cmp and qemu-img compare -T none
       zero      the region zeroed: Clear-Region against blkdiscard -z
       resync    a new mirror of the source and one or two legs brought in sync, against dd to each leg in turn
       mirror    the region written through a 2-leg mirror, against the same region copied 1 to 2 to its legs
@@ -63,9 +64,9 @@ $JobCount = 10000
 $JobBytes = 64KB
 $LatencyJobCount = 500
 # The operations of Measure-Kcopyd.ps1 that run in the host, whose peak memory counts with the pwsh's.
-$HostOperations = 'Copy', 'Zero', 'HostJobs', 'Latency', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio'
+$HostOperations = 'Copy', 'Zero', 'Compare', 'HostJobs', 'Latency', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio'
 # The ones timed from before Import-Module (the others time only their jobs).
-$WholeOperations = 'Copy', 'EngineCopy', 'Zero', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio'
+$WholeOperations = 'Copy', 'EngineCopy', 'Zero', 'Compare', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio'
 # nbdkit servers and nbdfuse mounts the benchmark started, stopped at the end also when it fails.
 $NbdServers = [Collections.Generic.List[object]]::new()
 # Random 64 KiB writes, each block once, with a checksum in each so --verify_only can check them afterwards.
@@ -451,6 +452,20 @@ function Get-JobsContenders([string] $Source, [string] $Target, [long] $Bytes) {
         -Measure { param($c) Measure-Kcopyd Jobs $c.Source $c.Targets $c.Bytes }
 }
 
+function Get-CompareContenders([string] $Source, [string] $Target, [long] $Bytes) {
+    # The check after a copy: both regions read whole, and nothing found. The copy is made once, untimed; a tool
+    # that finds a difference fails its run (cmp and qemu-img compare exit non-zero, Compare-Region's state says so).
+    Copy-Untimed $Source $Target $Bytes
+    $common = @{
+        Row = "compare $(Get-SizeText $Bytes), identical"; Bytes = $Bytes; Source = $Source; Targets = $Target
+        Prepare = { param($c) }; Verify = { param($c) }
+    }
+    New-Contender @common -Tool 'Kcopyd Compare-Region' -Measure { param($c) Measure-Kcopyd Compare $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'cmp' -Measure { param($c) Measure-Native "cmp -n $($c.Bytes) $($c.Source) $($c.Targets[0])" }
+    # Whole devices: qemu-img compare takes no region, and the benchmark's devices are the region's size.
+    New-Contender @common -Tool 'qemu-img compare -T none' -Measure { param($c) Measure-Native "qemu-img compare -q -f raw -F raw -T none $($c.Source) $($c.Targets[0])" }
+}
+
 function Get-ZeroContenders([string] $Source, [string] $Target, [long] $Bytes) {
     $common = @{
         Row = "zero $(Get-SizeText $Bytes)"; Bytes = $Bytes; Source = $Source; Targets = $Target
@@ -683,6 +698,7 @@ function Get-ToolVersions {
         (qemu-img --version | Select-Object -First 1)
         (nbdcopy --version | Select-Object -First 1)
         (blkdiscard --version | Select-Object -First 1)
+        (cmp --version | Select-Object -First 1)
     ) -join '; '
 }
 
@@ -770,6 +786,9 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
         '- Options: `dd bs=4M iflag=direct oflag=direct`; `qemu-img convert -n -f raw -O raw -t none -T none -W -m 16`;'
         '  `nbdcopy --flush` (it goes through the page cache, so it waits for the data to reach the destination as'
         '  the O_DIRECT tools do); `blkdiscard -z`; Kcopyd with its default client.'
+        '- The compare row reads the source and an identical copy of it (made once, untimed): `Compare-Region` (its'
+        '  Job s is the compare alone, after the module is loaded), `cmp -n` (through the page cache, dropped before'
+        '  each run) and `qemu-img compare -q -f raw -F raw -T none`; each fails its run if it finds a difference.'
         '- Mirrors: the resync rows time `New-MirrorDevice` over the source (the default leg) and the reset legs until'
         '  `Wait-MirrorDevice` returns, with the default region size; the write row creates the mirror with -NoSync'
         '  and times the copy into it, against the same region copied to the same two legs by one copy of 1 to 2,'
@@ -813,6 +832,7 @@ function Invoke-Benchmark {
         Invoke-Row (Get-FanOutContenders $source.Path $targets.Path $bytes $sourceHash)
         Invoke-Row (Get-LatencyContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-JobsContenders $source.Path $targets[0].Path $bytes)
+        Invoke-Row (Get-CompareContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-ZeroContenders $source.Path $targets[0].Path $bytes)
         Invoke-Row (Get-ResyncContenders $source.Path $targets[0].Path $bytes $sourceHash)
         Invoke-Row (Get-ResyncContenders $source.Path $targets[0..1].Path $bytes $sourceHash)

@@ -25,13 +25,15 @@
                      --flush from Source into the export: JobSeconds is nbdcopy's own time
       ExportFio      New-MirrorDevice -NoSync over the Destinations, Publish-MirrorDevice -BlockDevice, then fio with
                      FioArguments on that block device: JobSeconds is fio's own time
+      Compare        Compare-Region of LengthBytes of Source and Destination, which must be identical (State Completed);
+                     JobSeconds is the compare alone, after Import-Module
       HostStart      the first cmdlet (Get-CopyJob), which starts the host: Seconds is its time; then, untimed, a
                      Start-RegionCopy -Wait and a Clear-Region -Wait of LengthBytes, so the host has run both once,
                      as a host that has served its users has
 #>
 param(
     [Parameter(Mandatory)]
-    [ValidateSet('Copy', 'EngineCopy', 'Zero', 'Jobs', 'HostJobs', 'Latency', 'EngineLatency', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio', 'HostStart')]
+    [ValidateSet('Copy', 'EngineCopy', 'Zero', 'Jobs', 'HostJobs', 'Latency', 'EngineLatency', 'Resync', 'MirrorWrite', 'ExportWrite', 'ExportFio', 'Compare', 'HostStart')]
     [string] $Operation,
     [Parameter(Mandatory)] [string] $ModulePath,
     [string] $Source,
@@ -229,6 +231,14 @@ $result = switch ($Operation) {
         Remove-MirrorDevice bench -Confirm:$false
         # A mirror's recovery runs on its own client: the default client's backend says nothing of it.
         @{ State = if ($status.State -eq 'InSync') { 'Completed' } else { "$($status.State)" }; HostProcessId = (Get-KcopydHost).ProcessId }
+    }
+    'Compare' {
+        # JobSeconds is the compare's own time, after the module is loaded.
+        $own = [Diagnostics.Stopwatch]::StartNew()
+        $found = @(Compare-Region $Source $Destination -Length $LengthBytes)
+        $own.Stop()
+        $clock.Stop()
+        @{ State = if ($found.Count) { "$($found.Count) ranges differ" } else { 'Completed' }; JobSeconds = $own.Elapsed.TotalSeconds } + (Get-HostFacts)
     }
     'HostStart' {
         $clock.Restart()

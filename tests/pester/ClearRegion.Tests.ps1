@@ -84,7 +84,7 @@ Describe 'Clear-Region with bad input' {
         $parameters = @{ Path = $Device; Offset = 0; Length = 1MB; Wait = $true; Confirm = $false }
         foreach ($key in $Arguments.Keys) { $parameters[$key] = $Arguments[$key] }
 
-        $err = { Clear-Region @parameters } | Should -Throw -PassThru
+        $err = { Clear-Region @parameters -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike "$ErrorId,*"
         $err.CategoryInfo.Category | Should -Be $Category
 
@@ -95,7 +95,7 @@ Describe 'Clear-Region with bad input' {
         Invoke-WithMountedLoopDevice -Name 'clear-mounted.img' -ScriptBlock {
             param($disk)
             $before = Get-RegionHash $disk 0 32MB
-            $err = { Clear-Region $disk 16MB 1MB -Confirm:$false } | Should -Throw -PassThru
+            $err = { Clear-Region $disk 16MB 1MB -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
             $err.FullyQualifiedErrorId | Should -BeLike 'DeviceInUse,*'
             $err.CategoryInfo.Category | Should -Be 'ResourceBusy'
             $err.TargetObject | Should -Be $disk

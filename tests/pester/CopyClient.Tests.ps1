@@ -23,7 +23,7 @@ Describe 'New-, Get-, Set-, Remove-CopyClient' {
         (Get-CopyClient).Name | Should -Be @('default', 'backup')
         (Get-CopyClient back*).Name | Should -Be 'backup'
         $table = Get-CopyClient | Format-Table | Out-String -Width 80
-        $table | Should -Match 'backup\s+64/64 free\s+4\s+0\s+52\.4 MB/s\s+50'
+        $table | Should -Match 'backup\s+64/64\s+4 MiB\s+1 MiB\s+0\s+50 MiB/s\s+50'
         ($table -split "`n" | Measure-Object Length -Maximum).Maximum | Should -BeLessOrEqual 80
     }
 
@@ -51,7 +51,7 @@ Describe 'New-, Get-, Set-, Remove-CopyClient' {
         Get-CopyClient nosuch -ErrorVariable e -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $e[0].FullyQualifiedErrorId | Should -BeLike 'ClientNotFound*'
         { Remove-CopyClient default -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ClientIsDefault*'
-        { Start-RegionCopy -Source /dev/null -Destination /dev/null -Client nosuch -Confirm:$false } | Should -Throw -ErrorId 'ClientNotFound*'
+        { Start-RegionCopy -Source /dev/null -Destination /dev/null -Client nosuch -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ClientNotFound*'
         (Get-CopyClient).Name | Should -Be @('default', 'dup')
     }
 
@@ -108,7 +108,7 @@ Describe 'Isolation between clients, as an admin sees it' {
 
             # A copy that must open the hung disk now is refused within the open's bound, not left hanging.
             $clock.Restart()
-            { Start-RegionCopy -Source $source -Destination $paused.Device -Length 2MB -Client other -Force -Confirm:$false } |
+            { Start-RegionCopy -Source $source -Destination $paused.Device -Length 2MB -Client other -Force -Confirm:$false -ErrorAction Stop } |
                 Should -Throw -ErrorId 'DeviceNotResponding*'
             $clock.Elapsed.TotalSeconds | Should -BeLessThan 20
         } finally {

@@ -147,7 +147,7 @@ New-MirrorDevice $($node.Mirror) '$($node.Legs[0])', '$($node.Legs[1])' -NoSync 
         $held = foreach ($node in $script:A, $script:B) { , @($node.Legs | ForEach-Object { Get-RegionHash $_ 0 $script:Size }) }
         $nobody = "nbd://$($script:Network.Prefix).99:10809/"   # on the test network, no namespace has the address
         $clock = [Diagnostics.Stopwatch]::StartNew()
-        $failed = { Start-RegionCopy -Source $source -Destination $script:A.Uri, $script:B.Uri, $nobody -Wait -Confirm:$false } |
+        $failed = { Start-RegionCopy -Source $source -Destination $script:A.Uri, $script:B.Uri, $nobody -Wait -Confirm:$false -ErrorAction Stop } |
             Should -Throw -ErrorId 'NbdConnectFailed*' -PassThru
         $clock.Stop()
         $failed.Exception.Message | Should -Match ([regex]::Escape("$($script:Network.Prefix).99:10809"))
@@ -161,7 +161,7 @@ New-MirrorDevice $($node.Mirror) '$($node.Legs[0])', '$($node.Legs[1])' -NoSync 
 
     It 'gives up on a host that never answers (its replies dropped, as by a firewall) at the open''s bound, with NbdConnectFailed' {
         $clock = [Diagnostics.Stopwatch]::StartNew()
-        $failed = { Start-RegionCopy -Source $script:A.Legs[0] -Destination "nbd://$($script:Silent.Address):10809/" -Length 1MB -Confirm:$false } |
+        $failed = { Start-RegionCopy -Source $script:A.Legs[0] -Destination "nbd://$($script:Silent.Address):10809/" -Length 1MB -Confirm:$false -ErrorAction Stop } |
             Should -Throw -ErrorId 'NbdConnectFailed*' -ExpectedMessage '*no answer within 10 s*' -PassThru
         $clock.Elapsed.TotalSeconds | Should -BeLessThan 30 -Because 'the open is bounded (10 s), not left to TCP''s retries'
         $clock.Elapsed.TotalSeconds | Should -BeGreaterThan 9 -Because 'the address answered ARP: only the bound ends the wait'

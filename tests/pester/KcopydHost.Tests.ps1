@@ -347,7 +347,7 @@ Describe 'Stop-KcopydHost while mirrors are open' {
     }
 
     It 'is refused with HostInUse, and the host goes on serving its mirrors' {
-        { Stop-KcopydHost -Confirm:$false } | Should -Throw -ErrorId 'HostInUse*' -ExpectedMessage '*2 open mirror(s)*'
+        { Stop-KcopydHost -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'HostInUse*' -ExpectedMessage '*2 open mirror(s)*'
         (Get-KcopydHost).ProcessId | Should -Be $script:FirstHost
         (Get-MirrorDevice t6p, t6m).State | Should -Be 'InSync', 'InSync'
     }

@@ -86,7 +86,7 @@ Describe 'New-MirrorDevice and Wait-MirrorDevice' {
             New-MirrorDevice m4 $legs -NoSync -Confirm:$false | Out-Null
             Get-MirrorDevice m4 | Export-Clixml $file
             $back = Import-Clixml $file
-            $back.PSObject.TypeNames[0] | Should -Be 'Deserialized.Kcopyd.Engine.Mirror.MirrorStatus'
+            $back.PSObject.TypeNames[0] | Should -Be 'Deserialized.Kcopyd.Protocol.MirrorInfo'
             $back.InSyncRegions | Should -Be 16
             $back.Size | Should -Be 8MB
             ($back | Format-Table | Out-String) | Should -Match 'm4\s+InSync'
@@ -169,13 +169,16 @@ Describe 'New-MirrorDevice with bad input' {
         @{ Case = 'legs of different block sizes'; ErrorId = 'LegBlockSizeMismatch'; Make = { @{ Name = 'x1'; Leg = $Legs[2], $Wide } } }
         @{ Case = 'a leg of another mirror'; ErrorId = 'LegInUse'; Make = { @{ Name = 'x2'; Leg = $Legs[2], $Legs[0]; Force = $true } } }
         @{ Case = 'a leg of another mirror, not forced'; ErrorId = 'LegInUse'; Make = { @{ Name = 'x2'; Leg = $Legs[2], $Legs[0] } } }
-        @{ Case = 'a leg given twice'; ErrorId = 'LegInUse'; Make = { @{ Name = 'x3'; Leg = $Legs[2], $Legs[2]; Force = $true } } }
+        @{ Case = 'a leg given twice'; ErrorId = 'DuplicateDevice'; Make = { @{ Name = 'x3'; Leg = $Legs[2], $Legs[2]; Force = $true } } }
+        @{ Case = 'a leg given twice, not forced'; ErrorId = 'DuplicateDevice'; Make = { @{ Name = 'x3'; Leg = $Legs[2], $Legs[2] } } }
+        @{ Case = 'one leg'; ErrorId = 'TooFewLegs'; Make = { @{ Name = 'x6'; Leg = , $Legs[2] } } }
+        @{ Case = 'ten legs'; ErrorId = 'TooManyLegs'; Make = { @{ Name = 'x7'; Leg = @($Legs[2], $Spare) * 5 } } }
         @{ Case = 'a region size that is not a power of two'; ErrorId = 'InvalidRegionSize'; Make = { @{ Name = 'x4'; Leg = $Legs[2], $Spare; RegionSize = 3000 } } }
         @{ Case = 'a log written for another mirror'; ErrorId = 'LogMismatch'; Make = { @{ Name = 'x5'; Leg = $Legs[2], $Spare; LogPath = $Log; RegionSize = 1MB } } }
         @{ Case = 'a name in use'; ErrorId = 'MirrorExists'; Make = { @{ Name = 'holder'; Leg = $Legs[2], $Wide } } }
     ) {
         $parameters = & $Make
-        $err = { New-MirrorDevice @parameters -Confirm:$false } | Should -Throw -PassThru
+        $err = { New-MirrorDevice @parameters -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike "$ErrorId,*"
         $now = $Legs + $Spare | ForEach-Object { Get-DeviceHash $_ 8MB }
         $now | Should -Be $Before

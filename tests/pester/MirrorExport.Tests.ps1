@@ -50,8 +50,8 @@ Describe 'Publish-MirrorDevice on a Unix socket' {
     }
 
     It 'refuses a socket in a directory others may write to, and an address that exists, before serving anything' {
-        { Publish-MirrorDevice x1 -UnixSocket '/tmp/x1-elsewhere.sock' -Confirm:$false } | Should -Throw -ErrorId 'InvalidExportAddress*'
-        { Publish-MirrorDevice x1 -UnixSocket $script:Export.UnixSocket -Confirm:$false } | Should -Throw -ErrorId 'ExportAddressInUse*'
+        { Publish-MirrorDevice x1 -UnixSocket '/tmp/x1-elsewhere.sock' -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidExportAddress*'
+        { Publish-MirrorDevice x1 -UnixSocket $script:Export.UnixSocket -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ExportAddressInUse*'
         @((Get-MirrorDevice x1).Exports).Count | Should -Be 1
     }
 
@@ -108,7 +108,7 @@ Describe 'Publish-MirrorDevice -BlockDevice' {
             foreach ($i in 1..20) { Write-RandomRegion -Path (New-Item -ItemType File (Join-Path $mount "f$i")).FullName -Offset 0 -Length 256KB -Seed $i }
             $hashes = foreach ($i in 1..20) { (Get-FileHash (Join-Path $mount "f$i")).Hash }
 
-            { Unpublish-MirrorDevice x2 -Confirm:$false } | Should -Throw -ErrorId 'ExportInUse*'
+            { Unpublish-MirrorDevice x2 -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ExportInUse*'
             { Remove-MirrorDevice x2 -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'ExportInUse*'
 
             umount $mount
@@ -200,7 +200,7 @@ Describe 'fio through the block device of a published mirror' {
         try {
             $export = Publish-MirrorDevice x6 -BlockDevice -Confirm:$false
             $fio = @('--name=verify', "--filename=$($export.BlockDevice)", '--rw=randwrite', '--bs=64k', '--iodepth=16',
-                '--ioengine=libaio', '--direct=1', '--size=24M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1',
+                '--ioengine=libaio', '--direct=1', '--size=24M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0',
                 '--output-format=terse')
             fio @fio | Out-Null
             $LASTEXITCODE | Should -Be 0 -Because 'every block fio wrote through the mirror reads back as written'
@@ -237,7 +237,7 @@ Describe 'A live move, as pvmove does it' {
             $mounted = $true
             $start = [Diagnostics.ProcessStartInfo]::new('fio')
             foreach ($arg in '--name=move', "--filename=$mount/fio.dat", '--size=16M', '--rw=randwrite', '--bs=4k', '--iodepth=8',
-                '--ioengine=libaio', '--direct=1', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--loops=6', '--output-format=terse') {
+                '--ioengine=libaio', '--direct=1', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--loops=6', '--output-format=terse') {
                 $start.ArgumentList.Add($arg)
             }
             $start.RedirectStandardOutput = $true

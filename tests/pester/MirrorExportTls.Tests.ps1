@@ -2,25 +2,6 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
     Use-TestHost | Out-Null
-
-    function New-TestPki {
-        # A CA, and a server and a client certificate it signs, made by openssl in nbdkit's and qemu's layout.
-        param([string] $Folder)
-        New-Item -ItemType Directory $Folder | Out-Null
-        $caKey = Join-Path $Folder '../tls-ca-key.pem'
-        $ec = @('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes')
-        openssl req -x509 @ec -keyout $caKey -out "$Folder/ca-cert.pem" -days 2 -subj '/CN=Kcopyd Pester CA' `
-            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>$null
-        foreach ($role in 'server', 'client') {
-            $purpose = if ($role -eq 'server') { "extendedKeyUsage=serverAuth`nsubjectAltName=DNS:localhost,IP:127.0.0.1" } else { 'extendedKeyUsage=clientAuth' }
-            Set-Content "$Folder/../tls-$role.ext" "basicConstraints=CA:FALSE`nkeyUsage=critical,digitalSignature`n$purpose"
-            openssl req -new @ec -keyout "$Folder/$role-key.pem" -out "$Folder/../tls-$role.csr" -subj "/CN=$role" 2>$null
-            openssl x509 -req -in "$Folder/../tls-$role.csr" -CA "$Folder/ca-cert.pem" -CAkey $caKey -set_serial (Get-Random) -days 2 `
-                -extfile "$Folder/../tls-$role.ext" -out "$Folder/$role-cert.pem" 2>$null
-            chmod 600 "$Folder/$role-key.pem"
-        }
-        if (-not (Test-Path "$Folder/client-cert.pem")) { throw 'openssl did not make the certificates' }
-    }
 }
 
 AfterAll {
@@ -40,18 +21,18 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
     AfterAll { Remove-MirrorDevice tls1 -Force -Confirm:$false -ErrorAction Ignore }
 
     It 'refuses a missing directory, a missing file and a key every user may read, before serving anything' {
-        { Publish-MirrorDevice tls1 -TlsCertificateDirectory (Join-Path $script:TlsFolder 'nowhere') -Confirm:$false } | Should -Throw -ErrorId 'TlsCertificatesNotFound*'
+        { Publish-MirrorDevice tls1 -TlsCertificateDirectory (Join-Path $script:TlsFolder 'nowhere') -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsCertificatesNotFound*'
         $partial = Join-Path $script:TlsFolder 'pki-partial'
         New-Item -ItemType Directory $partial | Out-Null
         Copy-Item "$script:Pki/server-cert.pem", "$script:Pki/server-key.pem" $partial
-        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $partial -Confirm:$false } | Should -Throw -ErrorId 'TlsCertificatesNotFound*' -PassThru
+        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $partial -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsCertificatesNotFound*' -PassThru
         $err.Exception.Message | Should -Match 'ca-cert\.pem'
         $readable = Join-Path $script:TlsFolder 'pki-readable'
         Copy-Item $script:Pki $readable -Recurse
         chmod 644 "$readable/server-key.pem"
-        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $readable -Confirm:$false } | Should -Throw -ErrorId 'TlsKeyReadableByOthers*' -PassThru
+        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $readable -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsKeyReadableByOthers*' -PassThru
         $err.Exception.Message | Should -Match 'server-key\.pem'
-        { Publish-MirrorDevice tls1 -TlsAnyClient -Confirm:$false } | Should -Throw -ErrorId 'TlsAnyClientWithoutTls*'
+        { Publish-MirrorDevice tls1 -TlsAnyClient -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsAnyClientWithoutTls*'
         @((Get-MirrorDevice tls1).Exports).Count | Should -Be 0
     }
 
@@ -84,7 +65,7 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
     }
 
     It 'refuses -BlockDevice with TLS, and a second, plain publication on the private socket gives the block device beside the TLS export' {
-        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $script:Pki -BlockDevice -Confirm:$false } | Should -Throw -ErrorId 'TlsBlockDeviceUnsupported*' -PassThru
+        $err = { Publish-MirrorDevice tls1 -TlsCertificateDirectory $script:Pki -BlockDevice -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'TlsBlockDeviceUnsupported*' -PassThru
         $err.Exception.Message | Should -Match 'a second time'
         $tls = Publish-MirrorDevice tls1 -UnixSocket (Join-Path $env:KCOPYD_RUNTIME_DIR 'exports/tls1-tls.sock') -TlsCertificateDirectory $script:Pki -Confirm:$false
         $local = Publish-MirrorDevice tls1 -BlockDevice -Confirm:$false

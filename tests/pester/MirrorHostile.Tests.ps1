@@ -30,7 +30,7 @@ Describe '-ResetLog on a log that still reads' {
 
             # The admin gives the legs in the wrong order and reaches for -ResetLog: the reset would copy the stale
             # leg over the only one holding the acknowledged writes.
-            { New-MirrorDevice h1 $stale.Device, $good -LogPath $log -ResetLog -Confirm:$false } |
+            { New-MirrorDevice h1 $stale.Device, $good -LogPath $log -ResetLog -Confirm:$false -ErrorAction Stop } |
                 Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*default leg*give '$good' first*"
             Get-RegionHash $good 0 16MB | Should -Be $acknowledged
 
@@ -149,7 +149,7 @@ Describe 'A mirror re-created from its log over a leg that is not the one the lo
             $file = [IO.File]::Create($b); $file.SetLength(16MB); $file.Dispose()
             if ((stat -c %i $b) -ne $inode) { Set-ItResult -Skipped -Because 'ext4 did not reuse the inode'; return }
 
-            { New-MirrorDevice h3 $a, $b -LogPath $log -Confirm:$false } |
+            { New-MirrorDevice h3 $a, $b -LogPath $log -Confirm:$false -ErrorAction Stop } |
                 Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*'$b' differs from the default leg*"
             Get-MirrorDevice h3 -ErrorAction Ignore | Should -BeNullOrEmpty
 
@@ -174,7 +174,7 @@ Describe 'A mirror re-created from its log over a leg that is not the one the lo
             New-MirrorDevice h4 $a, $b -LogPath $log -Confirm:$false | Out-Null   # the same legs: taken
             Remove-MirrorDevice h4 -Confirm:$false
             Write-RandomRegion -Path $b -Offset 0 -Length 16MB -Seed 905
-            { New-MirrorDevice h4 $a, $b -LogPath $log -Confirm:$false } | Should -Throw -ErrorId 'LegIdentityMismatch*'
+            { New-MirrorDevice h4 $a, $b -LogPath $log -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'LegIdentityMismatch*'
         } finally { Remove-MirrorDevice h4 -Confirm:$false -ErrorAction Ignore }
     }
 }

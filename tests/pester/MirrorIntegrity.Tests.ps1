@@ -92,13 +92,13 @@ Describe 'Legs whose names were swapped' {
         Rename-Item $a 'i3-tmp.img'; Rename-Item $b (Split-Path $a -Leaf); Rename-Item (Join-Path (Split-Path $a) 'i3-tmp.img') (Split-Path $b -Leaf)
         $before = $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length }
 
-        $err = { New-MirrorDevice i3 $a, $b -LogPath $log -Confirm:$false } | Should -Throw -PassThru
+        $err = { New-MirrorDevice i3 $a, $b -LogPath $log -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike 'LegIdentityMismatch,*'
         $err.Exception.Message | Should -Match ([regex]::Escape("give them as $b, $a"))
         $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length } | Should -Be $before
         # In the order the log knows them, the mirror sees that the legs differ in a region the log calls in sync
         # (the first megabyte was written outside it) and refuses that too; -ResetLog resyncs from the first leg.
-        { New-MirrorDevice i3 $b, $a -LogPath $log -Confirm:$false } | Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*'$a' differs from the default leg '$b'*"
+        { New-MirrorDevice i3 $b, $a -LogPath $log -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*'$a' differs from the default leg '$b'*"
         $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length } | Select-Object -First 2 | Should -Be ($before | Select-Object -First 2)
         $back = New-MirrorDevice i3 $b, $a -LogPath $log -ResetLog -Confirm:$false
         try { (Wait-MirrorDevice i3 -TimeoutSeconds 60).State | Should -Be 'InSync' } finally { Remove-MirrorDevice i3 -Confirm:$false }
@@ -118,7 +118,7 @@ Describe 'A log whose bits were flipped' {
         $bytes[$slot + 4096] = $bytes[$slot + 4096] -bxor 1 # slot B's bitmap
         [IO.File]::WriteAllBytes($log, $bytes)
 
-        $err = { New-MirrorDevice i4 $legs -LogPath $log -Confirm:$false } | Should -Throw -PassThru
+        $err = { New-MirrorDevice i4 $legs -LogPath $log -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike 'LogCorrupt,*'
         $err.Exception.Message | Should -Match 'ResetLog'
         [IO.File]::ReadAllBytes($log) | Should -Be $bytes

@@ -11,7 +11,8 @@ BeforeAll {
     function Get-DeviceHash([string] $Path, [long] $Length = 8MB) { Get-RegionHash -Path $Path -Offset 0 -Length $Length }
 
     function Get-ErrorId([scriptblock] $ScriptBlock) {
-        # The ErrorId of the error the block throws; a block that throws nothing fails the test.
+        # The ErrorId of the error the block writes (non-terminating, so made to throw); a block that writes none fails the test.
+        $ErrorActionPreference = 'Stop'
         ($ScriptBlock | Should -Throw -PassThru).FullyQualifiedErrorId
     }
 
@@ -195,16 +196,18 @@ Describe 'Finding 6: the image-file legs of a live mirror are written only throu
 
     AfterAll { Remove-MirrorDevice f6 -Confirm:$false -ErrorAction Ignore }
 
-    # DeviceInUse, not LegInUse: the mirror opened the image exclusively, so it holds the file's OFD write lock, and
-    # the copy's own exclusive open of the destination fails on that lock before the leg check is reached.
-    It 'refuses a copy into a leg image with DeviceInUse, as the mirror holds the image''s write lock' {
-        Get-ErrorId { Start-RegionCopy $Data $Images[1] -Length 1MB -Wait -Confirm:$false } | Should -BeLike 'DeviceInUse,*'
+    # The mirror holds the image's OFD write lock, so the copy's exclusive open fails on it; the host then finds whose
+    # leg the image is and says so (LegInUse, naming the mirror), rather than blaming "another writer".
+    It 'refuses a copy into a leg image with LegInUse, naming the mirror' {
+        $err = { Start-RegionCopy $Data $Images[1] -Length 1MB -Wait -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
+        $err.FullyQualifiedErrorId | Should -BeLike 'LegInUse,*'
+        $err.Exception.Message | Should -BeLike "*a leg of mirror 'f6'*"
         Assert-MirrorIntact
     }
 
     It 'refuses a copy from the mirror into its own leg image' {
-        Get-ErrorId { Start-RegionCopy $Mirror $Images[1] -SourceOffset 1MB -Length 1MB -Wait -Confirm:$false } | Should -BeLike 'DeviceInUse,*'
-        Get-ErrorId { Start-RegionCopy $Mirror $Images[0] -Length 1MB -DestinationOffset 4MB -Wait -Confirm:$false } | Should -BeLike 'DeviceInUse,*'
+        Get-ErrorId { Start-RegionCopy $Mirror $Images[1] -SourceOffset 1MB -Length 1MB -Wait -Confirm:$false } | Should -BeLike 'LegInUse,*'
+        Get-ErrorId { Start-RegionCopy $Mirror $Images[0] -Length 1MB -DestinationOffset 4MB -Wait -Confirm:$false } | Should -BeLike 'LegInUse,*'
         Assert-MirrorIntact
     }
 
@@ -217,7 +220,7 @@ Describe 'Finding 6: the image-file legs of a live mirror are written only throu
         $ids.Count | Should -Be 3
         $ids[0] | Should -BeLike 'LegInUse,*'
         $ids[1] | Should -BeLike 'LegInUse,*'
-        $ids[2] | Should -BeLike 'DeviceInUse,*'
+        $ids[2] | Should -BeLike 'LegInUse,*'
         Assert-MirrorIntact
     }
 
@@ -272,11 +275,11 @@ Describe 'Finding 7: overlap through another name for the same storage' {
         Get-RegionHash $Wide 0 3MB | Should -Be (Get-RegionHash -Path $beforeCopy -Offset 0 -Length 3MB)
     }
 
-    It 'refuses a mirror whose legs are a loop device and its own backing file with LegInUse' {
+    It 'refuses a mirror whose legs are a loop device and its own backing file with DuplicateDevice' {
         $before = Get-DeviceHash $Backing
         foreach ($legs in @($Loop, $Backing), @($Backing, $Loop)) {
-            Get-ErrorId { New-MirrorDevice f7 $legs -Confirm:$false } | Should -BeLike 'LegInUse,*'
-            Get-ErrorId { New-MirrorDevice f7 $legs -NoSync -Confirm:$false } | Should -BeLike 'LegInUse,*'
+            Get-ErrorId { New-MirrorDevice f7 $legs -Confirm:$false } | Should -BeLike 'DuplicateDevice,*'
+            Get-ErrorId { New-MirrorDevice f7 $legs -NoSync -Confirm:$false } | Should -BeLike 'DuplicateDevice,*'
         }
         Get-DeviceHash $Backing | Should -Be $before
         Get-MirrorDevice | Should -BeNullOrEmpty

@@ -63,7 +63,7 @@ Describe 'Start-RegionCopy' {
 
     It 'still says what it performs under -Verbose with -Confirm:$false' {
         $lines = Start-RegionCopy $Source $Targets[1] -Length 1MB -Wait -Confirm:$false -Verbose 4>&1
-        @($lines | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like '*Copy 1048576 bytes*' }).Count | Should -Be 1
+        @($lines | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like '*Overwrite with 1048576 bytes copied*' }).Count | Should -Be 1
         @($lines | Where-Object { $_ -is [Kcopyd.Protocol.CopyJobInfo] })[0].State | Should -Be 'Completed'
     }
 }
@@ -86,7 +86,7 @@ Describe 'Start-RegionCopy with bad input' {
         }
         $before = Get-RegionHash $Source 0 64MB
 
-        $err = { Start-RegionCopy @parameters } | Should -Throw -PassThru
+        $err = { Start-RegionCopy @parameters -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike "$ErrorId,*"
         $err.CategoryInfo.Category | Should -Be $Category
 
@@ -98,7 +98,7 @@ Describe 'Start-RegionCopy with bad input' {
         $disk = Invoke-WithMountedLoopDevice -Name 'mounted.img' -ScriptBlock {
             param($disk)
             $before = Get-RegionHash $disk 0 32MB
-            $err = { Start-RegionCopy $Source $disk -Length 1MB -Confirm:$false } | Should -Throw -PassThru
+            $err = { Start-RegionCopy $Source $disk -Length 1MB -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
             $err.FullyQualifiedErrorId | Should -BeLike 'DeviceInUse,*'
             $err.CategoryInfo.Category | Should -Be 'ResourceBusy'
             $err.TargetObject | Should -Be $disk

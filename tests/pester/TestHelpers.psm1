@@ -44,6 +44,14 @@ function Invoke-WithMountedLoopDevice {
     # The mount's own superblock update is committed by the journal a few seconds later: flushed now, so the device
     # is quiet while the block checks that nothing writes to it.
     sync -f $mountPoint
+    # Still the journal may commit a moment after (seen on a loaded machine): wait until a second passes unchanged.
+    $settled = Get-RegionHash $disk 0 $Size
+    foreach ($attempt in 1..15) {
+        Start-Sleep -Seconds 1
+        $now = Get-RegionHash $disk 0 $Size
+        if ($now -eq $settled) { break }
+        $settled = $now
+    }
     try { & $ScriptBlock $disk | Out-Null } finally {
         umount $mountPoint
         Remove-Item $mountPoint
@@ -275,6 +283,26 @@ function Update-TestHost {
     $script:HostProcessId
 }
 
+function New-TestPki {
+    # A CA, and a server and a client certificate it signs, made by openssl in nbdkit's and qemu's layout in $Folder
+    # (the CA's key and the requests beside it, as "$Folder-*": a certificate directory holds no CA key).
+    param([Parameter(Mandatory)] [string] $Folder)
+    New-Item -ItemType Directory $Folder | Out-Null
+    $caKey = "$Folder-ca-key.pem"
+    $ec = @('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes')
+    openssl req -x509 @ec -keyout $caKey -out "$Folder/ca-cert.pem" -days 2 -subj '/CN=Kcopyd Pester CA' `
+        -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>$null
+    foreach ($role in 'server', 'client') {
+        $purpose = if ($role -eq 'server') { "extendedKeyUsage=serverAuth`nsubjectAltName=DNS:localhost,IP:127.0.0.1" } else { 'extendedKeyUsage=clientAuth' }
+        Set-Content "$Folder-$role.ext" "basicConstraints=CA:FALSE`nkeyUsage=critical,digitalSignature`n$purpose"
+        openssl req -new @ec -keyout "$Folder/$role-key.pem" -out "$Folder-$role.csr" -subj "/CN=$role" 2>$null
+        openssl x509 -req -in "$Folder-$role.csr" -CA "$Folder/ca-cert.pem" -CAkey $caKey -set_serial (Get-Random) -days 2 `
+            -extfile "$Folder-$role.ext" -out "$Folder/$role-cert.pem" 2>$null
+        chmod 600 "$Folder/$role-key.pem"
+    }
+    if (-not (Test-Path "$Folder/client-cert.pem")) { throw 'openssl did not make the certificates' }
+}
+
 $script:Networks = [Collections.Generic.List[object]]::new()
 
 function Invoke-Ip {
@@ -342,4 +370,4 @@ function Invoke-KcopydInNamespace {
     Invoke-KcopydInChild -Command $Command -TimeoutSeconds $TimeoutSeconds -Namespace $Namespace -Environment $Environment
 }
 
-Export-ModuleMember -Function Get-FreePort, Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace
+Export-ModuleMember -Function Get-FreePort, Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-TestPki, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace

@@ -11,6 +11,7 @@ namespace Kcopyd.Engine.Copy;
 public sealed class CopyJob
 {
     private static long s_lastId;
+    private static long s_lastInternalId;
 
     private readonly object _lock = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -36,10 +37,10 @@ public sealed class CopyJob
     {
         Owner = owner;
         Request = request;
-        Id = Interlocked.Increment(ref s_lastId);
+        Id = request.Internal ? Interlocked.Decrement(ref s_lastInternalId) : Interlocked.Increment(ref s_lastId);
         IsZero = request.Source == null;
         _chunkBytes = IsZero ? owner.Options.ZeroChunkBytes : owner.Options.SubJobSizeBytes;
-        _blockBytes = request.Destinations.Select(d => d.Device.LogicalBlockSize).Append(request.Source?.LogicalBlockSize ?? 1).Max();
+        _blockBytes = request.AlignmentBytes;
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
         DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
         _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
@@ -50,6 +51,9 @@ public sealed class CopyJob
     /// <summary>The job's own bandwidth limit (-BytesPerSecond of one copy), if it has one; its client's applies as well.</summary>
     internal CopyThrottle? Throttle { get; }
 
+    /// <summary>The pieces the job goes in: the client's sub-job size for a copy, its zero chunk for a zeroing.</summary>
+    public long SubJobSizeBytes => _chunkBytes;
+
     /// <summary>0: no limit of its own.</summary>
     public long MaxBytesPerSecond => Request.MaxBytesPerSecond;
 
@@ -58,7 +62,11 @@ public sealed class CopyJob
     /// <summary>What went wrong on a destination while the job ran without failing it (a mirror that lost a leg).</summary>
     public string[] Warnings { get; private set; } = [];
 
+    /// <summary>Positive for a job asked for from outside, negative for one the engine runs for itself (see <see cref="Internal"/>).</summary>
     public long Id { get; }
+
+    /// <summary>The engine runs it for itself (a mirror's recovery copy), not for a caller.</summary>
+    public bool Internal => Request.Internal;
 
     public string Client => Owner.Name;
 

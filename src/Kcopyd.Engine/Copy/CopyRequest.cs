@@ -48,14 +48,23 @@ public sealed record CopyRequest
     /// <summary>Zero chunks and holes of the source are looked for (and then zeroed or skipped).</summary>
     internal bool DetectsZeroes => Sparse || DestinationIsZero;
 
+    /// <summary>
+    /// A job the engine runs for itself (a mirror's recovery copy): its id counts down from -1, so internal jobs
+    /// never take the ids an admin's jobs are numbered by, and an id tells at once which kind a job is.
+    /// </summary>
+    public bool Internal { get; init; }
+
     /// <summary>Called once when the job ends, on the client's worker thread: keep it short and never block in it.</summary>
     public Action<CopyJob>? Completed { get; init; }
+
+    /// <summary>Offsets and the length are multiples of this: the largest logical block size of the source and destinations.</summary>
+    public int AlignmentBytes => Destinations.Select(d => d.Device.LogicalBlockSize).Append(Source?.LogicalBlockSize ?? 1).Max();
 
     /// <summary>Checks the request against the devices' sizes and block sizes before anything is read or written.</summary>
     public void Validate()
     {
         if (Destinations.Count is < 1 or > MaxDestinations)
-            throw Invalid("DestinationCount", $"A copy has 1 to {MaxDestinations} destinations, not {Destinations.Count}.", Destinations);
+            throw Invalid("TooManyDestinations", $"A copy has 1 to {MaxDestinations} destinations, not {Destinations.Count}.", Destinations.Count);
         if (LengthBytes <= 0)
             throw Invalid("EmptyRegion", $"The length must be positive, not {LengthBytes}.", LengthBytes);
         if (MaxBytesPerSecond < 0)
@@ -64,8 +73,7 @@ public sealed record CopyRequest
         if (Source == null && (Verify || DetectsZeroes))
             throw Invalid("NotACopy", "Verify, Sparse and DestinationIsZero need a source: zeroing a region has none.", Destinations);
 
-        int blockSize = Source?.LogicalBlockSize ?? 1;
-        foreach (var d in Destinations) blockSize = Math.Max(blockSize, d.Device.LogicalBlockSize);
+        int blockSize = AlignmentBytes;
         CheckRegion(Source, SourceOffsetBytes, blockSize);
         foreach (var d in Destinations)
         {
@@ -88,7 +96,10 @@ public sealed record CopyRequest
     private void CheckRegion(IBlockDevice? device, long offset, int blockSize)
     {
         if (device == null) return;
-        if (offset < 0 || offset % blockSize != 0 || LengthBytes % blockSize != 0)
+        if (offset < 0)
+            throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument,
+                $"The offset {offset} on '{device.Name}' is negative: a region starts at byte 0 or after it.", device.Name);
+        if (offset % blockSize != 0 || LengthBytes % blockSize != 0)
             throw Invalid("UnalignedRegion",
                 $"Offset {offset} and length {LengthBytes} on '{device.Name}' must be multiples of the logical block size {blockSize}.", device.Name);
         if (offset > device.SizeBytes - LengthBytes)

@@ -1,7 +1,7 @@
 namespace Kcopyd.Engine.Devices;
 
 /// <summary>Splits a dev_t into major and minor the way glibc's gnu_dev_major/minor do, and finds its sysfs folder.</summary>
-internal static class DeviceNumber
+public static class DeviceNumber
 {
     public static uint Major(ulong dev) => (uint)(((dev >> 8) & 0xfff) | ((dev >> 32) & 0xfffff000));
 

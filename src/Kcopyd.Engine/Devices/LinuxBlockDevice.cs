@@ -95,7 +95,7 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
             }
             return fd < 0 ? Errno.Last : 0;
         }, Errno.EBUSY);
-        if (fd < 0) throw OpenError(path, openErrno);
+        if (fd < 0) throw openErrno == Errno.EBUSY && isBlock ? InUse(path, (ulong)st.st_rdev) : OpenError(path, openErrno);
 
         try
         {
@@ -294,6 +294,11 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
             $"Cannot open '{path}': {Errno.Describe(errno)}.", path),
         _ => new KcopydException("DeviceOpenFailed", KcopydErrorKind.DeviceError, $"Cannot open '{path}': {Errno.Describe(errno)}.", path),
     };
+
+    /// <summary>An exclusive open found the device busy: names the holder where the system says who it is.</summary>
+    private static KcopydException InUse(string path, ulong rdev)
+        => new("DeviceInUse", KcopydErrorKind.ResourceBusy,
+            $"'{path}' is in use: {DeviceHolders.Describe(rdev) ?? "held open exclusively by another program"}. Use -Force to open it anyway.", path);
 
     private static KcopydException IoctlError(string path, string request)
         => new("DeviceOpenFailed", KcopydErrorKind.DeviceError, $"{request} failed on '{path}': {Errno.Describe(Errno.Last)}.", path);

@@ -65,9 +65,11 @@ public sealed partial class MirrorDevice
                 SourceOffsetBytes = offset,
                 Destinations = destinations.Select(l => new CopyDestination(l.Device, offset)).ToArray(),
                 LengthBytes = Math.Min(RegionSizeBytes, SizeBytes - offset),
+                Internal = true,
                 Completed = job => RecoveryCopied(region, job, source, destinations),
             });
             lock (_recoveryJobs) _recoveryJobs[region] = job;
+            _options.InternalJobStarted?.Invoke(job);
         }
         catch (ObjectDisposedException)
         {

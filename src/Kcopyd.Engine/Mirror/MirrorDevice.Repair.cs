@@ -228,7 +228,8 @@ public sealed partial class MirrorDevice
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_daemonWork) _daemonWork.Add((work, done));
         Wake();
-        if (!done.Task.Wait(SuspendTimeout))
+        // The wait handle, not Task.Wait: that wraps a refusal of the work (MirrorNotInSync, say) in an AggregateException.
+        if (!((IAsyncResult)done.Task).AsyncWaitHandle.WaitOne(SuspendTimeout))
             throw new KcopydException("MirrorBusy", KcopydErrorKind.ResourceBusy, $"Mirror '{Name}' did not get to the change within {SuspendTimeout.TotalSeconds:0} s.", Name);
         done.Task.GetAwaiter().GetResult();
     }

@@ -369,12 +369,18 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
         _log.Flush(includeClears: false);
     }
 
+    /// <summary>A mirror has 2 to <see cref="MaxLegs"/> legs: TooFewLegs or TooManyLegs otherwise.</summary>
+    public static void CheckLegCount(int count)
+    {
+        if (count < 2)
+            throw new KcopydException("TooFewLegs", KcopydErrorKind.InvalidArgument, $"A mirror needs at least 2 legs, not {count}.", count);
+        if (count > MaxLegs)
+            throw new KcopydException("TooManyLegs", KcopydErrorKind.InvalidArgument, $"A mirror has at most {MaxLegs} legs, not {count}.", count);
+    }
+
     private static void CheckLegs(IReadOnlyList<IBlockDevice> legs)
     {
-        if (legs.Count < 2)
-            throw new KcopydException("TooFewLegs", KcopydErrorKind.InvalidArgument, $"A mirror needs at least 2 legs, not {legs.Count}.", legs);
-        if (legs.Count > MaxLegs)
-            throw new KcopydException("TooManyLegs", KcopydErrorKind.InvalidArgument, $"A mirror has at most {MaxLegs} legs, not {legs.Count}.", legs);
+        CheckLegCount(legs.Count);
         foreach (var leg in legs) ArgumentNullException.ThrowIfNull(leg, nameof(legs));
         var odd = legs.FirstOrDefault(l => l.LogicalBlockSize != legs[0].LogicalBlockSize);
         if (odd != null)

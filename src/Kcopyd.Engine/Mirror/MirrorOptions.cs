@@ -42,6 +42,12 @@ public sealed record MirrorOptions
     /// </remarks>
     public int IoDepth { get; init; } = 32;
 
+    /// <summary>
+    /// Told of each copy job the mirror starts for itself (a recovery copy, <see cref="Copy.CopyJob.Internal"/>), on its
+    /// daemon thread, so a host can list them: keep it short and never block in it.
+    /// </summary>
+    public Action<Copy.CopyJob>? InternalJobStarted { get; init; }
+
     /// <summary>Dispose the legs when the mirror is disposed.</summary>
     public bool OwnsLegs { get; init; }
 }

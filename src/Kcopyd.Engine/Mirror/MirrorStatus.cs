@@ -55,9 +55,6 @@ public sealed class MirrorStatus
     /// <summary>The leg that holds every acknowledged write: recovery copies from it, out-of-sync regions are read from it.</summary>
     public string DefaultLeg { get; init; } = "";
 
-    /// <summary>The NBD URIs (and block devices) the mirror is published on; filled in by whoever serves them (the host).</summary>
-    public string[] Exports { get; set; } = [];
-
     /// <summary>What went wrong with the mirror's legs and log, newest last (a degraded mirror says why here).</summary>
     public string[] Warnings { get; init; } = [];
 

@@ -18,20 +18,26 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// How long a start the cmdlet follows (-Wait) waits for its job before answering: a small job has ended by then,
-    /// so the cmdlet has it without a WaitJob round trip; a longer one shows its first progress that much later.
+    /// How long a start waits for its job before answering: a small job has ended by then, so the cmdlet has it
+    /// without a WaitJob round trip, and one that fails at its first I/O is reported as failed by the cmdlet that
+    /// started it, also without -Wait; a longer job answers that much later.
     /// </summary>
     private static readonly TimeSpan FirstWait = TimeSpan.FromMilliseconds(50);
 
     /// <summary>The started job, or null when ShouldProcess said no. Bad input fails first, under -WhatIf too.</summary>
     public CopyJobInfo? StartCopy(OperationContext context, CopyJobRequest r)
-        => Start(context, r.Client, r.Follow, (client, devices) =>
+        => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
+            // Before any device is opened: these need no device to be told.
+            if (r.Destinations.Length > CopyRequest.MaxDestinations)
+                throw new KcopydException("TooManyDestinations", KcopydErrorKind.InvalidArgument,
+                    $"A copy has at most {CopyRequest.MaxDestinations} destinations, not {r.Destinations.Length}: start another copy for the rest.", r.Destinations.Length);
             if (r.DestinationOffsets.Length != 1 && r.DestinationOffsets.Length != r.Destinations.Length)
                 throw new KcopydException("DestinationOffsetCount", KcopydErrorKind.InvalidArgument,
-                    $"Give one DestinationOffset for all destinations or one for each of the {r.Destinations.Length} destinations.");
-            if (r.DestinationOffsets.Any(o => o < 0))
-                throw new KcopydException("RegionOutOfRange", KcopydErrorKind.InvalidArgument, "DestinationOffset cannot be negative.");
+                    $"Give one DestinationOffset for all destinations or one for each of the {r.Destinations.Length} destinations, not {r.DestinationOffsets.Length}.",
+                    r.DestinationOffsets.Length);
+            if (r.SourceOffset < 0 || r.DestinationOffsets.Any(o => o < 0))
+                throw r.SourceOffset < 0 ? NegativeOffset("SourceOffset", r.SourceOffset) : NegativeOffset("DestinationOffset", r.DestinationOffsets.First(o => o < 0));
             var source = devices.Open(r.Source, DeviceOpenOptions.ReadOnly);
             var destinations = r.Destinations
                 .Select((d, i) => new CopyDestination(devices.OpenForWrite(d, r.Force), r.DestinationOffsets.Length == 1 ? r.DestinationOffsets[0] : r.DestinationOffsets[i]))
@@ -50,19 +56,20 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
                 Completed = _ => devices.CloseAll(),
             };
             request.Validate();
-            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} at {d.OffsetBytes}"));
-            return r.Confirmed || context.ShouldProcess(target, $"Copy {request.LengthBytes} bytes from {source.Name} at {r.SourceOffset}")
+            string target = string.Join(", ", destinations.Select(d => $"{d.Device.Name} bytes {Span(d.OffsetBytes, request.LengthBytes)}"));
+            return r.Confirmed || context.ShouldProcess(target, $"Overwrite with {request.LengthBytes} bytes copied from {source.Name} bytes {Span(r.SourceOffset, request.LengthBytes)}")
                 ? client.Copy(request)
                 : null;
         });
 
     public CopyJobInfo? StartZero(OperationContext context, ZeroJobRequest r)
-        => Start(context, r.Client, r.Follow, (client, devices) =>
+        => Start(context, r.Client, r.Follow, r.Verbose, (client, devices) =>
         {
+            if (r.Offset < 0) throw NegativeOffset("Offset", r.Offset);
             CopyDestination[] destination = [new(devices.OpenForWrite(r.Path, r.Force), r.Offset)];
             var request = new CopyRequest { Destinations = destination, LengthBytes = r.Length, MaxBytesPerSecond = r.MaxBytesPerSecond, Completed = _ => devices.CloseAll() };
             request.Validate(); // bad input fails before the prompt, and under -WhatIf too
-            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} at {r.Offset}", $"Zero {r.Length} bytes")
+            return r.Confirmed || context.ShouldProcess($"{destination[0].Device.Name} bytes {Span(r.Offset, r.Length)}", $"Zero {r.Length} bytes")
                 ? client.Copy(request)
                 : null;
         });
@@ -70,8 +77,10 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     public CopyJobInfo[] GetJobs(long[]? ids)
     {
         if (ids == null) return registry.Jobs.List().ToArray();
-        return ids.Select(id => registry.Jobs.Find(id) ?? throw NotFound(id)).ToArray();
+        return ids.Select(id => registry.JobsOf(id).Find(id) ?? throw NotFound(id)).ToArray();
     }
+
+    public CopyJobInfo[] GetInternalJobs() => registry.InternalJobs.List().ToArray();
 
     /// <summary>
     /// Answers when the job ends, or after the timeout (at most 10 s) with the job as it is then; a job this
@@ -79,9 +88,9 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// </summary>
     public async Task<CopyJobInfo> WaitJob(long id, int timeoutMilliseconds, CancellationToken cancellation)
     {
-        if (registry.Jobs.FindLive(id) is not { } job)
+        if (registry.JobsOf(id).FindLive(id) is not { } job)
         {
-            var ended = registry.Jobs.Find(id) ?? throw NotFound(id);
+            var ended = registry.JobsOf(id).Find(id) ?? throw NotFound(id);
             Unfollow(id);
             return ended;
         }
@@ -100,7 +109,11 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// <summary>Asks the job to stop; it ends as Stopped once its chunks in flight return (WaitJob sees it).</summary>
     public CopyJobInfo StopJob(OperationContext context, long id)
     {
-        var info = registry.Jobs.Find(id) ?? throw NotFound(id);
+        var info = registry.JobsOf(id).Find(id) ?? throw NotFound(id);
+        if (info.Internal)
+            throw new KcopydException("CopyJobInternal", KcopydErrorKind.InvalidOperation,
+                $"Copy job {id} is a recovery copy the host runs for itself (client {info.Client}) and cannot be stopped by id; " +
+                "Set-MirrorDevice -RecoveryBytesPerSecond slows a mirror's recovery.", id);
         if (registry.Jobs.FindLive(id) is not { } job) return info;
         if (!context.ShouldProcess($"copy job {id}", "Stop")) return info;
         job.Stop();
@@ -111,12 +124,12 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     /// <summary>Drops a finished job from the list; a running one is refused (stop it first).</summary>
     public bool RemoveJob(OperationContext context, long id)
     {
-        if (registry.Jobs.Find(id) is not { } info) throw NotFound(id);
+        if (registry.JobsOf(id).Find(id) is not { } info) throw NotFound(id);
         if (!info.IsFinished)
             throw new KcopydException("CopyJobRunning", KcopydErrorKind.InvalidOperation,
                 $"Copy job {id} is {info.State}: stop it first (Stop-CopyJob -Id {id}), then remove it.", id);
         if (!context.ShouldProcess($"copy job {id} ({info.State})", "Remove from the job list")) return false;
-        registry.Jobs.Remove(id);
+        registry.JobsOf(id).Remove(id);
         return true;
     }
 
@@ -126,7 +139,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
         var info = CopyJobInfo.Of(job);
         if (info.IsFinished)
         {
-            registry.Jobs.SealIfEnded(job.Id);
+            registry.JobsOf(job.Id).SealIfEnded(job.Id);
             Unfollow(job.Id);
         }
         return info;
@@ -137,7 +150,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     {
         lock (_followed)
         {
-            foreach (long id in _followed) registry.Jobs.Unpin(id);
+            foreach (long id in _followed) registry.JobsOf(id).Unpin(id);
             _followed.Clear();
         }
     }
@@ -145,18 +158,18 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
     private void Follow(long id)
     {
         lock (_followed)
-            if (_followed.Add(id)) registry.Jobs.Pin(id);
+            if (_followed.Add(id)) registry.JobsOf(id).Pin(id);
     }
 
     private void Unfollow(long id)
     {
         lock (_followed)
-            if (_followed.Remove(id)) registry.Jobs.Unpin(id);
+            if (_followed.Remove(id)) registry.JobsOf(id).Unpin(id);
     }
 
-    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, Func<CopyClient, DeviceScope, CopyJob?> start)
+    private CopyJobInfo? Start(OperationContext context, string clientName, bool follow, bool verbose, Func<CopyClient, DeviceScope, CopyJob?> start)
     {
-        var devices = new DeviceScope(registry.Mirrors);
+        var devices = new DeviceScope(registry.Mirrors, registry.Jobs);
         try
         {
             var job = start(registry.Clients.Get(clientName), devices);
@@ -168,11 +181,10 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             // Pinned before it can end and leave a history of one: the -Wait that follows must find it.
             if (follow) lock (_followed) _followed.Add(job.Id);
             registry.Jobs.Add(job, pin: follow);
-            if (follow)
-            {
-                try { job.WaitAsync(context.Cancellation).Wait(FirstWait); }
-                catch (AggregateException) { } // Ctrl+C cancelled the call: it answers at once, with the job as it is
-            }
+            if (verbose)
+                foreach (string line in JobDecisions.Describe(job)) context.WriteVerbose(line);
+            try { job.WaitAsync(context.Cancellation).Wait(FirstWait); }
+            catch (AggregateException) { } // Ctrl+C cancelled the call: it answers at once, with the job as it is
             return Answer(job);
         }
         catch
@@ -182,6 +194,13 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
             throw;
         }
     }
+
+    /// <summary>The byte range a prompt names: first to last byte, both included.</summary>
+    internal static string Span(long offsetBytes, long lengthBytes) => $"{offsetBytes}-{offsetBytes + lengthBytes - 1}";
+
+    /// <summary>A negative offset of any parameter is one error, told before a device is opened.</summary>
+    private static KcopydException NegativeOffset(string parameter, long offset)
+        => new("RegionOutOfRange", KcopydErrorKind.InvalidArgument, $"{parameter} {offset} is negative: a region starts at byte 0 or after it.", offset);
 
     private static KcopydException NotFound(long id)
         => new("CopyJobNotFound", KcopydErrorKind.NotFound, $"There is no copy job with Id {id}.", id);

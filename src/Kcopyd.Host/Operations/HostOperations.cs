@@ -61,8 +61,9 @@ internal sealed class HostOperations(HostRegistry registry, string socketPath)
             throw new KcopydException("InvalidSetting", KcopydErrorKind.InvalidArgument, "JobHistoryMaxAge cannot be negative.");
         if (!context.ShouldProcess($"Kcopyd host {Environment.ProcessId}", "Change how long finished copy jobs stay listed")) return Info();
         if (change.JobHistoryCount is { } count) registry.Jobs.HistoryCount = count;
-        if (change.JobHistoryMaxAge is { } maxAge) registry.Jobs.HistoryMaxAge = maxAge;
+        if (change.JobHistoryMaxAge is { } maxAge) registry.Jobs.HistoryMaxAge = registry.InternalJobs.HistoryMaxAge = maxAge;
         registry.Jobs.Prune();
+        registry.InternalJobs.Prune();
         registry.State?.SaveSettings(new State.HostSettings { JobHistoryCount = registry.Jobs.HistoryCount, JobHistoryMaxAge = registry.Jobs.HistoryMaxAge });
         return Info();
     }

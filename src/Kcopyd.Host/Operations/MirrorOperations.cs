@@ -13,11 +13,12 @@ internal sealed class MirrorOperations(HostRegistry registry)
     private MirrorTable Mirrors => registry.Mirrors;
 
     /// <summary>The new mirror's status, or null when ShouldProcess said no.</summary>
-    public MirrorStatus? NewMirror(OperationContext context, NewMirrorRequest r)
+    public MirrorInfo? NewMirror(OperationContext context, NewMirrorRequest r)
     {
         if (Mirrors.Exists(r.Name))
             throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{r.Name}' exists already.", r.Name);
-        var devices = new DeviceScope(Mirrors);
+        MirrorDevice.CheckLegCount(r.Legs.Length); // before a leg is opened
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         MirrorDevice? mirror = null;
         try
         {
@@ -33,7 +34,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
             }
             string action = r.NoSync
                 ? $"Create mirror '{r.Name}' without initial recovery"
-                : $"Create mirror '{r.Name}' and overwrite every leg after the first with {legs[0].Name}";
+                : $"Create mirror '{r.Name}' and overwrite bytes {CopyOperations.Span(0, legs.Min(l => l.SizeBytes))} of every leg after the first with {legs[0].Name}'s";
             if (!context.ShouldProcess(string.Join(", ", legs.Select(l => l.Name)), action))
             {
                 devices.CloseAll();
@@ -48,6 +49,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
                 ResetLog = r.ResetLog,
                 RequestPoolSize = r.RequestPoolSize,
                 RecoveryBytesPerSecond = r.RecoveryBytesPerSecond,
+                InternalJobStarted = job => registry.InternalJobs.Add(job),
             });
             // Checked before the mirror is kept: a refused one leaves no definition behind.
             if (!r.NoSync && mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)
@@ -64,8 +66,12 @@ internal sealed class MirrorOperations(HostRegistry registry)
         if (r.NoSync && mirror.FindSampledDifference() is { } offset)
             context.WriteWarning($"-NoSync trusts the legs of mirror '{r.Name}' to be identical, but they differ at byte {offset} (a sample of the legs was compared). " +
                                  "Run Test-MirrorDevice -Repair, or re-create the mirror without -NoSync.");
-        return mirror.GetStatus();
+        return Describe(registry, mirror);
     }
+
+    /// <summary>The mirror as the cmdlets output it, with where it is published.</summary>
+    public static MirrorInfo Describe(HostRegistry registry, MirrorDevice mirror)
+        => MirrorInfo.Of(mirror.GetStatus(), registry.Exports.Describe(mirror.Name));
 
     /// <summary>
     /// A log's in-sync regions are identical on its alive legs; a leg that differs there is not the storage the log
@@ -82,12 +88,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
             "holds the data first, -ResetLog resyncs every other leg from it.", log);
     }
 
-    public MirrorStatus[] GetMirrors() => Mirrors.All.Select(m =>
-    {
-        var status = m.GetStatus();
-        status.Exports = registry.Exports.Describe(m.Name);
-        return status;
-    }).ToArray();
+    public MirrorInfo[] GetMirrors() => Mirrors.All.Select(m => Describe(registry, m)).ToArray();
 
     /// <summary>Answers when the mirror is in sync, or after the timeout (at most 10 s) with its status then.</summary>
     public async Task<MirrorWait> WaitMirror(string name, int timeoutMilliseconds, CancellationToken cancellation)
@@ -95,16 +96,16 @@ internal sealed class MirrorOperations(HostRegistry registry)
         var mirror = Mirrors.Get(name);
         var timeout = TimeSpan.FromMilliseconds(Math.Clamp(timeoutMilliseconds, 0, (int)MaxWait.TotalMilliseconds));
         bool inSync = await mirror.WaitForSyncAsync(timeout, cancellation);
-        return new MirrorWait { Status = mirror.GetStatus(), InSync = inSync };
+        return new MirrorWait { Status = Describe(registry, mirror), InSync = inSync };
     }
 
-    public MirrorStatus? SetMirror(OperationContext context, string name, long recoveryBytesPerSecond)
+    public MirrorInfo? SetMirror(OperationContext context, string name, long recoveryBytesPerSecond)
     {
         var mirror = Mirrors.Get(name);
         if (!context.ShouldProcess(mirror.Name, $"Limit recovery to {recoveryBytesPerSecond} bytes per second")) return null;
         mirror.RecoveryThrottle.BytesPerSecond = recoveryBytesPerSecond;
         Mirrors.Save(mirror.Name);
-        return mirror.GetStatus();
+        return Describe(registry, mirror);
     }
 
     /// <summary>Null when ShouldProcess said no.</summary>

@@ -11,14 +11,14 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     private MirrorTable Mirrors => registry.Mirrors;
 
     /// <summary>Re-adds dead legs that answer again (mdadm --re-add). Null under -WhatIf (nothing changed, nothing output).</summary>
-    public MirrorStatus? RepairMirror(OperationContext context, string name)
+    public MirrorInfo? RepairMirror(OperationContext context, string name)
     {
         var mirror = Mirrors.Get(name);
         var dead = mirror.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Name).ToArray();
         if (dead.Length == 0)
         {
             context.WriteVerbose($"Mirror '{mirror.Name}' has no dead leg.");
-            return mirror.GetStatus();
+            return MirrorOperations.Describe(registry, mirror);
         }
         if (!context.ShouldProcess(string.Join(", ", dead), $"Re-add to mirror '{mirror.Name}' and copy the regions written while they were out")) return null;
         foreach (var (leg, error) in mirror.ReAddDeadLegs())
@@ -28,21 +28,21 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
                 $"'{leg}' stays dead: {error}. Replace it with -ReplaceLeg '{leg}' -NewLeg <device>.", leg));
         }
         Mirrors.Save(mirror.Name);
-        return mirror.GetStatus();
+        return MirrorOperations.Describe(registry, mirror);
     }
 
     /// <summary>Rebuilds a leg onto a new device (lvconvert --replace). Null under -WhatIf.</summary>
-    public MirrorStatus? ReplaceLeg(OperationContext context, string name, string oldLeg, DeviceRef newLeg, bool force)
+    public MirrorInfo? ReplaceLeg(OperationContext context, string name, string oldLeg, DeviceRef newLeg, bool force)
     {
         var mirror = Mirrors.Get(name);
         // Before opening the new leg or ShouldProcess: a leg the mirror does not have is LegNotFound, under -WhatIf too.
         var old = mirror.FindLeg(oldLeg).Device;
-        var devices = new DeviceScope(Mirrors);
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         try
         {
             var device = devices.OpenForWrite(newLeg, force, asLeg: true);
             if (!force) LegChecks.RefuseIfHoldsData(device, "the new leg");
-            if (!context.ShouldProcess(device.Name, $"Replace leg '{oldLeg}' of mirror '{mirror.Name}' and overwrite it with a full resync"))
+            if (!context.ShouldProcess(device.Name, $"Replace leg '{oldLeg}' of mirror '{mirror.Name}' and overwrite its bytes {CopyOperations.Span(0, mirror.SizeBytes)} with a full resync"))
             {
                 devices.CloseAll();
                 return null;
@@ -51,7 +51,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
             foreach (var opened in devices.Opened) Mirrors.AdoptLeg(mirror.Name, opened);
             Mirrors.CloseLeg(mirror.Name, old);
             Mirrors.Save(mirror.Name);
-            return mirror.GetStatus();
+            return MirrorOperations.Describe(registry, mirror);
         }
         catch
         {
@@ -61,15 +61,15 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     }
 
     /// <summary>Adds a leg, resynced whole before it serves reads. Null under -WhatIf.</summary>
-    public MirrorStatus? AddLeg(OperationContext context, string name, DeviceRef leg, bool force)
+    public MirrorInfo? AddLeg(OperationContext context, string name, DeviceRef leg, bool force)
     {
-        var devices = new DeviceScope(Mirrors);
+        var devices = new DeviceScope(Mirrors, registry.Jobs);
         try
         {
             var mirror = Mirrors.Get(name);
             var device = devices.OpenForWrite(leg, force, asLeg: true);
             if (!force) LegChecks.RefuseIfHoldsData(device, "the new leg");
-            if (!context.ShouldProcess(device.Name, $"Add to mirror '{mirror.Name}' and overwrite it with a full resync"))
+            if (!context.ShouldProcess(device.Name, $"Add to mirror '{mirror.Name}' and overwrite its bytes {CopyOperations.Span(0, mirror.SizeBytes)} with a full resync"))
             {
                 devices.CloseAll();
                 return null;
@@ -77,7 +77,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
             mirror.AddLeg(device);
             foreach (var opened in devices.Opened) Mirrors.AdoptLeg(mirror.Name, opened);
             Mirrors.Save(mirror.Name);
-            return mirror.GetStatus();
+            return MirrorOperations.Describe(registry, mirror);
         }
         catch
         {
@@ -87,7 +87,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     }
 
     /// <summary>Splits a leg off (lvconvert --splitmirrors). Null under -WhatIf.</summary>
-    public MirrorStatus? RemoveLeg(OperationContext context, string name, string leg)
+    public MirrorInfo? RemoveLeg(OperationContext context, string name, string leg)
     {
         var mirror = Mirrors.Get(name);
         // Before ShouldProcess: -WhatIf on a leg the mirror does not have says so rather than what it would do.
@@ -98,7 +98,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
         Mirrors.Save(mirror.Name);
         if (!consistent)
             context.WriteWarning($"'{leg}' was not alive and in sync when it left mirror '{mirror.Name}': it is not a consistent copy of the mirror.");
-        return mirror.GetStatus();
+        return MirrorOperations.Describe(registry, mirror);
     }
 
     /// <summary>Compares the legs region by region (md's check); with repair, rewrites those that differ. Null under -WhatIf.</summary>
@@ -106,7 +106,8 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     {
         var mirror = Mirrors.Get(name);
         // Only -Repair writes; a plain check runs under -WhatIf too, as it changes nothing.
-        if (repair && !context.ShouldProcess(mirror.Name, "Compare the legs and rewrite the regions that differ from the default leg")) return null;
+        if (repair && !context.ShouldProcess(mirror.Name,
+            $"Compare bytes {CopyOperations.Span(0, mirror.SizeBytes)} of the legs and rewrite the regions that differ from the default leg '{mirror.DefaultLeg.Name}'")) return null;
         var progress = new ProgressInfo { Activity = $"{(repair ? "Repairing" : "Checking")} mirror '{mirror.Name}'", Status = "Comparing legs" };
         int shown = -1;
         var found = mirror.Scrub(repair, region =>

@@ -17,6 +17,7 @@ internal sealed class HostRegistry
             if (error != null) log.WriteLine($"The host's settings were not read, defaults apply: {error}");
             Jobs.HistoryCount = settings.JobHistoryCount;
             Jobs.HistoryMaxAge = settings.JobHistoryMaxAge;
+            InternalJobs.HistoryMaxAge = settings.JobHistoryMaxAge;
         }
     }
 
@@ -27,6 +28,17 @@ internal sealed class HostRegistry
     public ClientTable Clients { get; } = new();
 
     public JobTable Jobs { get; } = new();
+
+    /// <summary>
+    /// The jobs the host runs for itself (mirror recovery copies, negative ids), apart from the admin's: Get-CopyJob lists
+    /// them only with -IncludeInternal, and a resync of thousands of regions keeps only the last of them.
+    /// </summary>
+    public JobTable InternalJobs { get; } = new() { HistoryCount = InternalHistoryCount };
+
+    public const int InternalHistoryCount = 100;
+
+    /// <summary>The table a job's id belongs to.</summary>
+    public JobTable JobsOf(long id) => id < 0 ? InternalJobs : Jobs;
 
     public MirrorTable Mirrors { get; }
 

@@ -96,6 +96,7 @@ internal static class MirrorAssembler
                 LogPath = definition.LogPath,
                 RequestPoolSize = definition.RequestPoolSize,
                 RecoveryBytesPerSecond = definition.RecoveryBytesPerSecond,
+                InternalJobStarted = job => registry.InternalJobs.Add(job),
             });
             if (mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)
                 throw MirrorOperations.LogDoesNotFit(mirror, differs.Leg, differs.OffsetBytes);

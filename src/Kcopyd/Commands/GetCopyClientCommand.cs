@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -12,6 +13,7 @@ public sealed class GetCopyClientCommand : HostCommand
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(ClientNameCompleter))]
     public string[]? Name { get; set; }
 
     protected override void ProcessRecord()

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
@@ -11,17 +12,24 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJobInfo))]
 public sealed class GetCopyJobCommand : HostCommand
 {
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[]? Id { get; set; }
 
     [Parameter]
     public CopyJobState[]? State { get; set; }
 
+    /// <summary>Lists the jobs the host runs for itself (mirror recovery copies, negative ids) after the admin's.</summary>
+    [Parameter]
+    public SwitchParameter IncludeInternal { get; set; }
+
     protected override void ProcessRecord()
     {
-        foreach (var job in JobSelection.Select(this, Id))
-            if (State == null || State.Contains(job.State)) WriteObject(job);
+        var jobs = JobSelection.Select(this, Id);
+        if (Id == null && IncludeInternal) jobs = jobs.Concat(Call<CopyJobInfo[]>(ControlMethods.GetInternalJobs));
+        foreach (var job in jobs)
+            if (State == null || State.Any(s => s.ToString() == job.State)) WriteObject(job);
     }
 }
 
@@ -32,11 +40,7 @@ internal static class JobSelection
     {
         if (ids == null) return cmdlet.Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]);
         var found = new List<CopyJobInfo>();
-        foreach (long id in ids)
-        {
-            try { found.AddRange(cmdlet.CallOrThrow<CopyJobInfo[]>(ControlMethods.GetJobs, new long[] { id })); }
-            catch (KcopydException ex) { cmdlet.WriteError(ErrorRecords.From(ex)); }
-        }
+        foreach (long id in ids) found.AddRange(cmdlet.CallOrWriteError<CopyJobInfo[]>(ControlMethods.GetJobs, new long[] { id }) ?? []);
         return found;
     }
 }

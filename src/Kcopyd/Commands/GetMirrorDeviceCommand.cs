@@ -1,5 +1,5 @@
 using System.Management.Automation;
-using Kcopyd.Engine.Mirror;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -8,12 +8,13 @@ namespace Kcopyd.Commands;
 
 /// <summary>Gets the status of the session's mirror devices, as dmsetup status gives it, fresh on every call.</summary>
 [Cmdlet(VerbsCommon.Get, "MirrorDevice")]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class GetMirrorDeviceCommand : HostCommand
 {
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[]? Name { get; set; }
 
     protected override void EndProcessing()

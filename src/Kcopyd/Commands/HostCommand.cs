@@ -27,6 +27,33 @@ public abstract class HostCommand : PSCmdlet
         }
     }
 
+    /// <summary>
+    /// Calls the host for one input object: a refusal of it is a non-terminating error (so -ErrorAction and
+    /// -ErrorVariable work) and the pipeline goes on with the next; default is returned then. Terminating only where
+    /// nothing can go on: no host to ask (unreachable, of another version, not ours to use), or Ctrl+C.
+    /// </summary>
+    internal T? CallOrWriteError<T>(string method, params object?[] arguments)
+    {
+        try
+        {
+            return CallOrThrow<T>(method, arguments);
+        }
+        catch (KcopydException ex) when (!EndsThePipeline(ex.ErrorId))
+        {
+            WriteError(ErrorRecords.From(ex));
+            return default;
+        }
+        catch (KcopydException ex)
+        {
+            ThrowTerminatingError(ErrorRecords.From(ex));
+            throw; // not reached: ThrowTerminatingError throws
+        }
+    }
+
+    /// <summary>Errors of the connection, not of the input: the next object would meet them too.</summary>
+    private static bool EndsThePipeline(string errorId) => errorId is
+        "HostStartFailed" or "HostNotAnswering" or "HostConnectionLost" or "HostVersionMismatch" or "HostAccessDenied";
+
     /// <summary>Calls the host; an error there is a KcopydException for the caller to write as it sees fit.</summary>
     internal T CallOrThrow<T>(string method, params object?[] arguments)
     {

@@ -1,4 +1,6 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
+using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -7,6 +9,7 @@ public abstract class JobCommand : HostCommand
 {
     [Parameter]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ClientNameCompleter))]
     public string Client { get; set; } = "default";
 
     /// <summary>This job copies at most this many bytes per second, on top of its client's throttle; 0 (the default) is unlimited.</summary>
@@ -18,9 +21,28 @@ public abstract class JobCommand : HostCommand
     [Parameter]
     public SwitchParameter Wait { get; set; }
 
+    /// <summary>
+    /// Return a PowerShell job (Get-Job, Wait-Job, Receive-Job, Stop-Job, Remove-Job) that follows the copy job in the
+    /// host. Confirmation is asked first; -WhatIf starts no job. Not with -Wait (Wait-Job waits for it).
+    /// </summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
     /// <summary>Write to devices that are mounted or held open exclusively by another program.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
+
+    /// <summary>The cmdlet follows the job it starts (-Wait, or its PowerShell job): the host keeps it listed until then.</summary>
+    internal bool Follows => Wait || AsJob;
+
+    /// <summary>-AsJob and -Wait ask for two ways of following one job: refused before anything is opened or asked.</summary>
+    protected override void BeginProcessing()
+    {
+        if (Wait && AsJob)
+            ThrowTerminatingError(ErrorRecords.Create("AsJobWithWait", ErrorCategory.InvalidArgument, null,
+                "-AsJob and -Wait cannot be used together: with -AsJob, wait for the job with Wait-Job (or Receive-Job -Wait)."));
+        base.BeginProcessing();
+    }
 
     /// <summary>
     /// True when ShouldProcess is sure to say yes and write nothing: -Confirm:$false turns the prompt off whatever
@@ -34,12 +56,15 @@ public abstract class JobCommand : HostCommand
             var bound = MyInvocation.BoundParameters;
             bool confirmOff = bound.TryGetValue("Confirm", out var confirm) && !(SwitchParameter)confirm;
             bool whatIf = bound.TryGetValue("WhatIf", out var w) ? (SwitchParameter)w : IsTrue(GetVariableValue("WhatIfPreference"));
-            bool verbose = bound.TryGetValue("Verbose", out var v)
-                ? (SwitchParameter)v
-                : GetVariableValue("VerbosePreference") is not ActionPreference.SilentlyContinue and not ActionPreference.Ignore;
-            return confirmOff && !whatIf && !verbose;
+            return confirmOff && !whatIf && !ShowsVerbose;
         }
     }
+
+    /// <summary>-Verbose, or $VerbosePreference, shows verbose lines: the host then sends what the engine decided for the job.</summary>
+    internal bool ShowsVerbose
+        => MyInvocation.BoundParameters.TryGetValue("Verbose", out var v)
+            ? (SwitchParameter)v
+            : GetVariableValue("VerbosePreference") is not ActionPreference.SilentlyContinue and not ActionPreference.Ignore;
 
     private static bool IsTrue(object? value) => value switch
     {

@@ -1,7 +1,5 @@
 using System.Management.Automation;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -47,13 +45,6 @@ public sealed class NewCopyClientCommand : HostCommand
             BytesPerSecond = BytesPerSecond,
             DutyCyclePercent = DutyCyclePercent,
         };
-        try
-        {
-            if (CallOrThrow<CopyClientInfo?>(ControlMethods.NewClient, request) is { } client) WriteObject(client);
-        }
-        catch (KcopydException ex)
-        {
-            WriteError(ErrorRecords.From(ex));
-        }
+        if (CallOrWriteError<CopyClientInfo?>(ControlMethods.NewClient, request) is { } client) WriteObject(client);
     }
 }

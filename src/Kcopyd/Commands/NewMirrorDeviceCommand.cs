@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Devices;
 using Kcopyd.Engine.Mirror;
@@ -12,7 +13,7 @@ namespace Kcopyd.Commands;
 /// -NoSync, recovery starts at once and copies every out-of-sync region from the first leg to the others.
 /// </summary>
 [Cmdlet(VerbsCommon.New, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class NewMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0)]
@@ -20,10 +21,11 @@ public sealed class NewMirrorDeviceCommand : HostCommand
     public string Name { get; set; } = null!;
 
     /// <summary>The legs; the first is the default leg that recovery copies from.</summary>
+    // 2 to 9 legs, counted by the host (TooFewLegs, TooManyLegs): the ids the README promises, not a validation error.
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(2, MirrorDevice.MaxLegs)]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument[] Leg { get; set; } = null!;
 
     /// <summary>Bytes per region: a power of two and a multiple of the legs' logical block size.</summary>
@@ -72,6 +74,6 @@ public sealed class NewMirrorDeviceCommand : HostCommand
             Force = Force,
         };
         // The host opens and checks the legs and the log, asks to go on, then keeps the mirror and its definition.
-        if (Call<MirrorStatus?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
+        if (CallOrWriteError<MirrorInfo?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);
     }
 }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Protocol;
 
 namespace Kcopyd.Commands;
@@ -18,6 +19,7 @@ public sealed class PublishMirrorDeviceCommand : HostCommand
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>The Unix socket to serve on (created 0600, in a directory others cannot write).</summary>
@@ -57,6 +59,6 @@ public sealed class PublishMirrorDeviceCommand : HostCommand
             TlsCertificateDirectory = TlsCertificateDirectory == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(TlsCertificateDirectory),
             TlsAnyClient = TlsAnyClient,
         };
-        if (Call<ExportInfo?>(ControlMethods.PublishMirror, request) is { } export) WriteObject(export);
+        if (CallOrWriteError<ExportInfo?>(ControlMethods.PublishMirror, request) is { } export) WriteObject(export);
     }
 }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -16,6 +17,7 @@ public sealed class RemoveCopyClientCommand : HostCommand
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(ClientNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Stop the client's running jobs, then remove it.</summary>
@@ -29,14 +31,7 @@ public sealed class RemoveCopyClientCommand : HostCommand
     {
         foreach (var client in ClientSelection.Select(this, Name))
         {
-            try
-            {
-                if (CallOrThrow<CopyClientInfo?>(ControlMethods.RemoveClient, client.Name, Force.IsPresent) is { } removed && PassThru) WriteObject(removed);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<CopyClientInfo?>(ControlMethods.RemoveClient, client.Name, Force.IsPresent) is { } removed && PassThru) WriteObject(removed);
         }
     }
 }

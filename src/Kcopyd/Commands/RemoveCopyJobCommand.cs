@@ -1,8 +1,8 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -14,8 +14,9 @@ public sealed class RemoveCopyJobCommand : HostCommand
     private const string ById = "Id";
     private const string ByState = "State";
 
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = ById)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[] Id { get; set; } = null!;
 
     /// <summary>Every listed job in these states (Completed, Failed, Stopped).</summary>
@@ -26,12 +27,8 @@ public sealed class RemoveCopyJobCommand : HostCommand
     protected override void ProcessRecord()
     {
         long[] ids = ParameterSetName == ByState
-            ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Contains(j.State)).Select(j => j.Id).ToArray()
+            ? Call<CopyJobInfo[]>(ControlMethods.GetJobs, [null]).Where(j => State.Any(s => s.ToString() == j.State)).Select(j => j.Id).ToArray()
             : Id;
-        foreach (long id in ids)
-        {
-            try { CallOrThrow<bool>(ControlMethods.RemoveJob, id); }
-            catch (KcopydException ex) { WriteError(ErrorRecords.From(ex)); }
-        }
+        foreach (long id in ids) CallOrWriteError<bool>(ControlMethods.RemoveJob, id);
     }
 }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -13,6 +14,7 @@ public sealed class RemoveMirrorDeviceCommand : HostCommand
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Stop the copy jobs that use the mirror, instead of refusing (MirrorInUse).</summary>
@@ -23,16 +25,9 @@ public sealed class RemoveMirrorDeviceCommand : HostCommand
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
         {
-            try
-            {
-                if (CallOrThrow<MirrorRemoval?>(ControlMethods.RemoveMirror, mirror.Name, Force.IsPresent) is { Closed: false } removal)
-                    WriteWarning($"Mirror '{mirror.Name}' is removed, but I/O to a leg has not returned after {removal.CloseTimeoutSeconds} s " +
-                                 "(a hung device?): its legs and log stay held until it does, then they are let go.");
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<MirrorRemoval?>(ControlMethods.RemoveMirror, mirror.Name, Force.IsPresent) is { Closed: false } removal)
+                WriteWarning($"Mirror '{mirror.Name}' is removed, but I/O to a leg has not returned after {removal.CloseTimeoutSeconds} s " +
+                             "(a hung device?): its legs and log stay held until it does, then they are let go.");
         }
     }
 }

@@ -1,8 +1,7 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
-using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -11,20 +10,22 @@ namespace Kcopyd.Commands;
 /// copy of the mirror at that moment; one that was not says so with a warning.
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "MirrorLeg", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class RemoveMirrorLegCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>The leg's path as the mirror shows it.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorLegCompleter))]
     public string Leg { get; set; } = null!;
 
     protected override void ProcessRecord()
     {
-        if (Call<MirrorStatus?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
+        if (CallOrWriteError<MirrorInfo?>(ControlMethods.RemoveLeg, Name, Leg) is { } status) WriteObject(status);
     }
 }

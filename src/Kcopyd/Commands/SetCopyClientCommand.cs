@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -13,6 +14,7 @@ public sealed class SetCopyClientCommand : HostCommand
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(ClientNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>The client's jobs together copy at most this many bytes per second; 0 lifts the limit.</summary>
@@ -39,14 +41,7 @@ public sealed class SetCopyClientCommand : HostCommand
                 BytesPerSecond = bound.ContainsKey(nameof(BytesPerSecond)) ? BytesPerSecond : null,
                 DutyCyclePercent = bound.ContainsKey(nameof(DutyCyclePercent)) ? DutyCyclePercent : null,
             };
-            try
-            {
-                if (CallOrThrow<CopyClientInfo?>(ControlMethods.SetClient, change) is { } changed && PassThru) WriteObject(changed);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<CopyClientInfo?>(ControlMethods.SetClient, change) is { } changed && PassThru) WriteObject(changed);
         }
     }
 }

@@ -27,7 +27,6 @@ public sealed class SetKcopydHostCommand : HostCommand
             JobHistoryCount = MyInvocation.BoundParameters.ContainsKey(nameof(JobHistoryCount)) ? JobHistoryCount : null,
             JobHistoryMaxAge = MyInvocation.BoundParameters.ContainsKey(nameof(JobHistoryMaxAge)) ? JobHistoryMaxAge : null,
         };
-        var info = Call<HostInfo>(ControlMethods.SetHost, change);
-        if (PassThru) WriteObject(info);
+        if (CallOrWriteError<HostInfo?>(ControlMethods.SetHost, change) is { } info && PassThru) WriteObject(info);
     }
 }

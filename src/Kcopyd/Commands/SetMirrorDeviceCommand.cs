@@ -1,5 +1,5 @@
 using System.Management.Automation;
-using Kcopyd.Engine.Mirror;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -8,12 +8,13 @@ namespace Kcopyd.Commands;
 
 /// <summary>Changes a running mirror device: its recovery throttle.</summary>
 [Cmdlet(VerbsCommon.Set, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class SetMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Limits recovery to this many bytes per second; 0 lifts the limit.</summary>
@@ -28,14 +29,7 @@ public sealed class SetMirrorDeviceCommand : HostCommand
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
         {
-            try
-            {
-                if (CallOrThrow<MirrorStatus?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<MirrorInfo?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
         }
     }
 }

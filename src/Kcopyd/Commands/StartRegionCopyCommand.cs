@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
@@ -7,30 +8,31 @@ namespace Kcopyd.Commands;
 
 /// <summary>Copies a region from one block device or image file to up to eight destinations, reading it once.</summary>
 [Cmdlet(VerbsLifecycle.Start, "RegionCopy", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(CopyJobInfo))]
+[OutputType(typeof(CopyJobInfo), typeof(Session.Jobs.KcopydCopyJob))]
 public sealed class StartRegionCopyCommand : JobCommand
 {
     /// <summary>A block device, an image file, or a mirror device.</summary>
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNull]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument Source { get; set; } = null!;
 
-    /// <summary>Block devices, image files or mirror devices.</summary>
-    [Parameter(Mandatory = true, Position = 1)]
+    /// <summary>Block devices, image files or mirror devices (up to eight); from the pipeline, one copy per object.</summary>
+    // No count or range is validated here: the host refuses too many destinations (TooManyDestinations) and negative
+    // offsets (RegionOutOfRange) with ids of their own, which -ErrorAction handles (a validation error it cannot).
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipeline = true)]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(1, CopyRequest.MaxDestinations)]
     [DeviceArgumentTransformation]
+    [ArgumentCompleter(typeof(DevicePathCompleter))]
     public DeviceArgument[] Destination { get; set; } = null!;
 
     [Parameter]
-    [ValidateRange(0, long.MaxValue)]
     public long SourceOffset { get; set; }
 
     /// <summary>One offset for every destination, or one per destination.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
-    [ValidateCount(1, CopyRequest.MaxDestinations)]
     public long[] DestinationOffset { get; set; } = [0];
 
     /// <summary>Bytes to copy; by default the rest of the source after SourceOffset.</summary>
@@ -53,7 +55,7 @@ public sealed class StartRegionCopyCommand : JobCommand
     [Parameter]
     public SwitchParameter DestinationIsZero { get; set; }
 
-    protected override void EndProcessing()
+    protected override void ProcessRecord()
     {
         var request = new CopyJobRequest
         {
@@ -69,11 +71,12 @@ public sealed class StartRegionCopyCommand : JobCommand
             DestinationIsZero = DestinationIsZero,
             MaxBytesPerSecond = BytesPerSecond,
             Force = Force,
-            Follow = Wait,
+            Follow = Follows,
             Confirmed = WouldProcessUnasked,
+            Verbose = ShowsVerbose,
         };
         // The host checks everything (sizes, alignment, overlap, devices in use) before it asks to go on.
-        if (Call<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
-            JobProgress.Output(this, job, Wait, $"Copying {job.Source}");
+        if (CallOrWriteError<CopyJobInfo?>(ControlMethods.StartCopy, request) is { } job)
+            JobProgress.Output(this, job);
     }
 }

@@ -1,7 +1,7 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -10,8 +10,9 @@ namespace Kcopyd.Commands;
 [OutputType(typeof(CopyJobInfo))]
 public sealed class StopCopyJobCommand : HostCommand
 {
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[] Id { get; set; } = null!;
 
     [Parameter]
@@ -21,15 +22,7 @@ public sealed class StopCopyJobCommand : HostCommand
     {
         foreach (long id in Id)
         {
-            try
-            {
-                var job = CallOrThrow<CopyJobInfo>(ControlMethods.StopJob, id);
-                if (PassThru) WriteObject(job);
-            }
-            catch (KcopydException ex)
-            {
-                WriteError(ErrorRecords.From(ex));
-            }
+            if (CallOrWriteError<CopyJobInfo?>(ControlMethods.StopJob, id) is { } job && PassThru) WriteObject(job);
         }
     }
 }

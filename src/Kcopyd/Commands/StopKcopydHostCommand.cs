@@ -40,6 +40,11 @@ public sealed class StopKcopydHostCommand : HostCommand
             if (!ShouldProcess($"Kcopyd host {pid} on {channel.Host.SocketPath}", Force ? "Stop its jobs, close its mirrors and stop it" : "Stop")) return;
             channel.Call<bool>(ControlProtocol.StopHost, [Force.IsPresent], null, () => Stopping);
         }
+        catch (KcopydException ex) when (ex.ErrorId == "HostInUse")
+        {
+            WriteError(ErrorRecords.From(ex)); // a refusal: the host goes on, and so may the script (-ErrorAction decides)
+            return;
+        }
         catch (KcopydException ex)
         {
             ThrowTerminatingError(ErrorRecords.From(ex));

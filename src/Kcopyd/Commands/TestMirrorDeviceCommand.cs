@@ -1,8 +1,8 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine;
 using Kcopyd.Engine.Mirror;
 using Kcopyd.Protocol;
-using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
@@ -16,6 +16,7 @@ public sealed class TestMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>Rewrite the regions that differ with the default leg's bytes.</summary>
@@ -27,7 +28,7 @@ public sealed class TestMirrorDeviceCommand : HostCommand
         try
         {
             // The host compares the legs and sends progress; Ctrl+C cancels the scrub there and returns here at once.
-            if (Call<RegionMismatch[]?>(ControlMethods.TestMirror, Name, Repair.IsPresent) is { } found) WriteObject(found, enumerateCollection: true);
+            if (CallOrWriteError<RegionMismatch[]?>(ControlMethods.TestMirror, Name, Repair.IsPresent) is { } found) WriteObject(found, enumerateCollection: true);
         }
         catch (PipelineStoppedException)
         {

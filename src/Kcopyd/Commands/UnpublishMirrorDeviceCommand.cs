@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Protocol;
 
 namespace Kcopyd.Commands;
@@ -13,6 +14,7 @@ public sealed class UnpublishMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string Name { get; set; } = null!;
 
     /// <summary>End the exports even while the block device is mounted or clients are connected.</summary>
@@ -25,7 +27,7 @@ public sealed class UnpublishMirrorDeviceCommand : HostCommand
 
     protected override void ProcessRecord()
     {
-        var ended = Call<ExportInfo[]?>(ControlMethods.UnpublishMirror, Name, Force.IsPresent);
+        var ended = CallOrWriteError<ExportInfo[]?>(ControlMethods.UnpublishMirror, Name, Force.IsPresent);
         if (ended != null && PassThru) WriteObject(ended, enumerateCollection: true);
     }
 }

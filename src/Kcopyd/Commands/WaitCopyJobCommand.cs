@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -12,8 +13,9 @@ public sealed class WaitCopyJobCommand : HostCommand
 {
     private readonly List<long> _ids = [];
 
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(CopyJobIdCompleter))]
     public long[] Id { get; set; } = null!;
 
     /// <summary>Seconds to wait at most; by default, for ever. A job still running then is output as it is, with an error.</summary>

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Management.Automation;
+using Kcopyd.Completion;
 using Kcopyd.Engine.Mirror;
-using Kcopyd.Engine;
 using Kcopyd.Protocol;
 using Kcopyd.Session;
 
@@ -9,15 +9,16 @@ namespace Kcopyd.Commands;
 
 /// <summary>Waits until mirror devices are in sync, showing recovery progress; a timeout is an error.</summary>
 [Cmdlet(VerbsLifecycle.Wait, "MirrorDevice")]
-[OutputType(typeof(MirrorStatus))]
+[OutputType(typeof(MirrorInfo))]
 public sealed class WaitMirrorDeviceCommand : HostCommand
 {
     private const int IntervalMilliseconds = 250;
-    private readonly List<MirrorStatus> _mirrors = [];
+    private readonly List<MirrorInfo> _mirrors = [];
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(MirrorNameCompleter))]
     public string[] Name { get; set; } = null!;
 
     /// <summary>Seconds to wait at most; by default, for ever.</summary>
@@ -34,15 +35,16 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
         foreach (var mirror in _mirrors)
         {
             var progress = new ProgressRecord(1, $"Waiting for mirror '{mirror.Name}' to be in sync", "Recovering");
-            MirrorStatus status;
-            MirrorWait wait;
-            while (!(wait = Call<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)).InSync)
+            MirrorInfo status;
+            MirrorWait? wait;
+            // A mirror removed meanwhile is an error of its own; the others are still waited for.
+            while ((wait = CallOrWriteError<MirrorWait>(ControlMethods.WaitMirror, mirror.Name, IntervalMilliseconds)) is { InSync: false })
             {
                 status = wait.Status;
-                if (status.State == MirrorState.Degraded && status.RecoveringRegions == 0)
+                if (status.State == nameof(MirrorState.Degraded) && status.RecoveringRegions == 0)
                 {
                     // A dead leg keeps regions out of sync until it is replaced: waiting longer cannot help.
-                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Path))} dead.");
+                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health == nameof(LegHealth.Dead)).Select(l => l.Path))} dead.");
                     break;
                 }
                 if (elapsed.Elapsed >= deadline)
@@ -57,7 +59,7 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
             }
             progress.RecordType = ProgressRecordType.Completed;
             WriteProgress(progress);
-            WriteObject(wait.Status);
+            if (wait != null) WriteObject(wait.Status);
         }
     }
 }

@@ -41,7 +41,7 @@ public sealed class DeviceArgument
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
 public sealed class DeviceArgumentTransformationAttribute : ArgumentTransformationAttribute
 {
-    private const string DeserializedMirror = "Deserialized." + nameof(Kcopyd) + ".Engine.Mirror.MirrorStatus";
+    private const string DeserializedMirror = "Deserialized." + nameof(Kcopyd) + ".Protocol.MirrorInfo";
 
     public override object Transform(EngineIntrinsics engineIntrinsics, object inputData)
     {
@@ -68,7 +68,7 @@ public sealed class DeviceArgumentTransformationAttribute : ArgumentTransformati
             DeviceArgument device => device,
             string path when path.Length > 0 => DeviceArgument.FromPath(path),
             FileSystemInfo file => DeviceArgument.FromPath(file.FullName),
-            MirrorStatus mirror => DeviceArgument.FromMirror(mirror.Name),
+            Kcopyd.Protocol.MirrorInfo mirror => DeviceArgument.FromMirror(mirror.Name),
             _ => throw new ArgumentTransformationMetadataException(
                 $"'{item}' is neither a path nor a mirror device (the object New-MirrorDevice or Get-MirrorDevice returns)."),
         };

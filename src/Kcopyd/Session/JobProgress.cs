@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using Kcopyd.Commands;
+using Kcopyd.Connection;
 using Kcopyd.Engine.Copy;
 using Kcopyd.Protocol;
 
@@ -13,19 +14,14 @@ internal static class JobProgress
 {
     private const int IntervalMilliseconds = 250;
 
-    /// <summary>The job when it ended; null when the wait was stopped (the job goes on).</summary>
-    public static CopyJobInfo? Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
+    /// <summary>The job when it ended. Ctrl+C ends the wait with a warning (PipelineStoppedException); the job goes on.</summary>
+    public static CopyJobInfo Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
     {
-        var record = new ProgressRecord((int)(job.Id % int.MaxValue), activity, Describe(job));
         try
         {
             while (!job.IsFinished)
             {
-                record.StatusDescription = Describe(job);
-                record.PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100);
-                if (job.BytesPerSecond > 0)
-                    record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / job.BytesPerSecond);
-                cmdlet.WriteProgress(record);
+                cmdlet.WriteProgress(Progress(job, activity));
                 job = cmdlet.Call<CopyJobInfo>(ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
             }
         }
@@ -36,11 +32,32 @@ internal static class JobProgress
         }
         finally
         {
-            record.RecordType = ProgressRecordType.Completed;
-            cmdlet.WriteProgress(record);
+            // Completed also when Ctrl+C ended the wait: the bar goes, the job goes on.
+            var last = Progress(job, activity);
+            last.RecordType = ProgressRecordType.Completed;
+            cmdlet.WriteProgress(last);
         }
         return job;
     }
+
+    /// <summary>A new record each time: one written may still be read (a job's Progress stream) and must not change.</summary>
+    public static ProgressRecord Progress(CopyJobInfo job, string activity)
+    {
+        var record = new ProgressRecord(ActivityId(job), activity, Describe(job))
+        {
+            PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100),
+            RecordType = job.IsFinished ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+        };
+        if (job.BytesPerSecond > 0 && !job.IsFinished)
+            record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / job.BytesPerSecond);
+        return record;
+    }
+
+    /// <summary>What a cmdlet shows while it copies or zeroes a region.</summary>
+    public static string Activity(CopyJobInfo job)
+        => job.Source == null ? $"Zeroing {string.Join(", ", job.Destination)}" : $"Copying {job.Source}";
+
+    private static int ActivityId(CopyJobInfo job) => (int)(job.Id % int.MaxValue);
 
     /// <summary>
     /// Ctrl+C ended a wait, not the job: says so, on the host's console directly, since the pipeline is stopping and
@@ -50,35 +67,38 @@ internal static class JobProgress
         => cmdlet.Host.UI.WriteWarningLine($"Stopped waiting for copy job {id}; it goes on in the Kcopyd host. " +
             $"Wait-CopyJob -Id {id} waits again, Stop-CopyJob -Id {id} stops it.");
 
-    /// <summary>After a wait: the job's warnings, and its failure as an error record; then the job.</summary>
+    /// <summary>A job that has ended, at once or after a wait: its warnings, and its failure as an error record.</summary>
     public static void Report(PSCmdlet cmdlet, CopyJobInfo job)
     {
         foreach (string warning in job.Warnings) cmdlet.WriteWarning(warning);
-        if (job.State == CopyJobState.Failed)
-        {
-            var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
-            cmdlet.WriteError(ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : job.WriteErrors.Length == 0 && job.Mismatches.Length > 0 ? "VerifyMismatch" : "CopyWriteFailed", category, job, job.Error ?? "The copy failed."));
-        }
+        if (Failure(job) is { } error) cmdlet.WriteError(error);
     }
 
-    /// <summary>With -Wait, follows the job to its end and reports it; then outputs it.</summary>
-    public static void Output(HostCommand cmdlet, CopyJobInfo job, bool wait, string activity)
+    /// <summary>A failed job's error, with its ErrorId (CopyReadFailed, CopyWriteFailed or VerifyMismatch) and the job as target; null otherwise.</summary>
+    public static ErrorRecord? Failure(CopyJobInfo job)
     {
-        if (wait)
+        if (job.State != nameof(CopyJobState.Failed)) return null;
+        var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
+        return ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : job.WriteErrors.Length == 0 && job.Mismatches.Length > 0 ? "VerifyMismatch" : "CopyWriteFailed", category, job, $"Copy job {job.Id} failed: {job.Error ?? "the copy failed."}");
+    }
+
+    /// <summary>
+    /// The started job, as the cmdlet was asked to give it: a PowerShell job (-AsJob) that follows it; with -Wait, the
+    /// job at its end after showing its progress; else the job as the host answered. A job that has failed by then
+    /// (one that fails at its first I/O does within the host's first wait) writes its error with or without -Wait.
+    /// </summary>
+    public static void Output(JobCommand cmdlet, CopyJobInfo job)
+    {
+        if (cmdlet.AsJob)
         {
-            job = Wait(cmdlet, job, activity)!;
-            Report(cmdlet, job);
+            cmdlet.WriteObject(Jobs.KcopydCopyJob.Start(cmdlet, HostConnection.Get()!, job));
+            return;
         }
+        if (cmdlet.Wait) job = Wait(cmdlet, job, Activity(job));
+        if (job.IsFinished) Report(cmdlet, job);
         cmdlet.WriteObject(job);
     }
 
-    private static string Describe(CopyJobInfo job)
-        => $"{Size(job.BytesCopied)} of {Size(job.BytesTotal)} at {Size(job.BytesPerSecond)}/s";
-
-    private static string Size(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):0.00} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):0.0} MiB",
-        _ => $"{bytes / 1024.0:0} KiB",
-    };
+    public static string Describe(CopyJobInfo job)
+        => $"{Units.Size(job.BytesCopied)} of {Units.Size(job.BytesTotal)} at {Units.Rate(job.BytesPerSecond)}";
 }

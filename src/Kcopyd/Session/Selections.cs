@@ -7,8 +7,8 @@ namespace Kcopyd.Session;
 /// <summary>Finds the host's mirrors by name, with wildcards; a plain name that matches nothing is an error.</summary>
 internal static class MirrorSelection
 {
-    public static IEnumerable<MirrorStatus> Select(HostCommand cmdlet, string[]? names)
-        => NameSelection.Select(cmdlet, cmdlet.Call<MirrorStatus[]>(ControlMethods.GetMirrors), names, m => m.Name, "MirrorNotFound", "mirror device");
+    public static IEnumerable<MirrorInfo> Select(HostCommand cmdlet, string[]? names)
+        => NameSelection.Select(cmdlet, cmdlet.Call<MirrorInfo[]>(ControlMethods.GetMirrors), names, m => m.Name, "MirrorNotFound", "mirror device");
 }
 
 /// <summary>Finds the host's copy clients by name, with wildcards; a plain name that matches nothing is an error.</summary>
