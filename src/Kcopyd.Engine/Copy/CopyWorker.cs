@@ -295,6 +295,7 @@ internal sealed class CopyWorker : IDisposable
         }
         var destination = destinations[job.VerifyIndex];
         job.VerifyReadFailed = false;
+        job.PoisonPages();
         job.BeginIo(1);
         Issue(job, destination.Device, BlockOperation.Read, destination.OffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, job.Buffers, job.VerifyIndex);
         job.ReleaseIssuer();

@@ -111,6 +111,15 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Fills the pages with a pattern before a re-read, so a read that reports success without filling them (a lying
+    /// device, a short transfer somewhere below) cannot leave the source's bytes there to be compared with themselves.
+    /// </summary>
+    public void PoisonPages()
+    {
+        for (int i = 0; i < PageCount; i++) new Span<byte>((void*)_vectors[i].Base, (int)_vectors[i].Length).Fill(0xA5);
+    }
+
     /// <summary>XxHash128 of what the chunk's pages hold.</summary>
     public UInt128 HashPages()
     {
