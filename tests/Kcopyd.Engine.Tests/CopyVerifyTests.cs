@@ -95,6 +95,25 @@ public sealed class CopyVerifyTests : IDisposable
     }
 
     [Fact]
+    public void A_re_read_that_reports_success_without_filling_the_pages_is_a_mismatch()
+    {
+        // The re-read goes into the pages that held the source's chunk: left as they were, they would match.
+        string source = _scratch.Loop("src.img", 8 * MiB);
+        string target = _scratch.Loop("dst.img", 8 * MiB);
+        Scratch.FillRandom(source, 0, 8 * MiB, seed: 18);
+
+        using var client = new CopyClient();
+        using var from = LinuxBlockDevice.Open(source, DeviceOpenOptions.ReadOnly);
+        using var to = new UnfilledReadsDevice(LinuxBlockDevice.Open(target, DeviceOpenOptions.ReadWrite));
+        var job = client.Copy(new CopyRequest { Source = from, Destinations = [new CopyDestination(to, 0)], LengthBytes = 8 * MiB, Verify = true });
+
+        Assert.True(job.Wait(Bounded));
+        Assert.Equal(CopyJobState.Failed, job.State);
+        Assert.Equal([new CopyMismatch(target, 0, 8 * MiB, false)], job.Mismatches);
+        Scratch.AssertSameBytes(source, 0, target, 0, 8 * MiB); // the writes did land: only the re-read lied
+    }
+
+    [Fact]
     public void A_destination_opened_without_O_DIRECT_is_verified_with_a_warning_that_the_page_cache_answered()
     {
         string source = _scratch.Image("src.img", 4 * MiB);

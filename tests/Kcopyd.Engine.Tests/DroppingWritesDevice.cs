@@ -41,3 +41,13 @@ internal sealed class CountingDevice(IBlockDevice inner) : DelegatingDevice(inne
         Inner.Submit(request, queue);
     }
 }
+
+/// <summary>A real device whose reads report success without putting a byte into the caller's buffers.</summary>
+internal sealed class UnfilledReadsDevice(IBlockDevice inner) : DelegatingDevice(inner)
+{
+    public override void Submit(in BlockRequest request, IIoQueue queue)
+    {
+        if (request.Operation == BlockOperation.Read) request.Completion.Completed(request.Tag, 0);
+        else Inner.Submit(request, queue);
+    }
+}
