@@ -49,7 +49,7 @@ internal static class JobProgress
             RecordType = job.IsFinished ? ProgressRecordType.Completed : ProgressRecordType.Processing,
         };
         if (job.BytesPerSecond > 0 && !job.IsFinished)
-            record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / job.BytesPerSecond);
+            record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied - job.BytesZeroed - job.BytesSkipped) / job.BytesPerSecond);
         return record;
     }
 
