@@ -76,7 +76,11 @@ public abstract class HostCommand : PSCmdlet
     }
 
     /// <summary>Calls that only read, so asking them again of a new host is safe (a wait is not: its job died with the host).</summary>
-    private static readonly HashSet<string> Rereadable = [ControlMethods.GetJobs, ControlMethods.GetMirrors, ControlMethods.GetClients, ControlMethods.GetHostStatus];
+    private static readonly HashSet<string> Rereadable =
+    [
+        ControlMethods.GetJobs, ControlMethods.GetInternalJobs, ControlMethods.GetMirrors, ControlMethods.GetClients, ControlMethods.GetHostStatus,
+        ControlMethods.CompareRegion, ControlMethods.HashRegion,
+    ];
 
     /// <summary>The cmdlet's streams, as the host uses them during a call (always on the pipeline thread).</summary>
     private sealed class Sink(HostCommand cmdlet) : IOperationSink
