@@ -61,17 +61,42 @@ public abstract class HostCommand : PSCmdlet
         {
             try
             {
-                return HostConnection.Get()!.Call<T>(method, arguments, new Sink(this), () => Stopping);
+                return (LastChannel = HostConnection.Get()!).Call<T>(method, arguments, new Sink(this), () => Stopping);
             }
             catch (KcopydException e) when (e.ErrorId == "HostConnectionLost" && Rereadable.Contains(method))
             {
                 // The host went away before it answered a question that changes nothing: ask the next host.
-                return HostConnection.Get()!.Call<T>(method, arguments, new Sink(this), () => Stopping);
+                return (LastChannel = HostConnection.Get()!).Call<T>(method, arguments, new Sink(this), () => Stopping);
             }
         }
         catch (OperationCanceledException)
         {
             throw new PipelineStoppedException();
+        }
+    }
+
+    /// <summary>
+    /// The connection of this cmdlet's last call. A job it started or found lives in that host only: following it
+    /// goes through <see cref="CallOn{T}"/>, so a host killed between two calls is HostConnectionLost, not a new
+    /// host that never heard of the job (CopyJobNotFound).
+    /// </summary>
+    internal IHostChannel? LastChannel { get; private set; }
+
+    /// <summary>Calls this very connection, never a new host; an error there is a terminating error here.</summary>
+    internal T CallOn<T>(IHostChannel channel, string method, params object?[] arguments)
+    {
+        try
+        {
+            return channel.Call<T>(method, arguments, new Sink(this), () => Stopping);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (KcopydException ex)
+        {
+            ThrowTerminatingError(ErrorRecords.From(ex));
+            throw; // not reached: ThrowTerminatingError throws
         }
     }
 
