@@ -73,7 +73,7 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
 
     public Task<MirrorInfo?> RemoveLeg(long callId, string name, string leg, CancellationToken c) => Run(callId, c, ctx => _repairs.RemoveLeg(ctx, name, leg));
 
-    public Task<RegionMismatch[]?> TestMirror(long callId, string name, bool repair, CancellationToken c) => Run(callId, c, ctx => _repairs.TestMirror(ctx, name, repair));
+    public Task<RegionMismatchInfo[]?> TestMirror(long callId, string name, bool repair, CancellationToken c) => Run(callId, c, ctx => _repairs.TestMirror(ctx, name, repair));
 
     public Task<ExportInfo?> PublishMirror(long callId, PublishRequest request, CancellationToken c) => Run(callId, c, ctx => _exports.Publish(ctx, request));
 

@@ -147,7 +147,7 @@ Describe 'Table views at 80 columns' {
         $found = @(Test-MirrorDevice fmt -WarningAction SilentlyContinue)
         $found.Count | Should -Be 1
         $table = $found | Get-Table
-        Assert-Header $table 'Mirror', 'Region', 'OffsetBytes', 'Length', 'Repaired', 'Legs'
+        Assert-Header $table 'Mirror', 'Region', 'Offset', 'Length', 'Repaired', 'Legs'
         Get-Row $table '^fmt\s' | Should -Match ('^fmt\s+3\s+1572864\s+512 KiB\s+False\s+' + [regex]::Escape($script:Legs[1]) + '\s*$')
         Test-MirrorDevice fmt -Repair -Confirm:$false | Out-Null
     }

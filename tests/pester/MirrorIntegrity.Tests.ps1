@@ -188,7 +188,7 @@ Describe 'Repair-MirrorDevice, Add-MirrorLeg, Remove-MirrorLeg and Test-MirrorDe
             $found = @(Test-MirrorDevice r2 -WarningAction SilentlyContinue)
             $found.Count | Should -Be 1
             $found[0].Region | Should -Be 5
-            $found[0].OffsetBytes | Should -Be (5 * 512KB)
+            $found[0].Offset | Should -Be (5 * 512KB)
             $found[0].Legs | Should -Be @($c)
             Test-MirrorDevice r2 -Repair -WhatIf | Should -BeNullOrEmpty
             @(Test-MirrorDevice r2 -WarningAction SilentlyContinue).Count | Should -Be 1

@@ -102,7 +102,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     }
 
     /// <summary>Compares the legs region by region (md's check); with repair, rewrites those that differ. Null under -WhatIf.</summary>
-    public RegionMismatch[]? TestMirror(OperationContext context, string name, bool repair)
+    public RegionMismatchInfo[]? TestMirror(OperationContext context, string name, bool repair)
     {
         var mirror = Mirrors.Get(name);
         // Only -Repair writes; a plain check runs under -WhatIf too, as it changes nothing.
@@ -124,6 +124,6 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
         context.WriteVerbose($"Mirror '{mirror.Name}': {found.Count} of {mirror.RegionCount} regions differ between legs (regions out of sync were skipped; the recovery copies them).");
         if (found.Count > 0 && !repair)
             context.WriteWarning($"{found.Count} region(s) of mirror '{mirror.Name}' differ between legs; Test-MirrorDevice -Repair rewrites them from the default leg '{mirror.DefaultLeg.Name}'.");
-        return [.. found];
+        return found.Select(RegionMismatchInfo.Of).ToArray();
     }
 }

@@ -61,12 +61,12 @@ public abstract class HostCommand : PSCmdlet
         {
             try
             {
-                return HostConnection.Get()!.Call<T>(method, arguments, new Sink(this), () => Stopping);
+                return (LastChannel = HostConnection.Get()!).Call<T>(method, arguments, new Sink(this), () => Stopping);
             }
             catch (KcopydException e) when (e.ErrorId == "HostConnectionLost" && Rereadable.Contains(method))
             {
                 // The host went away before it answered a question that changes nothing: ask the next host.
-                return HostConnection.Get()!.Call<T>(method, arguments, new Sink(this), () => Stopping);
+                return (LastChannel = HostConnection.Get()!).Call<T>(method, arguments, new Sink(this), () => Stopping);
             }
         }
         catch (OperationCanceledException)
@@ -75,8 +75,37 @@ public abstract class HostCommand : PSCmdlet
         }
     }
 
+    /// <summary>
+    /// The connection of this cmdlet's last call. A job it started or found lives in that host only: following it
+    /// goes through <see cref="CallOn{T}"/>, so a host killed between two calls is HostConnectionLost, not a new
+    /// host that never heard of the job (CopyJobNotFound).
+    /// </summary>
+    internal IHostChannel? LastChannel { get; private set; }
+
+    /// <summary>Calls this very connection, never a new host; an error there is a terminating error here.</summary>
+    internal T CallOn<T>(IHostChannel channel, string method, params object?[] arguments)
+    {
+        try
+        {
+            return channel.Call<T>(method, arguments, new Sink(this), () => Stopping);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (KcopydException ex)
+        {
+            ThrowTerminatingError(ErrorRecords.From(ex));
+            throw; // not reached: ThrowTerminatingError throws
+        }
+    }
+
     /// <summary>Calls that only read, so asking them again of a new host is safe (a wait is not: its job died with the host).</summary>
-    private static readonly HashSet<string> Rereadable = [ControlMethods.GetJobs, ControlMethods.GetMirrors, ControlMethods.GetClients, ControlMethods.GetHostStatus];
+    private static readonly HashSet<string> Rereadable =
+    [
+        ControlMethods.GetJobs, ControlMethods.GetInternalJobs, ControlMethods.GetMirrors, ControlMethods.GetClients, ControlMethods.GetHostStatus,
+        ControlMethods.CompareRegion, ControlMethods.HashRegion,
+    ];
 
     /// <summary>The cmdlet's streams, as the host uses them during a call (always on the pipeline thread).</summary>
     private sealed class Sink(HostCommand cmdlet) : IOperationSink

@@ -11,7 +11,7 @@ namespace Kcopyd.Commands;
 /// them from the default leg. Regions out of sync are skipped: the recovery copies them anyway.
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Test, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-[OutputType(typeof(RegionMismatch))]
+[OutputType(typeof(RegionMismatchInfo))]
 public sealed class TestMirrorDeviceCommand : HostCommand
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -28,7 +28,7 @@ public sealed class TestMirrorDeviceCommand : HostCommand
         try
         {
             // The host compares the legs and sends progress; Ctrl+C cancels the scrub there and returns here at once.
-            if (CallOrWriteError<RegionMismatch[]?>(ControlMethods.TestMirror, Name, Repair.IsPresent) is { } found) WriteObject(found, enumerateCollection: true);
+            if (CallOrWriteError<RegionMismatchInfo[]?>(ControlMethods.TestMirror, Name, Repair.IsPresent) is { } found) WriteObject(found, enumerateCollection: true);
         }
         catch (PipelineStoppedException)
         {

@@ -25,13 +25,21 @@ public sealed class WaitCopyJobCommand : HostCommand
 
     protected override void ProcessRecord() => _ids.AddRange(Id);
 
+    /// <summary>A new record each time: one written may still be read and must not change.</summary>
+    private static ProgressRecord Progress(CopyJobInfo job, ProgressRecordType type)
+        => new((int)(job.Id % int.MaxValue), $"Waiting for copy job {job.Id}", $"{job.PercentComplete:0.#} % of {Units.Size(job.BytesTotal)}")
+        {
+            PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100),
+            RecordType = type,
+        };
+
     protected override void EndProcessing()
     {
         var elapsed = Stopwatch.StartNew();
         foreach (var start in JobSelection.Select(this, [.. _ids]))
         {
             var job = start;
-            var record = new ProgressRecord((int)(job.Id % int.MaxValue), $"Waiting for copy job {job.Id}", " ");
+            var host = LastChannel!; // the host that listed the job: a new one would not know it
             while (!job.IsFinished)
             {
                 long left = TimeoutSeconds < 0 ? 250 : Math.Min(250, TimeoutSeconds * 1000L - elapsed.ElapsedMilliseconds);
@@ -41,12 +49,10 @@ public sealed class WaitCopyJobCommand : HostCommand
                         $"Copy job {job.Id} is still {job.State} after {TimeoutSeconds} s ({job.PercentComplete:0.#} %)."));
                     break;
                 }
-                record.StatusDescription = $"{job.PercentComplete:0.#} % of {job.BytesTotal} bytes";
-                record.PercentComplete = (int)Math.Clamp(job.PercentComplete, 0, 100);
-                WriteProgress(record);
+                WriteProgress(Progress(job, ProgressRecordType.Processing));
                 try
                 {
-                    job = Call<CopyJobInfo>(ControlMethods.WaitJob, job.Id, (int)left);
+                    job = CallOn<CopyJobInfo>(host, ControlMethods.WaitJob, job.Id, (int)left);
                 }
                 catch (PipelineStoppedException)
                 {
@@ -54,8 +60,7 @@ public sealed class WaitCopyJobCommand : HostCommand
                     throw;
                 }
             }
-            record.RecordType = ProgressRecordType.Completed;
-            WriteProgress(record);
+            WriteProgress(Progress(job, ProgressRecordType.Completed));
             if (job.IsFinished) JobProgress.Report(this, job);
             WriteObject(job);
         }

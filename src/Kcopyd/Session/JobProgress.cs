@@ -17,12 +17,13 @@ internal static class JobProgress
     /// <summary>The job when it ended. Ctrl+C ends the wait with a warning (PipelineStoppedException); the job goes on.</summary>
     public static CopyJobInfo Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
     {
+        var host = cmdlet.LastChannel ?? HostConnection.Get()!; // the host that answered with the job
         try
         {
             while (!job.IsFinished)
             {
                 cmdlet.WriteProgress(Progress(job, activity));
-                job = cmdlet.Call<CopyJobInfo>(ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
+                job = cmdlet.CallOn<CopyJobInfo>(host, ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
             }
         }
         catch (PipelineStoppedException)
