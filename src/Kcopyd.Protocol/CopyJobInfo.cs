@@ -38,6 +38,14 @@ public sealed class CopyJobInfo
     /// ended for a finished one (which then no longer changes).
     /// </summary>
     public DateTime Timestamp { get; set; }
+    /// <summary>Bytes of zero chunks and holes zeroed on the destinations instead of written (-Sparse).</summary>
+    public long BytesZeroed { get; set; }
+    /// <summary>Bytes of zero chunks and holes not written at all (-DestinationIsZero).</summary>
+    public long BytesSkipped { get; set; }
+    /// <summary>The job re-read every destination and compared it with the source (-Verify).</summary>
+    public bool Verify { get; set; }
+    /// <summary>With -Verify: the ranges of a destination that did not read back as the source, merged; the job failed.</summary>
+    public CopyMismatchInfo[] Mismatches { get; set; } = [];
 
     /// <summary>A job the host runs for itself (a mirror's recovery copy, a negative Id): listed by Get-CopyJob -IncludeInternal.</summary>
     public bool Internal { get; set; }
@@ -73,6 +81,10 @@ public sealed class CopyJobInfo
             Warnings = job.Warnings,
             Timestamp = now,
             Internal = job.Internal,
+            BytesZeroed = job.BytesZeroed,
+            BytesSkipped = job.BytesSkipped,
+            Verify = job.Verify,
+            Mismatches = job.Mismatches.Select(CopyMismatchInfo.Of).ToArray(),
         };
     }
 

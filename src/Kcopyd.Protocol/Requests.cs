@@ -15,6 +15,12 @@ public sealed class CopyJobRequest
     public bool Force { get; set; }
     /// <summary>The job's own rate limit; 0 for none.</summary>
     public long MaxBytesPerSecond { get; set; }
+    /// <summary>Re-read every destination and compare it with the source (-Verify).</summary>
+    public bool Verify { get; set; }
+    /// <summary>Zero chunks and holes of the source become zeroing on the destinations (-Sparse).</summary>
+    public bool Sparse { get; set; }
+    /// <summary>The destinations read as zeros already: zero chunks and holes are not written (-DestinationIsZero).</summary>
+    public bool DestinationIsZero { get; set; }
     /// <summary>The cmdlet will follow the job to its end (-Wait): it stays listed until then, whatever the history.</summary>
     public bool Follow { get; set; }
     /// <summary>

@@ -16,9 +16,14 @@ public sealed class CopyJob
     private readonly object _lock = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _chunkBytes;
+    private readonly long _blockBytes; // every chunk is a multiple of the largest logical block size of the devices
+    private const long MinHoleBytes = 64 * 1024; // a hole shorter than this is read with the data around it
     private long _nextChunkOffset;
     private int _outstandingSubJobs;
     private long _bytesCopied;
+    private long _bytesZeroed;
+    private long _bytesSkipped;
+    private readonly MismatchList? _mismatches;
     private ulong _writeErrorMask;
     private int _readErrno;
     private int _writeErrno;
@@ -35,9 +40,11 @@ public sealed class CopyJob
         Id = request.Internal ? Interlocked.Decrement(ref s_lastInternalId) : Interlocked.Increment(ref s_lastId);
         IsZero = request.Source == null;
         _chunkBytes = IsZero ? owner.Options.ZeroChunkBytes : owner.Options.SubJobSizeBytes;
+        _blockBytes = request.AlignmentBytes;
         Destination = request.Destinations.Select(d => d.Device.Name).ToArray();
         DestinationOffset = request.Destinations.Select(d => d.OffsetBytes).ToArray();
         _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
+        if (request.Verify) _mismatches = new MismatchList(Destination);
         if (request.MaxBytesPerSecond > 0) Throttle = new CopyThrottle { BytesPerSecond = request.MaxBytesPerSecond };
     }
 
@@ -76,9 +83,31 @@ public sealed class CopyJob
 
     public long BytesTotal => Request.LengthBytes;
 
+    /// <summary>Bytes written to every destination as data.</summary>
     public long BytesCopied => Interlocked.Read(ref _bytesCopied);
 
-    public double PercentComplete => Math.Round(100.0 * BytesCopied / BytesTotal, 2);
+    /// <summary>Bytes of zero chunks and holes of the source zeroed on every destination instead of written (-Sparse).</summary>
+    public long BytesZeroed => Interlocked.Read(ref _bytesZeroed);
+
+    /// <summary>Bytes of zero chunks and holes of the source not written at all (-DestinationIsZero).</summary>
+    public long BytesSkipped => Interlocked.Read(ref _bytesSkipped);
+
+    /// <summary>The region done so far, however its bytes went out.</summary>
+    public long BytesDone => BytesCopied + BytesZeroed + BytesSkipped;
+
+    public double PercentComplete => Math.Round(100.0 * BytesDone / BytesTotal, 2);
+
+    /// <summary>True when the job re-reads every destination and compares it with the source.</summary>
+    public bool Verify => Request.Verify;
+
+    /// <summary>
+    /// With -Verify: the ranges of a destination whose re-read differed from the source (or could not be read),
+    /// merged, in the destination's own offsets; at most <see cref="MismatchList.MaxRanges"/> of them.
+    /// </summary>
+    public CopyMismatch[] Mismatches => _mismatches?.ToArray() ?? [];
+
+    /// <summary>With -Verify: all the bytes that differed, also those of ranges past the listed ones.</summary>
+    public long MismatchedBytes => _mismatches?.TotalBytes ?? 0;
 
     /// <summary>Average rate since the job started running.</summary>
     public long BytesPerSecond
@@ -89,7 +118,7 @@ public sealed class CopyJob
             if (start == 0) return 0;
             long end = Interlocked.Read(ref _endTimestamp);
             double seconds = Stopwatch.GetElapsedTime(start, end == 0 ? Stopwatch.GetTimestamp() : end).TotalSeconds;
-            return seconds > 0 ? (long)(BytesCopied / seconds) : 0;
+            return seconds > 0 ? (long)(BytesDone / seconds) : 0;
         }
     }
 
@@ -152,10 +181,10 @@ public sealed class CopyJob
         var subJobs = new List<SubJob>(Owner.Options.SubJobsInFlight);
         lock (_lock)
         {
-            while (subJobs.Count < Owner.Options.SubJobsInFlight && TryTakeChunk(out long offset, out long length))
+            while (subJobs.Count < Owner.Options.SubJobsInFlight && TryTakeChunk(out long offset, out long length, out bool hole))
             {
                 var job = Owner.RentSubJob();
-                job.Arm(this, offset, length);
+                job.Arm(this, offset, length, hole);
                 subJobs.Add(job);
                 _outstandingSubJobs++;
             }
@@ -191,17 +220,26 @@ public sealed class CopyJob
                 if (_writeErrno == 0) _writeErrno = job.Errno == 0 ? Errno.EIO : job.Errno;
             }
             if (job.HasError) _failed = true;
-            else if (!job.Skipped) Interlocked.Add(ref _bytesCopied, job.LengthBytes);
-
-            if (TryTakeChunk(out long offset, out long length))
+            else if (!job.Skipped)
             {
-                job.Arm(this, offset, length);
+                Interlocked.Add(ref _bytesCopied, job.DataBytes);
+                Interlocked.Add(ref _bytesZeroed, job.ZeroedBytes);
+                Interlocked.Add(ref _bytesSkipped, job.SkippedBytes);
+            }
+
+            if (TryTakeChunk(out long offset, out long length, out bool hole))
+            {
+                job.Arm(this, offset, length, hole);
                 return true;
             }
             jobFinished = --_outstandingSubJobs == 0;
             return false;
         }
     }
+
+    /// <summary>A destination's re-read of a chunk differed from the source (on the worker).</summary>
+    internal void AddMismatch(int destination, long relativeOffsetBytes, long lengthBytes, bool unreadable)
+        => _mismatches!.Add(destination, Request.Destinations[destination].OffsetBytes + relativeOffsetBytes, lengthBytes, unreadable);
 
     /// <summary>Ends the job: state, times, message, then the callback and the task.</summary>
     internal void Finish()
@@ -211,9 +249,10 @@ public sealed class CopyJob
         Error = DescribeErrors();
         Warnings = Request.Destinations
             .SelectMany((d, i) => d.Device is IWarningSource w ? w.WarningsSince(_warningsAtStart[i]).Select(text => $"{d.Device.Name}: {text}") : [])
+            .Concat(CacheWarnings())
             .ToArray();
-        _state = _failed ? CopyJobState.Failed
-            : BytesCopied == BytesTotal ? CopyJobState.Completed
+        _state = _failed || MismatchedBytes > 0 ? CopyJobState.Failed
+            : BytesDone == BytesTotal ? CopyJobState.Completed
             : CopyJobState.Stopped;
         try
         {
@@ -228,21 +267,57 @@ public sealed class CopyJob
         _completion.TrySetResult();
     }
 
-    private bool TryTakeChunk(out long offset, out long length)
+    /// <summary>
+    /// The next chunk. When zeroes are looked for, the source's holes (SEEK_DATA/SEEK_HOLE) are chunks of their own
+    /// that are never read: a data chunk ends where a hole of at least a page starts, and a hole is taken whole, up
+    /// to a zeroing chunk (64 MiB), since it needs no pages; with -Verify it stays within a chunk, whose pages the
+    /// re-read needs.
+    /// </summary>
+    private bool TryTakeChunk(out long offset, out long length, out bool hole)
     {
         offset = _nextChunkOffset;
         length = Math.Min(_chunkBytes, BytesTotal - offset);
+        hole = false;
         if (length <= 0 || ShouldStopIssuing) return false;
+        if (Request.DetectsZeroes) (hole, length) = FitToExtents(offset, length);
         _nextChunkOffset += length;
         return true;
     }
+
+    private (bool Hole, long Length) FitToExtents(long offset, long length)
+    {
+        var source = Request.Source!;
+        long rest = BytesTotal - offset, at = Request.SourceOffsetBytes + offset;
+        long most = Request.Verify ? length : Math.Min(Math.Max(Owner.Options.ZeroChunkBytes, _chunkBytes), rest);
+        var (isHole, bytes) = source.ExtentAt(at, most);
+        if (isHole)
+        {
+            long hole = bytes == rest ? bytes : bytes - bytes % _blockBytes;
+            return hole >= MinHoleBytes || hole == rest ? (true, hole) : (false, length);
+        }
+        if (bytes >= length) return (false, length);
+        // Data up to a hole inside the chunk: stop there if the hole is worth not reading.
+        long dataEnd = (bytes + _blockBytes - 1) / _blockBytes * _blockBytes;
+        var (next, holeBytes) = source.ExtentAt(at + bytes, MinHoleBytes);
+        return next && holeBytes >= MinHoleBytes && dataEnd < length ? (false, dataEnd) : (false, length);
+    }
+
+    /// <summary>
+    /// A destination the filesystem would not open with O_DIRECT (tmpfs, some FUSE filesystems) was re-read through
+    /// the page cache, which may hold what was written whether or not it reached the storage.
+    /// </summary>
+    private IEnumerable<string> CacheWarnings() => Request.Verify
+        ? Request.Destinations.Where(d => d.Device is LinuxBlockDevice { IsDirect: false })
+            .Select(d => $"{d.Device.Name}: re-read through the page cache for -Verify, since its filesystem refuses O_DIRECT.")
+        : [];
 
     private string? DescribeErrors()
     {
         var parts = new List<string>();
         if (ReadError) parts.Add($"Reading '{Source}' failed: {Errno.Describe(_readErrno)}.");
         foreach (var destination in WriteErrors) parts.Add($"Writing '{destination}' failed: {Errno.Describe(_writeErrno)}.");
-        if (parts.Count > 0 && Request.IgnoreErrors) parts.Add($"Errors were ignored: {BytesCopied} of {BytesTotal} bytes were copied.");
+        if (_mismatches?.Describe() is { } mismatches) parts.Add(mismatches);
+        if (parts.Count > 0 && Request.IgnoreErrors) parts.Add($"Errors were ignored: {BytesDone} of {BytesTotal} bytes were copied.");
         return parts.Count == 0 ? null : string.Join(" ", parts);
     }
 }

@@ -31,6 +31,24 @@ public sealed record CopyRequest
     public long MaxBytesPerSecond { get; init; }
 
     /// <summary>
+    /// Re-read every chunk from each destination after writing it, with the destination's own O_DIRECT fd, and
+    /// compare its hash with the source's; differing ranges end up in <see cref="CopyJob.Mismatches"/> and fail the job.
+    /// </summary>
+    public bool Verify { get; init; }
+
+    /// <summary>
+    /// All-zero chunks and holes of the source become zeroing on the destinations (<see cref="Io.BlockOperation.PunchZeroes"/>)
+    /// instead of written zeros, as <c>qemu-img convert -S</c> and nbdcopy do.
+    /// </summary>
+    public bool Sparse { get; init; }
+
+    /// <summary>The destinations read as zeros already: all-zero chunks and holes of the source are not written at all.</summary>
+    public bool DestinationIsZero { get; init; }
+
+    /// <summary>Zero chunks and holes of the source are looked for (and then zeroed or skipped).</summary>
+    internal bool DetectsZeroes => Sparse || DestinationIsZero;
+
+    /// <summary>
     /// A job the engine runs for itself (a mirror's recovery copy): its id counts down from -1, so internal jobs
     /// never take the ids an admin's jobs are numbered by, and an id tells at once which kind a job is.
     /// </summary>
@@ -51,6 +69,9 @@ public sealed record CopyRequest
             throw Invalid("EmptyRegion", $"The length must be positive, not {LengthBytes}.", LengthBytes);
         if (MaxBytesPerSecond < 0)
             throw Invalid("InvalidRate", $"The rate must be 0 (unlimited) or positive, not {MaxBytesPerSecond}.", MaxBytesPerSecond);
+
+        if (Source == null && (Verify || DetectsZeroes))
+            throw Invalid("NotACopy", "Verify, Sparse and DestinationIsZero need a source: zeroing a region has none.", Destinations);
 
         int blockSize = AlignmentBytes;
         CheckRegion(Source, SourceOffsetBytes, blockSize);

@@ -51,13 +51,21 @@ internal sealed class CopyWorker : IDisposable
     /// <summary>
     /// All I/O of one phase is done (complete_io), on an I/O thread: move the job on and wake the worker.
     /// A failed phase goes straight to completion unless the job ignores errors; a chunk whose read failed is
-    /// never written, so no destination receives data that was not read.
+    /// never written, so no destination receives data that was not read. With -Verify, written chunks are
+    /// re-read from each destination (Verify) and compared on the worker (Compare), which then re-reads the next.
     /// </summary>
     public void IoDone(SubJob job)
     {
-        if (job.Phase == SubJobPhase.Read && !job.HasError)
+        var next = job.Phase switch
         {
-            job.Phase = SubJobPhase.Write;
+            SubJobPhase.Read when !job.HasError => SubJobPhase.Write,
+            SubJobPhase.Write when job.Master.Request.Verify && !job.ReadError => SubJobPhase.Verify,
+            SubJobPhase.Verify => SubJobPhase.Compare,
+            _ => (SubJobPhase?)null,
+        };
+        if (next is { } phase)
+        {
+            job.Phase = phase;
             Push(_ioJobs, job);
         }
         else
@@ -93,8 +101,8 @@ internal sealed class CopyWorker : IDisposable
 
     /// <summary>
     /// A job that must wait (out of pages, or throttled) keeps its place, and the jobs behind it theirs, so none can
-    /// starve it. Two kinds need nothing it waits for and go on: a chunk of a stopping job, which ends, and a write,
-    /// which the throttle never holds; held behind a throttled read, it would keep its pages (and a mirror its region
+    /// starve it. Two kinds need nothing it waits for and go on: a chunk of a stopping job, which ends, and a write
+    /// (or a -Verify re-read), which the throttle never holds; held behind a throttled read, it would keep its pages (and a mirror its region
     /// in recovery) for a whole throttle delay.
     /// </summary>
     private void ProcessJobs(JobList jobs, Func<SubJob, StageResult> stage)
@@ -102,7 +110,7 @@ internal sealed class CopyWorker : IDisposable
         bool waiting = false, deferred = false;
         while (Pop(jobs) is { } job)
         {
-            if (waiting && !job.Master.ShouldStopIssuing && job.Phase != SubJobPhase.Write)
+            if (waiting && !job.Master.ShouldStopIssuing && !job.IsPastRead)
             {
                 _waiting.PushTail(job);
                 continue;
@@ -149,7 +157,10 @@ internal sealed class CopyWorker : IDisposable
         return StageResult.Done;
     }
 
-    /// <summary>Takes every page the chunk needs, or none (no partial holds, so jobs cannot starve each other).</summary>
+    /// <summary>
+    /// Takes every page the chunk needs, or none (no partial holds, so jobs cannot starve each other). A chunk in a
+    /// hole of the source is not read, so it needs pages only to be re-read by -Verify.
+    /// </summary>
     private StageResult RunPagesJob(SubJob job)
     {
         var master = job.Master;
@@ -160,7 +171,7 @@ internal sealed class CopyWorker : IDisposable
             WakeAfter(own);
             return StageResult.Deferred;
         }
-        if (job.Phase != SubJobPhase.Zero)
+        if (job.Phase == SubJobPhase.Read || (job.IsHole && master.Request.Verify))
         {
             var pool = job.Client.Pages;
             int needed = (int)((job.LengthBytes + pool.PageSizeBytes - 1) / pool.PageSizeBytes);
@@ -172,38 +183,132 @@ internal sealed class CopyWorker : IDisposable
         return StageResult.Done;
     }
 
-    /// <summary>Issues the chunk's read, or its writes to every destination. Never waits for the I/O itself.</summary>
+    /// <summary>Issues the chunk's next I/O: its read, its writes, a re-read; never waits for the I/O itself.</summary>
     private StageResult RunIoJob(SubJob job)
     {
-        var client = job.Client;
-        var master = job.Master;
-        if (job.Phase != SubJobPhase.Write)
+        if (!job.IsPastRead)
         {
             // Nothing of this chunk is issued yet: a stopped job's chunk waiting for the throttle ends here.
             if (EndIfStopping(job)) return StageResult.Done;
-            TimeSpan delay = client.Throttle.DelayBeforeStart(job.LengthBytes);
+            TimeSpan delay = job.Client.Throttle.DelayBeforeStart(job.LengthBytes);
             if (delay > TimeSpan.Zero)
             {
                 WakeAfter(delay);
                 return StageResult.Retry;
             }
         }
-
-        var destinations = master.Request.Destinations;
-        if (job.Phase == SubJobPhase.Read)
+        switch (job.Phase)
         {
-            job.BeginIo(1);
-            Issue(job, master.Request.Source!, BlockOperation.Read, master.Request.SourceOffsetBytes, 0);
+            case SubJobPhase.Read: IssueRead(job); break;
+            case SubJobPhase.Zero: IssueZeroing(job); break;
+            case SubJobPhase.Write: IssueWrites(job); break;
+            case SubJobPhase.Compare: CompareReRead(job); break;
+            case SubJobPhase.Verify: IssueReRead(job); break;
         }
-        else
+        return StageResult.Done;
+    }
+
+    private static void IssueRead(SubJob job)
+    {
+        var request = job.Master.Request;
+        job.BeginIo(1);
+        Issue(job, request.Source!, BlockOperation.Read, request.SourceOffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, job.Buffers, 0);
+        job.ReleaseIssuer();
+    }
+
+    /// <summary>A zeroing job's chunk (Clear-Region): the devices' zero-range fast path, no pages.</summary>
+    private static void IssueZeroing(SubJob job)
+    {
+        var destinations = job.Master.Request.Destinations;
+        job.DataBytes = job.LengthBytes;
+        job.BeginIo(destinations.Count);
+        for (int i = 0; i < destinations.Count; i++)
+            Issue(job, destinations[i].Device, BlockOperation.WriteZeroes, destinations[i].OffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, IoBuffers.None, i);
+        job.ReleaseIssuer();
+    }
+
+    /// <summary>
+    /// Writes the chunk to every destination. It is hashed first for -Verify; when zeroes are looked for, each run
+    /// of all-zero pages is zeroed on the destinations (-Sparse) or left alone (-DestinationIsZero) and the runs
+    /// between are written as data.
+    /// </summary>
+    private static void IssueWrites(SubJob job)
+    {
+        var request = job.Master.Request;
+        if (request.Verify && !job.IsHole) job.SourceHash = job.HashPages();
+        if (request.DetectsZeroes && !job.IsHole) job.FindZeroPages();
+        // A hole is one run of zeros, whatever its length; other chunks go in runs of 64 KiB pages.
+        int pageSize = job.IsHole ? (int)job.LengthBytes : job.Client.Pages.PageSizeBytes;
+        int pages = job.IsHole ? 1 : (int)((job.LengthBytes + pageSize - 1) / pageSize);
+        if (job.IsHole) job.ZeroPages[0] = true;
+        var destinations = request.Destinations;
+
+        int ios = 0;
+        for (int first = 0, end; first < pages; first = end)
         {
-            var operation = job.Phase == SubJobPhase.Zero ? BlockOperation.WriteZeroes : BlockOperation.Write;
-            job.BeginIo(destinations.Count);
+            end = RunEnd(job, first, pages);
+            if (!(job.ZeroPages[first] && request.DestinationIsZero)) ios += destinations.Count;
+        }
+        job.BeginIo(ios);
+        for (int first = 0, end; first < pages; first = end)
+        {
+            end = RunEnd(job, first, pages);
+            long offset = (long)first * pageSize;
+            long length = Math.Min((long)end * pageSize, job.LengthBytes) - offset;
+            bool zero = job.ZeroPages[first];
+            if (zero && request.DestinationIsZero)
+            {
+                job.SkippedBytes += length;
+                continue;
+            }
+            if (zero) job.ZeroedBytes += length;
+            else job.DataBytes += length;
+            var operation = zero ? BlockOperation.PunchZeroes : BlockOperation.Write;
+            var buffers = zero ? IoBuffers.None : job.BuffersOf(first, end - first);
             for (int i = 0; i < destinations.Count; i++)
-                Issue(job, destinations[i].Device, operation, destinations[i].OffsetBytes, i);
+                Issue(job, destinations[i].Device, operation, destinations[i].OffsetBytes + job.RelativeOffsetBytes + offset, length, buffers, i);
         }
         job.ReleaseIssuer();
-        return StageResult.Done;
+    }
+
+    /// <summary>The end of the run of pages that are all zero, or all not, from <paramref name="first"/>.</summary>
+    private static int RunEnd(SubJob job, int first, int pages)
+    {
+        int end = first + 1;
+        while (end < pages && job.ZeroPages[end] == job.ZeroPages[first]) end++;
+        return end;
+    }
+
+    /// <summary>
+    /// Re-reads the chunk from the next destination whose write did not fail, into the chunk's own pages (the
+    /// source's hash is kept, so no more pages are needed); after the last one the chunk is done.
+    /// </summary>
+    private void IssueReRead(SubJob job)
+    {
+        var destinations = job.Master.Request.Destinations;
+        while (job.VerifyIndex < destinations.Count && (job.WriteErrorMask & (1UL << job.VerifyIndex)) != 0) job.VerifyIndex++;
+        if (job.VerifyIndex == destinations.Count)
+        {
+            Push(_completeJobs, job);
+            Wake(); // the complete list was already run in this pass
+            return;
+        }
+        var destination = destinations[job.VerifyIndex];
+        job.VerifyReadFailed = false;
+        job.PoisonPages();
+        job.BeginIo(1);
+        Issue(job, destination.Device, BlockOperation.Read, destination.OffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, job.Buffers, job.VerifyIndex);
+        job.ReleaseIssuer();
+    }
+
+    /// <summary>Compares what one destination gave back with the source (zeros for a hole), then goes on to the next.</summary>
+    private void CompareReRead(SubJob job)
+    {
+        bool same = !job.VerifyReadFailed && (job.IsHole ? job.PagesAreZero() : job.HashPages() == job.SourceHash);
+        if (!same) job.Master.AddMismatch(job.VerifyIndex, job.RelativeOffsetBytes, job.LengthBytes, job.VerifyReadFailed);
+        job.VerifyIndex++;
+        job.Phase = SubJobPhase.Verify;
+        IssueReRead(job);
     }
 
     /// <summary>Ends a chunk that has issued nothing when its job stops issuing; true when it did.</summary>
@@ -216,15 +321,14 @@ internal sealed class CopyWorker : IDisposable
         return true;
     }
 
-    private static void Issue(SubJob job, Devices.IBlockDevice device, BlockOperation operation, long baseOffsetBytes, int tag)
+    private static void Issue(SubJob job, Devices.IBlockDevice device, BlockOperation operation, long offsetBytes, long lengthBytes, IoBuffers buffers, int tag)
     {
         var client = job.Client;
         client.Throttle.IoStarted();
-        var buffers = operation == BlockOperation.WriteZeroes ? IoBuffers.None : job.Buffers;
         try
         {
             // This may block, e.g. in a mirror's request pool: only this client's worker waits.
-            device.Submit(new BlockRequest(operation, baseOffsetBytes + job.RelativeOffsetBytes, job.LengthBytes, buffers, job, tag), client.Queue);
+            device.Submit(new BlockRequest(operation, offsetBytes, lengthBytes, buffers, job, tag), client.Queue);
         }
         catch (Exception)
         {

@@ -43,6 +43,13 @@ public interface IBlockDevice : IDisposable
     };
 
     /// <summary>
+    /// What lies at <paramref name="offsetBytes"/>: a hole that is known to read back as zeros without reading it (a
+    /// sparse image file's, from SEEK_DATA/SEEK_HOLE), or data; and how many bytes of it, at most
+    /// <paramref name="maxBytes"/>. By default all data, which is always safe.
+    /// </summary>
+    (bool IsHole, long LengthBytes) ExtentAt(long offsetBytes, long maxBytes) => (false, maxBytes);
+
+    /// <summary>
     /// Starts a request. I/O the device does itself goes through <paramref name="queue"/>, the caller's own queue.
     /// May block the calling thread while the device has no room for another request (a mirror's request pool):
     /// a caller that must not block on this device must not be a thread the device's progress depends on.

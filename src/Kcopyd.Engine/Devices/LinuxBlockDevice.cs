@@ -131,6 +131,25 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         }
     }
 
+    /// <summary>
+    /// Asks the filesystem where the next data (SEEK_DATA) or the next hole (SEEK_HOLE) starts. No data past the
+    /// offset (ENXIO) is a hole to the end; filesystems without holes say data up to the end.
+    /// </summary>
+    public (bool IsHole, long LengthBytes) ExtentAt(long offsetBytes, long maxBytes)
+    {
+        if (IsBlockDevice || offsetBytes < 0 || offsetBytes >= SizeBytes || (Volatile.Read(ref _state) & DisposedFlag) != 0)
+            return (false, maxBytes);
+        long data = LibC.lseek(_fd, offsetBytes, SeekData);
+        if (data < 0) data = Errno.Last == Errno.ENXIO ? SizeBytes : offsetBytes;
+        if (data > offsetBytes) return (true, Math.Min(maxBytes, data - offsetBytes));
+        long hole = LibC.lseek(_fd, offsetBytes, SeekHole);
+        if (hole < offsetBytes) hole = SizeBytes;
+        return (false, Math.Min(maxBytes, hole - offsetBytes));
+    }
+
+    private const int SeekData = 3; // lseek(2)
+    private const int SeekHole = 4;
+
     public void Submit(in BlockRequest request, IIoQueue queue)
     {
         // The last line of defence: never touch a byte past the end, whatever the caller checked.

@@ -10,6 +10,12 @@ public enum BlockOperation : byte
     /// <summary>Make earlier writes durable (fdatasync).</summary>
     Flush,
     Discard,
+    /// <summary>
+    /// Make the range read back as zeros and give its space back where the device can (a sparse copy's zero chunks):
+    /// fallocate PUNCH_HOLE|KEEP_SIZE on a file, BLKZEROOUT on a block device (which unmaps where the device can),
+    /// NBD WRITE_ZEROES. Where none of that works it is WriteZeroes.
+    /// </summary>
+    PunchZeroes,
 }
 
 /// <summary>

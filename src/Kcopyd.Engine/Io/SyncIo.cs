@@ -18,6 +18,7 @@ internal static unsafe class SyncIo
             BlockOperation.WriteZeroes => WriteZeroes(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
             BlockOperation.Flush => LibC.fdatasync(fd) == 0 ? 0 : Errno.Last,
             BlockOperation.Discard => Discard(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
+            BlockOperation.PunchZeroes => PunchZeroes(fd, isBlockDevice, request.OffsetBytes, request.LengthBytes),
             _ => Errno.EINVAL,
         };
     }
@@ -72,6 +73,15 @@ internal static unsafe class SyncIo
         int errno = RangeOperation(fd, isBlockDevice, BlockIoctl.BLKZEROOUT, BlockIoctl.FALLOC_FL_ZERO_RANGE, offset, length);
         // No zero-range fast path on this device or filesystem: write zeros instead.
         return errno is Errno.EOPNOTSUPP or Errno.EINVAL or Errno.ENOTTY ? WriteZeroPages(fd, offset, length) : errno;
+    }
+
+    /// <summary>A hole in a file (it reads back as zeros); a filesystem that cannot punch one gets zeros written.</summary>
+    private static int PunchZeroes(int fd, bool isBlockDevice, long offset, long length)
+    {
+        if (isBlockDevice) return WriteZeroes(fd, isBlockDevice, offset, length);
+        int rc = LibC.fallocate(fd, BlockIoctl.FALLOC_FL_PUNCH_HOLE | BlockIoctl.FALLOC_FL_KEEP_SIZE, offset, length);
+        int errno = rc == 0 ? 0 : Errno.Last;
+        return errno is Errno.EOPNOTSUPP or Errno.EINVAL ? WriteZeroes(fd, isBlockDevice, offset, length) : errno;
     }
 
     private static int WriteZeroPages(int fd, long offset, long length)

@@ -7,6 +7,7 @@ namespace Kcopyd.Engine.Native;
 internal static class Errno
 {
     public const int EIO = 5;
+    public const int ENXIO = 6;
     public const int EBUSY = 16;
     public const int EINVAL = 22;
     public const int ENOTTY = 25;

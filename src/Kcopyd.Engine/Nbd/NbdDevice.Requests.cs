@@ -33,8 +33,8 @@ public sealed unsafe partial class NbdDevice
         {
             BlockOperation.Read => (CmdRead, _payloadPiece),
             BlockOperation.Write => (CmdWrite, _payloadPiece),
-            BlockOperation.WriteZeroes when CanWriteZeroes => (CmdWriteZeroes, _rangePiece),
-            BlockOperation.WriteZeroes => (CmdWrite, _payloadPiece), // zeros from the shared zero buffer
+            BlockOperation.WriteZeroes or BlockOperation.PunchZeroes when CanWriteZeroes => (CmdWriteZeroes, _rangePiece),
+            BlockOperation.WriteZeroes or BlockOperation.PunchZeroes => (CmdWrite, _payloadPiece), // zeros from the shared zero buffer
             BlockOperation.Discard => (CmdTrim, _rangePiece),
             _ => (CmdFlush, 0u),
         };
@@ -53,7 +53,7 @@ public sealed unsafe partial class NbdDevice
 
         int pieces = command == CmdFlush ? 1 : (int)((request.LengthBytes + pieceBytes - 1) / pieceBytes);
         var owner = new NbdClientRequest(this, request, pieces);
-        bool zeroPayload = request.Operation == BlockOperation.WriteZeroes && command == CmdWrite;
+        bool zeroPayload = request.Operation is BlockOperation.WriteZeroes or BlockOperation.PunchZeroes && command == CmdWrite;
         long done = 0;
         for (int i = 0; i < pieces; i++)
         {

@@ -50,6 +50,9 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
                 LengthBytes = r.Length ?? source.SizeBytes - r.SourceOffset,
                 IgnoreErrors = r.IgnoreErrors,
                 MaxBytesPerSecond = r.MaxBytesPerSecond,
+                Verify = r.Verify,
+                Sparse = r.Sparse,
+                DestinationIsZero = r.DestinationIsZero,
                 Completed = _ => devices.CloseAll(),
             };
             request.Validate();

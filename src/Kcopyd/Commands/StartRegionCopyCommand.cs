@@ -43,6 +43,18 @@ public sealed class StartRegionCopyCommand : JobCommand
     [Parameter]
     public SwitchParameter IgnoreErrors { get; set; }
 
+    /// <summary>Re-read every destination from the device after writing it and compare it with the source.</summary>
+    [Parameter]
+    public SwitchParameter Verify { get; set; }
+
+    /// <summary>Zero chunks and holes of the source are zeroed on the destinations (holes punched in image files), not written.</summary>
+    [Parameter]
+    public SwitchParameter Sparse { get; set; }
+
+    /// <summary>The destinations read as zeros already: zero chunks and holes of the source are not written at all.</summary>
+    [Parameter]
+    public SwitchParameter DestinationIsZero { get; set; }
+
     protected override void ProcessRecord()
     {
         var request = new CopyJobRequest
@@ -54,6 +66,9 @@ public sealed class StartRegionCopyCommand : JobCommand
             DestinationOffsets = DestinationOffset,
             Length = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? Length : null,
             IgnoreErrors = IgnoreErrors,
+            Verify = Verify,
+            Sparse = Sparse,
+            DestinationIsZero = DestinationIsZero,
             MaxBytesPerSecond = BytesPerSecond,
             Force = Force,
             Follow = Follows,

@@ -50,7 +50,7 @@ internal static class JobProgress
             RecordType = job.IsFinished ? ProgressRecordType.Completed : ProgressRecordType.Processing,
         };
         if (job.BytesPerSecond > 0 && !job.IsFinished)
-            record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied) / job.BytesPerSecond);
+            record.SecondsRemaining = (int)Math.Min(int.MaxValue, (job.BytesTotal - job.BytesCopied - job.BytesZeroed - job.BytesSkipped) / job.BytesPerSecond);
         return record;
     }
 
@@ -75,12 +75,12 @@ internal static class JobProgress
         if (Failure(job) is { } error) cmdlet.WriteError(error);
     }
 
-    /// <summary>A failed job's error, with its ErrorId (CopyReadFailed or CopyWriteFailed) and the job as target; null otherwise.</summary>
+    /// <summary>A failed job's error, with its ErrorId (CopyReadFailed, CopyWriteFailed or VerifyMismatch) and the job as target; null otherwise.</summary>
     public static ErrorRecord? Failure(CopyJobInfo job)
     {
         if (job.State != nameof(CopyJobState.Failed)) return null;
         var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
-        return ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : "CopyWriteFailed", category, job, $"Copy job {job.Id} failed: {job.Error ?? "the copy failed."}");
+        return ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : job.WriteErrors.Length == 0 && job.Mismatches.Length > 0 ? "VerifyMismatch" : "CopyWriteFailed", category, job, $"Copy job {job.Id} failed: {job.Error ?? "the copy failed."}");
     }
 
     /// <summary>
