@@ -209,7 +209,7 @@ function Clear-PageCache {
 
 # ---- checks -----------------------------------------------------------------------------------------------
 
-function Get-RegionHash([string] $Path, [long] $Bytes) {
+function Get-BenchSha256([string] $Path, [long] $Bytes) {
     # Reads with O_DIRECT, so checking a copy does not warm the page cache for the next run.
     $line = bash -c "dd if='$Path' bs=$ChunkBytes count=$Bytes iflag=direct,count_bytes status=none | sha256sum"
     if ($LASTEXITCODE) { throw "Hashing $Path failed" }
@@ -218,7 +218,7 @@ function Get-RegionHash([string] $Path, [long] $Bytes) {
 
 function Assert-SameAsSource([string[]] $Paths, [long] $Bytes, [string] $SourceHash, [string] $Tool) {
     foreach ($path in $Paths) {
-        $hash = Get-RegionHash $path $Bytes
+        $hash = Get-BenchSha256 $path $Bytes
         if ($hash -ne $SourceHash) { throw "$Tool left $path different from the source: SHA-256 $hash, expected $SourceHash" }
     }
 }
@@ -433,7 +433,7 @@ function Get-LatencyContenders([string] $Source, [string] $Target, [long] $Bytes
     $checked = [Math]::Min($Bytes, [long]$LatencyJobCount * $JobBytes)
     $common = @{
         Row = "$($JobBytes / 1KB) KiB job, submit to Completed"; Bytes = $checked; Source = $Source; Targets = $Target
-        SourceHash = Get-RegionHash $Source $checked
+        SourceHash = Get-BenchSha256 $Source $checked
     }
     New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Wait' -Measure { param($c) Measure-Kcopyd Latency $c.Source $c.Targets $c.Bytes -Jobs $LatencyJobCount }
     New-Contender @common -Tool 'Kcopyd engine API from pwsh, no host' -Reference $true `
@@ -445,7 +445,7 @@ function Get-JobsContenders([string] $Source, [string] $Target, [long] $Bytes) {
     $checked = [Math]::Min($Bytes, [long]$JobCount * $JobBytes)
     $common = @{
         Row = "$('{0:N0}' -f $JobCount) jobs of $($JobBytes / 1KB) KiB"; Bytes = $checked; Source = $Source; Targets = $Target
-        SourceHash = Get-RegionHash $Source $checked
+        SourceHash = Get-BenchSha256 $Source $checked
     }
     New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Force, no -Wait' -Measure { param($c) Measure-Kcopyd HostJobs $c.Source $c.Targets $c.Bytes }
     New-Contender @common -Tool 'Kcopyd engine API from pwsh, no host' -Reference $true `
@@ -551,7 +551,7 @@ function Measure-LargeCopy([long] $Bytes, [long] $SmallBytes) {
     Write-RandomData $source.Path $Bytes
     foreach ($size in $SmallBytes, $Bytes) {
         $contender = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $size)" -Bytes $size -Source $source.Path `
-            -Targets $target.Path -SourceHash (Get-RegionHash $source.Path $size) -Prepare {} `
+            -Targets $target.Path -SourceHash (Get-BenchSha256 $source.Path $size) -Prepare {} `
             -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
         Invoke-Row $contender -Times 1
     }
@@ -824,7 +824,7 @@ function Invoke-Benchmark {
     $targets = @(1..3 | ForEach-Object { New-BenchDevice "target$_" $bytes })
     Write-Host "Source $($source.Path), targets $($targets.Path -join ', '); $(Get-SizeText $bytes) each, direct I/O $($source.DirectIo)"
     Write-RandomData $source.Path $bytes
-    $sourceHash = Get-RegionHash $source.Path $bytes
+    $sourceHash = Get-BenchSha256 $source.Path $bytes
 
     Start-BenchHost
     $contenders = @(

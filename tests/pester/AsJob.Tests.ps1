@@ -10,7 +10,7 @@ BeforeAll {
 
     function Reset-Target {
         Write-RandomRegion -Path $Target -Offset 0 -Length 32MB -Seed 32
-        Get-RegionHash $Target 0 32MB
+        Get-TestSha256 $Target 0 32MB
     }
 
     # The follower threads of this pwsh: .NET gives a named thread's name to the OS thread, so /proc shows it.
@@ -36,7 +36,7 @@ AfterAll {
 
 Describe 'Start-RegionCopy -AsJob' {
     It 'returns a PowerShell job that Get-Job lists and Wait-Job and Receive-Job finish with the copy job' {
-        Reset-Target | Should -Not -Be (Get-RegionHash $Source 0 32MB)
+        Reset-Target | Should -Not -Be (Get-TestSha256 $Source 0 32MB)
 
         $job = Start-RegionCopy $Source $Target -AsJob -Confirm:$false
 
@@ -55,7 +55,7 @@ Describe 'Start-RegionCopy -AsJob' {
         $out[0].Id | Should -Be $job.CopyJobId
         $out[0].State | Should -Be 'Completed'
         $out[0].BytesCopied | Should -Be 32MB
-        Get-RegionHash $Target 0 32MB | Should -Be (Get-RegionHash $Source 0 32MB)
+        Get-TestSha256 $Target 0 32MB | Should -Be (Get-TestSha256 $Source 0 32MB)
         (Get-CopyJob -Id $job.CopyJobId).State | Should -Be 'Completed'
         $job | Remove-Job
     }
@@ -124,7 +124,7 @@ Describe 'Start-RegionCopy -AsJob' {
         $out | Should -BeNullOrEmpty
         @(Get-Job).Count | Should -Be $jobs
         @(Get-CopyJob).Count | Should -Be $copies
-        Get-RegionHash $Target 0 32MB | Should -Be $before
+        Get-TestSha256 $Target 0 32MB | Should -Be $before
     }
 
     It 'refuses -AsJob with -Wait (AsJobWithWait) before anything is written' {
@@ -132,7 +132,7 @@ Describe 'Start-RegionCopy -AsJob' {
         $err = { Start-RegionCopy $Source $Target -AsJob -Wait -Confirm:$false } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike 'AsJobWithWait,*'
         $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
-        Get-RegionHash $Target 0 32MB | Should -Be $before
+        Get-TestSha256 $Target 0 32MB | Should -Be $before
     }
 }
 
@@ -146,7 +146,7 @@ Describe 'Clear-Region -AsJob' {
         $info = Receive-Job $job
         $info.State | Should -Be 'Completed'
         $info.Source | Should -BeNullOrEmpty
-        Get-RegionHash $Target 1MB 4MB | Should -Be ([Convert]::ToHexString([Security.Cryptography.SHA256]::HashData([byte[]]::new(4MB))))
+        Get-TestSha256 $Target 1MB 4MB | Should -Be ([Convert]::ToHexString([Security.Cryptography.SHA256]::HashData([byte[]]::new(4MB))))
         $job | Remove-Job
     }
 
@@ -155,7 +155,7 @@ Describe 'Clear-Region -AsJob' {
         $jobs = @(Get-Job).Count
         Clear-Region $Target 0 4MB -AsJob -WhatIf | Should -BeNullOrEmpty
         @(Get-Job).Count | Should -Be $jobs
-        Get-RegionHash $Target 0 32MB | Should -Be $before
+        Get-TestSha256 $Target 0 32MB | Should -Be $before
     }
 }
 

@@ -101,7 +101,7 @@ Describe 'Isolation between clients, as an admin sees it' {
             $done.State | Should -Be 'Completed'
             $done.Client | Should -Be 'other'
             $clock.Elapsed.TotalSeconds | Should -BeLessThan 10
-            Get-RegionHash $fast 0 16MB | Should -Be (Get-RegionHash $source 0 16MB)
+            Get-TestSha256 $fast 0 16MB | Should -Be (Get-TestSha256 $source 0 16MB)
             (Get-CopyClient other).FreePages | Should -Be (Get-CopyClient other).PageCount
 
             (Get-CopyJob -Id $hung.Id).BytesCopied | Measure-Object -Sum | ForEach-Object Sum | Should -Be $held -Because 'the paused disk still holds them'
@@ -117,8 +117,8 @@ Describe 'Isolation between clients, as an admin sees it' {
         # Once the disk answers, everything finishes and every byte is where it belongs.
         $ended = Wait-CopyJob -Id (@($hung.Id) + $waiting.Id) -Timeout 120
         $ended.State | Should -Be @('Completed', 'Completed', 'Completed')
-        Get-RegionHash $paused.Device 0 32MB | Should -Be (Get-RegionHash $source 0 32MB)
-        Get-RegionHash $alsoDefault 0 16MB | Should -Be (Get-RegionHash $source 0 16MB)
+        Get-TestSha256 $paused.Device 0 32MB | Should -Be (Get-TestSha256 $source 0 32MB)
+        Get-TestSha256 $alsoDefault 0 16MB | Should -Be (Get-TestSha256 $source 0 16MB)
         Remove-CopyClient other -Confirm:$false
         (Get-CopyClient).Name | Should -Be @('default')
     }
@@ -151,8 +151,8 @@ Describe 'A copy''s own -BytesPerSecond' {
         $slowDone = Wait-CopyJob -Id $slow.Id -Timeout 30
         $slowDone.State | Should -Be 'Completed'
         ($slowDone.EndTime - $slowDone.StartTime).TotalSeconds | Should -BeGreaterThan 2.5
-        Get-RegionHash $slowTarget 0 8MB | Should -Be (Get-RegionHash $source 0 8MB)
-        Get-RegionHash $fastTarget 0 8MB | Should -Be (Get-RegionHash $source 8MB 8MB)
+        Get-TestSha256 $slowTarget 0 8MB | Should -Be (Get-TestSha256 $source 0 8MB)
+        Get-TestSha256 $fastTarget 0 8MB | Should -Be (Get-TestSha256 $source 8MB 8MB)
     }
 
     It 'is taken by Clear-Region too, which keeps it on the job' {

@@ -35,7 +35,7 @@ Describe 'Start-RegionCopy -Verify' {
         $job.Error | Should -BeNullOrEmpty
         $job.Warnings | Should -BeNullOrEmpty
         $job.BytesCopied | Should -Be 32MB
-        Get-RegionHash $Good 0 32MB | Should -Be (Get-RegionHash $Source 0 32MB)
+        Get-TestSha256 $Good 0 32MB | Should -Be (Get-TestSha256 $Source 0 32MB)
     }
 
     It 'fails a copy to a device that silently drops writes, naming it and the whole range' {
@@ -83,7 +83,7 @@ Describe 'Start-RegionCopy -Sparse and -DestinationIsZero' {
         $job.BytesZeroed | Should -Be 57MB
         $job.BytesSkipped | Should -Be 0
         $job.PercentComplete | Should -Be 100
-        Get-RegionHash $target 0 64MB | Should -Be (Get-RegionHash $image 0 64MB)
+        Get-TestSha256 $target 0 64MB | Should -Be (Get-TestSha256 $image 0 64MB)
         Get-AllocatedBytes $target | Should -BeGreaterOrEqual 7MB
         Get-AllocatedBytes $target | Should -BeLessOrEqual 8MB
         (du -B1 $target) -split '\s+' | Select-Object -First 1 | Should -BeLessOrEqual 8MB
@@ -99,7 +99,7 @@ Describe 'Start-RegionCopy -Sparse and -DestinationIsZero' {
         $job.BytesCopied | Should -Be 7MB
         $job.BytesSkipped | Should -Be 57MB
         $job.BytesZeroed | Should -Be 0
-        Get-RegionHash $target 0 64MB | Should -Be (Get-RegionHash $image 0 64MB)
+        Get-TestSha256 $target 0 64MB | Should -Be (Get-TestSha256 $image 0 64MB)
         Get-AllocatedBytes $target | Should -BeLessOrEqual 8MB
     }
 
@@ -114,6 +114,6 @@ Describe 'Start-RegionCopy -Sparse and -DestinationIsZero' {
         $job.State | Should -Be 'Completed'
         $job.BytesCopied | Should -Be 64KB
         $job.BytesZeroed | Should -Be (16MB - 64KB)
-        Get-RegionHash $to 0 16MB | Should -Be (Get-RegionHash $from 0 16MB)
+        Get-TestSha256 $to 0 16MB | Should -Be (Get-TestSha256 $from 0 16MB)
     }
 }

@@ -106,8 +106,8 @@ New-MirrorDevice $($node.Mirror) '$($node.Legs[0])', '$($node.Legs[1])' -NoSync 
     }
 
     It 'copies from host A''s export into host B''s mirror over TCP, run in B''s namespace: both of B''s legs hold A''s bytes' {
-        $before = Get-RegionHash $script:B.Legs[0] 0 2MB
-        $after = Get-RegionHash $script:B.Legs[0] 14MB 2MB
+        $before = Get-TestSha256 $script:B.Legs[0] 0 2MB
+        $after = Get-TestSha256 $script:B.Legs[0] 14MB 2MB
         $job = Invoke-InNamespace $script:B @"
 `$job = Start-RegionCopy -Source '$($script:A.Uri)' -Destination $($script:B.Mirror) -SourceOffset 1MB -DestinationOffset 2MB -Length 12MB -Wait -Confirm:`$false
 [pscustomobject]@{ State = "`$(`$job.State)"; Copied = `$job.BytesCopied; HostId = (Get-KcopydHost).ProcessId } | ConvertTo-Json -Compress
@@ -115,19 +115,19 @@ New-MirrorDevice $($node.Mirror) '$($node.Legs[0])', '$($node.Legs[1])' -NoSync 
         $job.State | Should -Be 'Completed'
         $job.Copied | Should -Be 12MB
         $job.HostId | Should -Be $script:B.HostId -Because 'B''s own host ran the copy, in B''s namespace'
-        $expected = Get-RegionHash $script:A.Legs[0] 1MB 12MB
-        $expected | Should -Not -Be (Get-RegionHash $script:B.Legs[0] 1MB 12MB) -Because 'A and B held different bytes there'
+        $expected = Get-TestSha256 $script:A.Legs[0] 1MB 12MB
+        $expected | Should -Not -Be (Get-TestSha256 $script:B.Legs[0] 1MB 12MB) -Because 'A and B held different bytes there'
         foreach ($leg in $script:B.Legs) {
-            Get-RegionHash $leg 2MB 12MB | Should -Be $expected -Because "$leg is a leg of B's mirror"
-            Get-RegionHash $leg 0 2MB | Should -Be $before -Because 'the bytes before the region stay B''s'
-            Get-RegionHash $leg 14MB 2MB | Should -Be $after -Because 'the bytes after the region stay B''s'
+            Get-TestSha256 $leg 2MB 12MB | Should -Be $expected -Because "$leg is a leg of B's mirror"
+            Get-TestSha256 $leg 0 2MB | Should -Be $before -Because 'the bytes before the region stay B''s'
+            Get-TestSha256 $leg 14MB 2MB | Should -Be $after -Because 'the bytes after the region stay B''s'
         }
     }
 
     It 'copies one local device into the three hosts'' exports at once, reading the source once: every leg of every host holds its bytes' {
         $source = New-TestLoopDevice -Name 'source.img' -Size $script:Size
         Write-RandomRegion -Path $source -Offset 0 -Length $script:Size -Seed 1301
-        $expected = Get-RegionHash $source 0 $script:Size   # read now: the count below is the copy's reads alone
+        $expected = Get-TestSha256 $source 0 $script:Size   # read now: the count below is the copy's reads alone
         $read = Get-SectorsRead $source
         $job = Start-RegionCopy -Source $source -Destination $script:A.Uri, $script:B.Uri, $script:C.Uri -Wait -Confirm:$false
         $readBytes = ((Get-SectorsRead $source) - $read) * 512
@@ -137,14 +137,14 @@ New-MirrorDevice $($node.Mirror) '$($node.Legs[0])', '$($node.Legs[1])' -NoSync 
         $readBytes | Should -BeGreaterOrEqual $script:Size -Because 'the copy read the whole region from the device'
         $readBytes | Should -BeLessThan (1.5 * $script:Size) -Because 'one read of the source served three destinations'
         foreach ($node in $script:Hosts) {
-            foreach ($leg in $node.Legs) { Get-RegionHash $leg 0 $script:Size | Should -Be $expected -Because "$leg is a leg of $($node.Mirror)" }
+            foreach ($leg in $node.Legs) { Get-TestSha256 $leg 0 $script:Size | Should -Be $expected -Because "$leg is a leg of $($node.Mirror)" }
         }
     }
 
     It 'fails quickly with NbdConnectFailed when one destination''s address does not answer, and writes none of the others' {
         $source = New-TestLoopDevice -Name 'other.img' -Size $script:Size
         Write-RandomRegion -Path $source -Offset 0 -Length $script:Size -Seed 1302
-        $held = foreach ($node in $script:A, $script:B) { , @($node.Legs | ForEach-Object { Get-RegionHash $_ 0 $script:Size }) }
+        $held = foreach ($node in $script:A, $script:B) { , @($node.Legs | ForEach-Object { Get-TestSha256 $_ 0 $script:Size }) }
         $nobody = "nbd://$($script:Network.Prefix).99:10809/"   # on the test network, no namespace has the address
         $clock = [Diagnostics.Stopwatch]::StartNew()
         $failed = { Start-RegionCopy -Source $source -Destination $script:A.Uri, $script:B.Uri, $nobody -Wait -Confirm:$false -ErrorAction Stop } |
@@ -155,7 +155,7 @@ New-MirrorDevice $($node.Mirror) '$($node.Legs[0])', '$($node.Legs[1])' -NoSync 
         $clock.Elapsed.TotalSeconds | Should -BeLessThan 30 -Because 'the open is bounded, not left to TCP''s two minutes'
         $i = 0
         foreach ($node in $script:A, $script:B) {
-            @($node.Legs | ForEach-Object { Get-RegionHash $_ 0 $script:Size }) | Should -Be $held[$i++] -Because "$($node.Mirror) was not written"
+            @($node.Legs | ForEach-Object { Get-TestSha256 $_ 0 $script:Size }) | Should -Be $held[$i++] -Because "$($node.Mirror) was not written"
         }
     }
 

@@ -83,8 +83,8 @@ Describe 'A pipeline with one bad object' {
         $ev[0].FullyQualifiedErrorId | Should -BeLike 'DeviceNotFound,*'
         $ev[0].TargetObject | Should -Be '/dev/kcopyd-no-such'
         $zero = [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData([byte[]]::new(1MB)))
-        Get-RegionHash $Dst 0 1MB | Should -Be $zero
-        Get-RegionHash $Dst2 0 1MB | Should -Be $zero
+        Get-TestSha256 $Dst 0 1MB | Should -Be $zero
+        Get-TestSha256 $Dst2 0 1MB | Should -Be $zero
     }
 
     It 'Start-RegionCopy copies to each piped destination, one job each, and reports the bad one' {
@@ -92,8 +92,8 @@ Describe 'A pipeline with one bad object' {
         @($jobs).Count | Should -Be 2
         @($jobs.Id | Sort-Object -Unique).Count | Should -Be 2
         @($ev.FullyQualifiedErrorId) | Should -BeLike 'DeviceNotFound,*'
-        Get-RegionHash $Dst 0 1MB | Should -Be (Get-RegionHash $Src 0 1MB)
-        Get-RegionHash $Dst2 0 1MB | Should -Be (Get-RegionHash $Src 0 1MB)
+        Get-TestSha256 $Dst 0 1MB | Should -Be (Get-TestSha256 $Src 0 1MB)
+        Get-TestSha256 $Dst2 0 1MB | Should -Be (Get-TestSha256 $Src 0 1MB)
     }
 
     It 'Repair-MirrorDevice repairs the mirror that exists and reports the one that does not' {
@@ -112,10 +112,10 @@ Describe 'A pipeline with one bad object' {
 
     It 'stops at the bad object under -ErrorAction Stop, having done the ones before it' {
         Write-RandomRegion -Path $Dst2 -Offset 0 -Length 1MB -Seed 3313
-        $before = Get-RegionHash $Dst2 0 1MB
+        $before = Get-TestSha256 $Dst2 0 1MB
         $err = { $Dst, '/dev/kcopyd-no-such', $Dst2 | Clear-Region -Offset 0 -Length 1MB -Wait -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike 'DeviceNotFound,*'
-        Get-RegionHash $Dst2 0 1MB | Should -Be $before -Because 'the pipeline stopped before the object after the bad one'
+        Get-TestSha256 $Dst2 0 1MB | Should -Be $before -Because 'the pipeline stopped before the object after the bad one'
     }
 }
 
@@ -131,34 +131,34 @@ Describe 'A mirror named by its bare name, or piped in' {
         $job = Start-RegionCopy -Source $Src -Destination ea -Length 1MB -Wait -Confirm:$false
         $job.State | Should -Be 'Completed'
         $job.Destination | Should -Be @('ea')
-        foreach ($leg in $Legs) { Get-RegionHash $leg 0 1MB | Should -Be (Get-RegionHash $Src 0 1MB) -Because "$leg is a leg of ea" }
+        foreach ($leg in $Legs) { Get-TestSha256 $leg 0 1MB | Should -Be (Get-TestSha256 $Src 0 1MB) -Because "$leg is a leg of ea" }
     }
 
     It 'is the source of -Source ea' {
         Write-RandomRegion -Path $Dst2 -Offset 0 -Length 1MB -Seed 3321
         (Start-RegionCopy -Source ea -Destination $Dst2 -Length 1MB -Wait -Confirm:$false).State | Should -Be 'Completed'
-        Get-RegionHash $Dst2 0 1MB | Should -Be (Get-RegionHash $Legs[0] 0 1MB)
+        Get-TestSha256 $Dst2 0 1MB | Should -Be (Get-TestSha256 $Legs[0] 0 1MB)
     }
 
     It 'is a file when a file of that name is where the cmdlet runs' {
         $file = New-Item -ItemType File (Join-Path $Away 'ea')
         $stream = [IO.File]::OpenWrite($file.FullName); $stream.SetLength(1MB); $stream.Dispose()
-        $legsBefore = foreach ($leg in $Legs) { Get-RegionHash $leg 0 4MB }
+        $legsBefore = foreach ($leg in $Legs) { Get-TestSha256 $leg 0 4MB }
         (Start-RegionCopy -Source $Src2 -Destination ea -Length 1MB -Wait -Confirm:$false).State | Should -Be 'Completed'
-        Get-RegionHash $file.FullName 0 1MB | Should -Be (Get-RegionHash $Src2 0 1MB)
-        $Legs | ForEach-Object { Get-RegionHash $_ 0 4MB } | Should -Be $legsBefore
+        Get-TestSha256 $file.FullName 0 1MB | Should -Be (Get-TestSha256 $Src2 0 1MB)
+        $Legs | ForEach-Object { Get-TestSha256 $_ 0 4MB } | Should -Be $legsBefore
     }
 
     It 'binds from Get-MirrorDevice as the destination of Start-RegionCopy, without prompting' {
         $job = Get-MirrorDevice ea | Start-RegionCopy -Source $Src2 -Length 1MB -Wait -Confirm:$false
         $job.State | Should -Be 'Completed'
         $job.Destination | Should -Be @('ea')
-        foreach ($leg in $Legs) { Get-RegionHash $leg 0 1MB | Should -Be (Get-RegionHash $Src2 0 1MB) }
+        foreach ($leg in $Legs) { Get-TestSha256 $leg 0 1MB | Should -Be (Get-TestSha256 $Src2 0 1MB) }
     }
 
     It 'binds from Get-MirrorDevice as the device of Clear-Region' {
         (Get-MirrorDevice ea | Clear-Region -Offset 0 -Length 1MB -Wait -Confirm:$false).State | Should -Be 'Completed'
         $zero = [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData([byte[]]::new(1MB)))
-        foreach ($leg in $Legs) { Get-RegionHash $leg 0 1MB | Should -Be $zero }
+        foreach ($leg in $Legs) { Get-TestSha256 $leg 0 1MB | Should -Be $zero }
     }
 }

@@ -135,7 +135,7 @@ while True:
         Start-RegionCopy $Src $Busy -Length 4MB -BytesPerSecond 64KB -Confirm:$false
     }
 
-    function Get-Hashes { foreach ($device in $Watched) { Get-RegionHash $device 0 $Size } }
+    function Get-Hashes { foreach ($device in $Watched) { Get-TestSha256 $device 0 $Size } }
 }
 
 AfterAll {
@@ -354,6 +354,6 @@ Describe 'HostConnectionLost' {
             $answer | Should -BeLike 'HostConnectionLost,*|DeviceError'
         } finally { $waiting.Dispose() }
         Update-TestHost | Should -Not -Be $hostId
-        Get-RegionHash $Src 0 $Size | Should -Not -BeNullOrEmpty
+        Get-TestSha256 $Src 0 $Size | Should -Not -BeNullOrEmpty
     }
 }

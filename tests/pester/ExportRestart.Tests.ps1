@@ -39,7 +39,7 @@ Describe 'Exports of a host that stops and starts again' {
                 $back = Join-Path (Split-Path $data) "r1-back-$([guid]::NewGuid().ToString('n').Substring(0, 6)).bin"
                 nbdcopy $uri $back
                 $LASTEXITCODE | Should -Be 0
-                Get-RegionHash $back 0 16MB | Should -Be (Get-RegionHash $data 0 16MB) -Because "$uri serves the mirror's bytes"
+                Get-TestSha256 $back 0 16MB | Should -Be (Get-TestSha256 $data 0 16MB) -Because "$uri serves the mirror's bytes"
             }
             (Get-KcopydHost -WarningVariable warnings).ExportProblems | Should -BeNullOrEmpty
             $warnings | Should -BeNullOrEmpty
@@ -169,7 +169,7 @@ Describe 'A published filesystem when its host is killed mid-write' {
             $LASTEXITCODE | Should -Be 0 -Because 'the filesystem checks clean after the kill'
             (Wait-MirrorDevice r3 -TimeoutSeconds 120).State | Should -Be 'InSync'
             Unpublish-MirrorDevice r3 -Confirm:$false | Out-Null
-            Get-RegionHash $legs[1] 0 64MB | Should -Be (Get-RegionHash $legs[0] 0 64MB)
+            Get-TestSha256 $legs[1] 0 64MB | Should -Be (Get-TestSha256 $legs[0] 0 64MB)
         } finally {
             if ($writer -and -not $writer.HasExited) { $writer.Kill($true) }
             if ($mounted) { timeout 30 umount $mount; if ($LASTEXITCODE) { umount -l $mount } }

@@ -106,8 +106,8 @@ Describe 'A mirror made in one pwsh' {
             $second.Job | Should -Be 'Completed'
             $second.Copied | Should -Be 8MB
 
-            $expected = Get-RegionHash $data 2MB 8MB
-            foreach ($leg in $legs) { Get-RegionHash $leg 4MB 8MB | Should -Be $expected -Because "$leg is a leg of the mirror written" }
+            $expected = Get-TestSha256 $data 2MB 8MB
+            foreach ($leg in $legs) { Get-TestSha256 $leg 4MB 8MB | Should -Be $expected -Because "$leg is a leg of the mirror written" }
         } finally {
             Remove-MirrorDevice t1 -Confirm:$false -ErrorAction Ignore
         }
@@ -145,7 +145,7 @@ Wait-CopyJob -Id $($started.Id) -TimeoutSeconds 90 | Out-Null
             $seen.Pid | Should -Not -Be $started.Pid
             $seen.State | Should -Be 'Completed'
             $seen.Copied | Should -Be 16MB
-            Get-RegionHash $target.Device 0 16MB | Should -Be (Get-RegionHash $data 0 16MB)
+            Get-TestSha256 $target.Device 0 16MB | Should -Be (Get-TestSha256 $data 0 16MB)
         } finally {
             if ($paused) { Send-PauseControl $target.Socket 'r' | Out-Null }
         }
@@ -243,7 +243,7 @@ foreach (`$try in { Clear-Region -Path '$script:Victim' -Offset 0 -Length 1MB -C
     }
 
     BeforeEach {
-        $script:VictimHash = Get-RegionHash $script:Victim 0 4MB
+        $script:VictimHash = Get-TestSha256 $script:Victim 0 4MB
         $script:JobsBefore = @((Get-CopyJob).Id)
         $script:HostBefore = (Get-KcopydHost).ProcessId
     }
@@ -258,7 +258,7 @@ foreach (`$try in { Clear-Region -Path '$script:Victim' -Offset 0 -Length 1MB -C
         }
         # The kernel refused it: the host never saw a connection.
         Get-Content (Join-Path $env:KCOPYD_RUNTIME_DIR 'host.log') -Raw | Should -Not -Match 'Refused a connection'
-        Get-RegionHash $script:Victim 0 4MB | Should -Be $script:VictimHash
+        Get-TestSha256 $script:Victim 0 4MB | Should -Be $script:VictimHash
         @((Get-CopyJob).Id) | Should -Be $script:JobsBefore
         (Get-KcopydHost).ProcessId | Should -Be $script:HostBefore
     }
@@ -272,7 +272,7 @@ foreach (`$try in { Clear-Region -Path '$script:Victim' -Offset 0 -Length 1MB -C
         }
         # The host refused each of the three connections, before reading a byte.
         @(Select-String -Path (Join-Path $env:KCOPYD_RUNTIME_DIR 'host.log') -Pattern 'Refused a connection from uid 65534 ').Count | Should -Be 3
-        Get-RegionHash $script:Victim 0 4MB | Should -Be $script:VictimHash
+        Get-TestSha256 $script:Victim 0 4MB | Should -Be $script:VictimHash
         @((Get-CopyJob).Id) | Should -Be $script:JobsBefore
         (Get-KcopydHost).ProcessId | Should -Be $script:HostBefore
     }
@@ -333,7 +333,7 @@ Describe 'Stop-KcopydHost while mirrors are open' {
         $script:InMemory = @(New-TestLoopDevice -Name 't6-m1.img' -Size 16MB; New-TestLoopDevice -Name 't6-m2.img' -Size 16MB)
         $data = New-TestLoopDevice -Name 't6-data.img' -Size 16MB
         Write-RandomRegion -Path $data -Offset 0 -Length 16MB -Seed 1601
-        $script:DataHash = Get-RegionHash $data 0 8MB
+        $script:DataHash = Get-TestSha256 $data 0 8MB
         $log = Join-Path (Split-Path (New-TestImage -Name 't6.marker' -Size 0)) 't6.log'
         New-MirrorDevice t6p $script:Persistent -LogPath $log -Confirm:$false | Out-Null
         New-MirrorDevice t6m $script:InMemory -Confirm:$false | Out-Null
@@ -369,7 +369,7 @@ Describe 'Stop-KcopydHost while mirrors are open' {
         $mirror.InSyncRegions | Should -Be $mirror.RegionCount
         $mirror.RecoveredRegions | Should -Be 0
         $mirror.Legs.Path | Should -Be $script:Persistent
-        foreach ($leg in $script:Persistent) { Get-RegionHash $leg 0 8MB | Should -Be $script:DataHash -Because "$leg holds what was written" }
+        foreach ($leg in $script:Persistent) { Get-TestSha256 $leg 0 8MB | Should -Be $script:DataHash -Because "$leg holds what was written" }
     }
 
     It 'and the mirror with the in-memory log, by a full resync: every region recovered, both legs intact' {
@@ -377,7 +377,7 @@ Describe 'Stop-KcopydHost while mirrors are open' {
         $status.State | Should -Be 'InSync'
         $status.RegionCount | Should -BeGreaterThan 0
         $status.RecoveredRegions | Should -Be $status.RegionCount
-        foreach ($leg in $script:InMemory) { Get-RegionHash $leg 0 8MB | Should -Be $script:DataHash -Because "$leg holds what was written" }
+        foreach ($leg in $script:InMemory) { Get-TestSha256 $leg 0 8MB | Should -Be $script:DataHash -Because "$leg holds what was written" }
     }
 }
 
@@ -431,8 +431,8 @@ Describe 'A mirror definition whose leg is missing when a host starts' {
             $warnedAgain | Should -BeNullOrEmpty
             $mirror.Legs.Path | Should -Be $a, $link
             (Wait-MirrorDevice t7 -TimeoutSeconds 90).State | Should -Be 'InSync'
-            $expected = Get-RegionHash $data 0 8MB
-            foreach ($leg in $a, $link) { Get-RegionHash $leg 0 8MB | Should -Be $expected -Because "$leg holds what was written" }
+            $expected = Get-TestSha256 $data 0 8MB
+            foreach ($leg in $a, $link) { Get-TestSha256 $leg 0 8MB | Should -Be $expected -Because "$leg holds what was written" }
         } finally {
             Remove-MirrorDevice t7 -Confirm:$false -ErrorAction Ignore
             # Left by a failure above while the leg was missing: the next host must not meet it.
@@ -592,7 +592,7 @@ namespace KcopydHostTests
             Send-PauseControl $target.Socket 'r' | Should -Be 'R'
             $paused = $false
             (Wait-CopyJob -Id $job.Id -TimeoutSeconds 60).State | Should -Be 'Completed'
-            Get-RegionHash $target.Device 0 8MB | Should -Be (Get-RegionHash $data 0 8MB)
+            Get-TestSha256 $target.Device 0 8MB | Should -Be (Get-TestSha256 $data 0 8MB)
         } finally {
             if ($paused) { Send-PauseControl $target.Socket 'r' | Out-Null }
             if ($shell) { $shell.Dispose() }

@@ -79,9 +79,9 @@ while (`$true) {
             Remove-MirrorDevice crash -Confirm:$false
         }
         foreach ($offset in $acknowledged) {
-            $expected = Get-RegionHash $data $offset 64KB
-            foreach ($leg in $legs) { Get-RegionHash $leg $offset 64KB | Should -Be $expected -Because "the write at $offset was acknowledged" }
+            $expected = Get-TestSha256 $data $offset 64KB
+            foreach ($leg in $legs) { Get-TestSha256 $leg $offset 64KB | Should -Be $expected -Because "the write at $offset was acknowledged" }
         }
-        Get-RegionHash $legs[1] 0 16MB | Should -Be (Get-RegionHash $legs[0] 0 16MB)
+        Get-TestSha256 $legs[1] 0 16MB | Should -Be (Get-TestSha256 $legs[0] 0 16MB)
     }
 }

@@ -120,12 +120,12 @@ while (`$true) {
                 Remove-MirrorDevice crash -Confirm:$false
             }
             foreach ($to in $allowed.Keys) {
-                $expected = @($allowed[$to] | ForEach-Object { Get-RegionHash $data $_ 64KB })
+                $expected = @($allowed[$to] | ForEach-Object { Get-TestSha256 $data $_ 64KB })
                 foreach ($leg in $legs) {
-                    Get-RegionHash $leg ([long]$to) 64KB | Should -BeIn $expected -Because "run $run (seed $runSeed) acknowledged a write at $to"
+                    Get-TestSha256 $leg ([long]$to) 64KB | Should -BeIn $expected -Because "run $run (seed $runSeed) acknowledged a write at $to"
                 }
             }
-            Get-RegionHash $good 0 16MB | Should -Be (Get-RegionHash $faulty 0 16MB) -Because "run $run must leave the legs identical"
+            Get-TestSha256 $good 0 16MB | Should -Be (Get-TestSha256 $faulty 0 16MB) -Because "run $run must leave the legs identical"
             $inFlight = $sent - $acknowledged - $failed
             $totalInFlight += $inFlight
             "run $run`:$(if ($reset) { ' a full resync,' }) killed after $killAfter ms$(if ($failLeg) { ", leg failed at $failAt ms" }), $acknowledged acknowledged, $failed failed, $inFlight in flight at the kill; default after: $($status.DefaultLeg)"

@@ -3,7 +3,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
     Use-TestHost | Out-Null
 
-    function Get-DeviceHash([string] $Path, [long] $Length) { Get-RegionHash -Path $Path -Offset 0 -Length $Length }
+    function Get-DeviceHash([string] $Path, [long] $Length) { Get-TestSha256 -Path $Path -Offset 0 -Length $Length }
 }
 
 AfterAll {
@@ -53,12 +53,12 @@ Describe 'New-MirrorDevice and Wait-MirrorDevice' {
             $write = Start-RegionCopy -Source $data -Destination $mirror -SourceOffset 2MB -DestinationOffset 1MB -Length 8MB -Wait -Confirm:$false
             $write.State | Should -Be 'Completed'
             $write.Destination | Should -Be @('m2')
-            $expected = Get-RegionHash $data 2MB 8MB
-            foreach ($leg in $legs) { Get-RegionHash $leg 1MB 8MB | Should -Be $expected }
+            $expected = Get-TestSha256 $data 2MB 8MB
+            foreach ($leg in $legs) { Get-TestSha256 $leg 1MB 8MB | Should -Be $expected }
 
             $read = Start-RegionCopy -Source (Get-MirrorDevice m2) -Destination $out -SourceOffset 1MB -Length 8MB -Wait -Confirm:$false
             $read.State | Should -Be 'Completed'
-            Get-RegionHash $out 0 8MB | Should -Be $expected
+            Get-TestSha256 $out 0 8MB | Should -Be $expected
         } finally {
             Remove-MirrorDevice m2 -Confirm:$false
         }
@@ -197,7 +197,7 @@ Describe 'A mirror with a failing leg' {
         try {
             $mirror = New-MirrorDevice failing $good, $bad -NoSync -Confirm:$false
             (Start-RegionCopy $data $mirror -Length 4MB -Wait -Confirm:$false).State | Should -Be 'Completed'
-            Get-RegionHash $bad 0 4MB | Should -Be (Get-RegionHash $data 0 4MB)
+            Get-TestSha256 $bad 0 4MB | Should -Be (Get-TestSha256 $data 0 4MB)
 
             New-Item -ItemType File $trigger | Out-Null
             $job = Start-RegionCopy $data $mirror -SourceOffset 4MB -DestinationOffset 4MB -Length 4MB -Wait -Confirm:$false
@@ -206,9 +206,9 @@ Describe 'A mirror with a failing leg' {
             $status = Get-MirrorDevice failing
             $status.State | Should -Be 'Degraded'
             @($status.Legs.Health) | Should -Be @('Alive', 'Dead')
-            Get-RegionHash $good 0 8MB | Should -Be (Get-RegionHash $data 0 8MB)
+            Get-TestSha256 $good 0 8MB | Should -Be (Get-TestSha256 $data 0 8MB)
             (Start-RegionCopy $mirror $data -SourceOffset 4MB -DestinationOffset 12MB -Length 4MB -Wait -Confirm:$false -Force).State | Should -Be 'Completed'
-            Get-RegionHash $data 12MB 4MB | Should -Be (Get-RegionHash $data 4MB 4MB)
+            Get-TestSha256 $data 12MB 4MB | Should -Be (Get-TestSha256 $data 4MB 4MB)
 
             $waited = Wait-MirrorDevice failing -TimeoutSeconds 60 -WarningVariable warned -WarningAction SilentlyContinue
             $waited.State | Should -Be 'Degraded'

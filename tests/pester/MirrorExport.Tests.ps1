@@ -43,9 +43,9 @@ Describe 'Publish-MirrorDevice on a Unix socket' {
         $LASTEXITCODE | Should -Be 0
         nbdcopy $script:Export.Uri $back
         $LASTEXITCODE | Should -Be 0
-        $expected = Get-RegionHash $data 0 16MB
-        Get-RegionHash $back 0 16MB | Should -Be $expected
-        foreach ($leg in $script:Legs) { Get-RegionHash $leg 0 16MB | Should -Be $expected -Because "$leg is a leg" }
+        $expected = Get-TestSha256 $data 0 16MB
+        Get-TestSha256 $back 0 16MB | Should -Be $expected
+        foreach ($leg in $script:Legs) { Get-TestSha256 $leg 0 16MB | Should -Be $expected -Because "$leg is a leg" }
         (Get-MirrorDevice x1).State | Should -Be 'InSync'
     }
 
@@ -125,7 +125,7 @@ Describe 'Publish-MirrorDevice -BlockDevice' {
 
             Unpublish-MirrorDevice x2 -Confirm:$false
             (Get-LoopBacking).Device | Should -Not -Contain $export.BlockDevice
-            Get-RegionHash $legs[1] 0 32MB | Should -Be (Get-RegionHash $legs[0] 0 32MB)
+            Get-TestSha256 $legs[1] 0 32MB | Should -Be (Get-TestSha256 $legs[0] 0 32MB)
         } finally {
             if ($mounted) { umount $mount }
             Remove-MirrorDevice x2 -Force -Confirm:$false -ErrorAction Ignore
@@ -167,7 +167,7 @@ Describe 'NBD URIs as copy endpoints' {
             $uri = "nbd+unix:///?socket=$socket"
             (Start-RegionCopy -Source $data -Destination $uri -Wait -Confirm:$false).State | Should -Be 'Completed'
             (Start-RegionCopy -Source $uri -Destination $target -Wait -Confirm:$false).State | Should -Be 'Completed'
-            Get-RegionHash $target 0 16MB | Should -Be (Get-RegionHash $data 0 16MB)
+            Get-TestSha256 $target 0 16MB | Should -Be (Get-TestSha256 $data 0 16MB)
         } finally {
             if (-not $nbdkit.HasExited) { $nbdkit.Kill() }
             $nbdkit.WaitForExit()

@@ -48,9 +48,9 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
         $LASTEXITCODE | Should -Be 0
         nbdcopy $uri $back
         $LASTEXITCODE | Should -Be 0
-        $expected = Get-RegionHash $data 0 16MB
-        Get-RegionHash $back 0 16MB | Should -Be $expected
-        foreach ($leg in $script:Legs) { Get-RegionHash $leg 0 16MB | Should -Be $expected -Because "$leg is a leg" }
+        $expected = Get-TestSha256 $data 0 16MB
+        Get-TestSha256 $back 0 16MB | Should -Be $expected
+        foreach ($leg in $script:Legs) { Get-TestSha256 $leg 0 16MB | Should -Be $expected -Because "$leg is a leg" }
 
         $plain = nbdinfo --size "nbd+unix:///?socket=$($export.UnixSocket)" 2>&1
         $LASTEXITCODE | Should -Not -Be 0
@@ -60,7 +60,7 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
         $target = New-TestLoopDevice -Name 'tls-target.img' -Size 16MB
         $job = Start-RegionCopy $uri $target -Length 16MB -Wait -Confirm:$false
         $job.State | Should -Be 'Completed'
-        Get-RegionHash $target 0 16MB | Should -Be $expected
+        Get-TestSha256 $target 0 16MB | Should -Be $expected
         Unpublish-MirrorDevice tls1 -Confirm:$false | Out-Null
     }
 
@@ -72,8 +72,8 @@ Describe 'Publish-MirrorDevice -TlsCertificateDirectory' {
         try {
             $tls.Uri | Should -Match '^nbds\+unix:'
             $local.BlockDevice | Should -Match '^/dev/loop\d+$'
-            $expected = Get-RegionHash $script:Legs[0] 0 16MB
-            Get-RegionHash $local.BlockDevice 0 16MB | Should -Be $expected
+            $expected = Get-TestSha256 $script:Legs[0] 0 16MB
+            Get-TestSha256 $local.BlockDevice 0 16MB | Should -Be $expected
             nbdinfo --size "$($tls.Uri)&tls-certificates=$script:Pki" | Should -Be 16MB
         } finally {
             Unpublish-MirrorDevice tls1 -Force -Confirm:$false | Out-Null

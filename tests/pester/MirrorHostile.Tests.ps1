@@ -18,7 +18,7 @@ Describe '-ResetLog on a log that still reads' {
         $v2 = New-TestLoopDevice -Name 'h1-v2.img' -Size 16MB
         Write-RandomRegion -Path $v1 -Offset 0 -Length 16MB -Seed 901
         Write-RandomRegion -Path $v2 -Offset 0 -Length 16MB -Seed 902
-        $acknowledged = Get-RegionHash $v2 0 16MB
+        $acknowledged = Get-TestSha256 $v2 0 16MB
         $log = Join-Path (Split-Path (New-TestImage -Name 'h1.marker' -Size 0)) 'h1.log'
         try {
             $m = New-MirrorDevice h1 $good, $stale.Device -LogPath $log -NoSync -Confirm:$false
@@ -32,12 +32,12 @@ Describe '-ResetLog on a log that still reads' {
             # leg over the only one holding the acknowledged writes.
             { New-MirrorDevice h1 $stale.Device, $good -LogPath $log -ResetLog -Confirm:$false -ErrorAction Stop } |
                 Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*default leg*give '$good' first*"
-            Get-RegionHash $good 0 16MB | Should -Be $acknowledged
+            Get-TestSha256 $good 0 16MB | Should -Be $acknowledged
 
             New-MirrorDevice h1 $good, $stale.Device -LogPath $log -Confirm:$false | Out-Null
             Wait-MirrorDevice h1 -TimeoutSeconds 60 | Out-Null
-            Get-RegionHash $good 0 16MB | Should -Be $acknowledged
-            Get-RegionHash $stale.Device 0 16MB | Should -Be $acknowledged
+            Get-TestSha256 $good 0 16MB | Should -Be $acknowledged
+            Get-TestSha256 $stale.Device 0 16MB | Should -Be $acknowledged
         } finally {
             Remove-MirrorDevice h1 -Confirm:$false -ErrorAction Ignore
             Remove-Item $stale.FailWrites -ErrorAction Ignore
@@ -140,7 +140,7 @@ Describe 'A mirror re-created from its log over a leg that is not the one the lo
             $a = Join-Path $mountPoint 'a.img'; $b = Join-Path $mountPoint 'b.img'; $log = Join-Path $mountPoint 'h3.log'
             foreach ($image in $a, $b) { $file = [IO.File]::Create($image); $file.SetLength(16MB); $file.Dispose() }
             Write-RandomRegion -Path $a -Offset 0 -Length 16MB -Seed 903
-            $data = Get-RegionHash $a 0 16MB
+            $data = Get-TestSha256 $a 0 16MB
             New-MirrorDevice h3 $a, $b -LogPath $log -Confirm:$false | Out-Null
             Wait-MirrorDevice h3 -TimeoutSeconds 60 | Out-Null
             Remove-MirrorDevice h3 -Confirm:$false
@@ -155,7 +155,7 @@ Describe 'A mirror re-created from its log over a leg that is not the one the lo
 
             New-MirrorDevice h3 $a, $b -LogPath $log -ResetLog -Confirm:$false | Out-Null
             Wait-MirrorDevice h3 -TimeoutSeconds 60 | Out-Null
-            Get-RegionHash $b 0 16MB | Should -Be $data
+            Get-TestSha256 $b 0 16MB | Should -Be $data
         } finally {
             Remove-MirrorDevice h3 -Confirm:$false -ErrorAction Ignore
             umount $mountPoint

@@ -16,8 +16,8 @@ Describe 'A read error on the default leg during the first recovery' {
         $out = New-TestLoopDevice -Name 'i1-out.img' -Size 16MB
         Write-RandomRegion -Path $first.Device -Offset 0 -Length 16MB -Seed 401
         Write-RandomRegion -Path $second -Offset 0 -Length 16MB -Seed 402
-        $truth = 0..31 | ForEach-Object { Get-RegionHash $first.Device ($_ * 512KB) 512KB }
-        $old = 0..31 | ForEach-Object { Get-RegionHash $second ($_ * 512KB) 512KB }
+        $truth = 0..31 | ForEach-Object { Get-TestSha256 $first.Device ($_ * 512KB) 512KB }
+        $old = 0..31 | ForEach-Object { Get-TestSha256 $second ($_ * 512KB) 512KB }
         try {
             New-MirrorDevice i1 $first.Device, $second -RecoveryBytesPerSecond 4MB -Confirm:$false | Out-Null
             New-Item -ItemType File $first.FailReads | Out-Null
@@ -27,7 +27,7 @@ Describe 'A read error on the default leg during the first recovery' {
             $read.State | Should -Be 'Failed' -Because 'the out-of-sync regions could be read only from the failing default leg'
             $unread = [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData([byte[]]::new(512KB)))
             foreach ($region in 0..31) {
-                $got = Get-RegionHash $out ($region * 512KB) 512KB
+                $got = Get-TestSha256 $out ($region * 512KB) 512KB
                 $got | Should -Not -Be $old[$region] -Because "region $region must never come from the never-synced second leg"
                 $got | Should -BeIn @($truth[$region], $unread) -Because "region $region is the first leg's data, or failed and was not written"
             }
@@ -36,7 +36,7 @@ Describe 'A read error on the default leg during the first recovery' {
             $status.State | Should -Be 'InSync'
             $status.DefaultLeg | Should -Be $first.Device
             @($status.Legs.Health) | Should -Be @('Alive', 'Alive')
-            foreach ($region in 0..31) { Get-RegionHash $second ($region * 512KB) 512KB | Should -Be $truth[$region] }
+            foreach ($region in 0..31) { Get-TestSha256 $second ($region * 512KB) 512KB | Should -Be $truth[$region] }
         } finally {
             Remove-Item $first.FailReads -ErrorAction Ignore
             Remove-MirrorDevice i1 -Confirm:$false -ErrorAction Ignore
@@ -73,9 +73,9 @@ Describe 'A leg that fails writes, then the mirror re-created from its log' {
             Remove-Item $first.FailWrites -ErrorAction Ignore
             Remove-MirrorDevice i2 -Confirm:$false -ErrorAction Ignore
         }
-        $expected = Get-RegionHash $data 0 8MB
-        Get-RegionHash $second 0 8MB | Should -Be $expected
-        Get-RegionHash $first.Device 0 8MB | Should -Be $expected
+        $expected = Get-TestSha256 $data 0 8MB
+        Get-TestSha256 $second 0 8MB | Should -Be $expected
+        Get-TestSha256 $first.Device 0 8MB | Should -Be $expected
     }
 }
 
@@ -90,19 +90,19 @@ Describe 'Legs whose names were swapped' {
         Remove-MirrorDevice i3 -Confirm:$false
         Write-RandomRegion -Path $a -Offset 0 -Length 1MB -Seed 422
         Rename-Item $a 'i3-tmp.img'; Rename-Item $b (Split-Path $a -Leaf); Rename-Item (Join-Path (Split-Path $a) 'i3-tmp.img') (Split-Path $b -Leaf)
-        $before = $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length }
+        $before = $a, $b, $log | ForEach-Object { Get-TestSha256 $_ 0 (Get-Item $_).Length }
 
         $err = { New-MirrorDevice i3 $a, $b -LogPath $log -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike 'LegIdentityMismatch,*'
         $err.Exception.Message | Should -Match ([regex]::Escape("give them as $b, $a"))
-        $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length } | Should -Be $before
+        $a, $b, $log | ForEach-Object { Get-TestSha256 $_ 0 (Get-Item $_).Length } | Should -Be $before
         # In the order the log knows them, the mirror sees that the legs differ in a region the log calls in sync
         # (the first megabyte was written outside it) and refuses that too; -ResetLog resyncs from the first leg.
         { New-MirrorDevice i3 $b, $a -LogPath $log -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'LegIdentityMismatch*' -ExpectedMessage "*'$a' differs from the default leg '$b'*"
-        $a, $b, $log | ForEach-Object { Get-RegionHash $_ 0 (Get-Item $_).Length } | Select-Object -First 2 | Should -Be ($before | Select-Object -First 2)
+        $a, $b, $log | ForEach-Object { Get-TestSha256 $_ 0 (Get-Item $_).Length } | Select-Object -First 2 | Should -Be ($before | Select-Object -First 2)
         $back = New-MirrorDevice i3 $b, $a -LogPath $log -ResetLog -Confirm:$false
         try { (Wait-MirrorDevice i3 -TimeoutSeconds 60).State | Should -Be 'InSync' } finally { Remove-MirrorDevice i3 -Confirm:$false }
-        Get-RegionHash $a 0 8MB | Should -Be (Get-RegionHash $b 0 8MB)
+        Get-TestSha256 $a 0 8MB | Should -Be (Get-TestSha256 $b 0 8MB)
     }
 }
 
@@ -151,7 +151,7 @@ Describe 'Repair-MirrorDevice, Add-MirrorLeg, Remove-MirrorLeg and Test-MirrorDe
             $status = Wait-MirrorDevice r1 -TimeoutSeconds 60
             $status.State | Should -Be 'InSync'
             $status.RecoveredRegions - $before | Should -Be 2   # 1 MiB at 1 MiB: regions 2 and 3
-            Get-RegionHash $bad.Device 0 16MB | Should -Be (Get-RegionHash $good 0 16MB)
+            Get-TestSha256 $bad.Device 0 16MB | Should -Be (Get-TestSha256 $good 0 16MB)
         } finally {
             Remove-Item $bad.FailWrites -ErrorAction Ignore
             Remove-MirrorDevice r1 -Confirm:$false -ErrorAction Ignore
@@ -167,18 +167,18 @@ Describe 'Repair-MirrorDevice, Add-MirrorLeg, Remove-MirrorLeg and Test-MirrorDe
         try {
             New-MirrorDevice r2 $a, $b -Confirm:$false | Out-Null
             (Wait-MirrorDevice r2 -TimeoutSeconds 60).State | Should -Be 'InSync'
-            $expected = Get-RegionHash $a 0 8MB
+            $expected = Get-TestSha256 $a 0 8MB
 
             $replaced = Repair-MirrorDevice r2 -ReplaceLeg $b -NewLeg $c -Confirm:$false
             @($replaced.Legs.Path) | Should -Be @($a, $c)
             (Wait-MirrorDevice r2 -TimeoutSeconds 60).State | Should -Be 'InSync'
-            Get-RegionHash $c 0 8MB | Should -Be $expected
+            Get-TestSha256 $c 0 8MB | Should -Be $expected
             # The replaced leg is released: it can be written again.
             (Start-RegionCopy $d $b -Length 1MB -Wait -Confirm:$false).State | Should -Be 'Completed'
 
             @((Add-MirrorLeg r2 $d -Confirm:$false).Legs.Path) | Should -Be @($a, $c, $d)
             (Wait-MirrorDevice r2 -TimeoutSeconds 60).State | Should -Be 'InSync'
-            Get-RegionHash $d 0 8MB | Should -Be $expected
+            Get-TestSha256 $d 0 8MB | Should -Be $expected
             Remove-MirrorLeg r2 $d -Confirm:$false -WarningVariable splitWarning -WarningAction SilentlyContinue | Out-Null
             $splitWarning | Should -BeNullOrEmpty -Because 'an in-sync leg leaves as a consistent copy'
             @((Get-MirrorDevice r2).Legs.Path) | Should -Be @($a, $c)
@@ -194,7 +194,7 @@ Describe 'Repair-MirrorDevice, Add-MirrorLeg, Remove-MirrorLeg and Test-MirrorDe
             @(Test-MirrorDevice r2 -WarningAction SilentlyContinue).Count | Should -Be 1
             @(Test-MirrorDevice r2 -Repair -Confirm:$false).Count | Should -Be 1
             @(Test-MirrorDevice r2) | Should -BeNullOrEmpty
-            Get-RegionHash $c 0 8MB | Should -Be $expected
+            Get-TestSha256 $c 0 8MB | Should -Be $expected
         } finally {
             Remove-MirrorDevice r2 -Confirm:$false -ErrorAction Ignore
         }

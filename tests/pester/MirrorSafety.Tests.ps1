@@ -8,7 +8,7 @@ BeforeAll {
     Use-TestHost | Out-Null
     $script:ModulePath = (Resolve-Path "$PSScriptRoot/../../Kcopyd.psd1").Path
 
-    function Get-DeviceHash([string] $Path, [long] $Length = 8MB) { Get-RegionHash -Path $Path -Offset 0 -Length $Length }
+    function Get-DeviceHash([string] $Path, [long] $Length = 8MB) { Get-TestSha256 -Path $Path -Offset 0 -Length $Length }
 
     function Get-ErrorId([scriptblock] $ScriptBlock) {
         # The ErrorId of the error the block writes (non-terminating, so made to throw); a block that writes none fails the test.
@@ -101,10 +101,10 @@ Describe 'Finding 5: New-MirrorDevice -LogPath takes only a regular file of its 
     It 'refuses a mounted device with InvalidLogPath and leaves its filesystem as it was' {
         Invoke-WithMountedLoopDevice -Name 'f5-mounted.img' -ScriptBlock {
             param($disk)
-            $before = Get-RegionHash $disk 0 64KB
+            $before = Get-TestSha256 $disk 0 64KB
             Get-LogRefusal $disk | Should -BeLike 'InvalidLogPath,*'
             Get-LogRefusal $disk -NoSync | Should -BeLike 'InvalidLogPath,*'
-            Get-RegionHash $disk 0 64KB | Should -Be $before
+            Get-TestSha256 $disk 0 64KB | Should -Be $before
         }
         $Legs | ForEach-Object { Get-DeviceHash $_ } | Should -Be $LegHashes
         Assert-LegsFree $Legs
@@ -267,12 +267,12 @@ Describe 'Finding 7: overlap through another name for the same storage' {
         Get-DeviceHash $Wide 16MB | Should -Be $before
 
         # Right before those bytes, right after them (still inside the window) and far away: other bytes, so allowed.
-        $source = Get-RegionHash $Wide 4MB 1MB
+        $source = Get-TestSha256 $Wide 4MB 1MB
         foreach ($offset in 3MB, 5MB, 12MB) {
             (Start-RegionCopy $Window $Wide -Length 1MB -DestinationOffset $offset -Wait -Confirm:$false).State | Should -Be 'Completed'
-            Get-RegionHash $Wide $offset 1MB | Should -Be $source
+            Get-TestSha256 $Wide $offset 1MB | Should -Be $source
         }
-        Get-RegionHash $Wide 0 3MB | Should -Be (Get-RegionHash -Path $beforeCopy -Offset 0 -Length 3MB)
+        Get-TestSha256 $Wide 0 3MB | Should -Be (Get-TestSha256 -Path $beforeCopy -Offset 0 -Length 3MB)
     }
 
     It 'refuses a mirror whose legs are a loop device and its own backing file with DuplicateDevice' {

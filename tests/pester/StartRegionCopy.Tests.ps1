@@ -5,7 +5,7 @@ BeforeAll {
     $script:Source = New-TestLoopDevice -Name 'source.img' -Size 64MB
     $script:Targets = 1..3 | ForEach-Object { New-TestLoopDevice -Name "target$_.img" -Size 64MB }
     Write-RandomRegion -Path $Source -Offset 0 -Length 64MB -Seed 42
-    $script:Zeros = Get-RegionHash -Path $Targets[2] -Offset 0 -Length 64MB
+    $script:Zeros = Get-TestSha256 -Path $Targets[2] -Offset 0 -Length 64MB
 }
 
 AfterAll {
@@ -27,15 +27,15 @@ Describe 'Start-RegionCopy' {
         $job.StartTime | Should -Not -BeNullOrEmpty
         $job.EndTime | Should -BeGreaterOrEqual $job.StartTime
         $job.Error | Should -BeNullOrEmpty
-        $expected = Get-RegionHash $Source 1MB 48MB
-        Get-RegionHash $Targets[0] 2MB 48MB | Should -Be $expected
-        Get-RegionHash $Targets[1] 4MB 48MB | Should -Be $expected
+        $expected = Get-TestSha256 $Source 1MB 48MB
+        Get-TestSha256 $Targets[0] 2MB 48MB | Should -Be $expected
+        Get-TestSha256 $Targets[1] 4MB 48MB | Should -Be $expected
     }
 
     It 'copies the rest of the source when no length is given' {
         $job = Start-RegionCopy $Source $Targets[0] -Wait -Confirm:$false
         $job.BytesCopied | Should -Be 64MB
-        Get-RegionHash $Targets[0] 0 64MB | Should -Be (Get-RegionHash $Source 0 64MB)
+        Get-TestSha256 $Targets[0] 0 64MB | Should -Be (Get-TestSha256 $Source 0 64MB)
     }
 
     It 'returns a running job at once without -Wait, which Get-CopyJob then shows finished' {
@@ -49,7 +49,7 @@ Describe 'Start-RegionCopy' {
 
     It 'writes nothing under -WhatIf' {
         Start-RegionCopy $Source $Targets[2] -WhatIf | Should -BeNullOrEmpty
-        Get-RegionHash $Targets[2] 0 64MB | Should -Be $Zeros
+        Get-TestSha256 $Targets[2] 0 64MB | Should -Be $Zeros
     }
 
     # -Confirm:$false lets the host start a job without asking the cmdlet back; what ShouldProcess would still say
@@ -58,7 +58,7 @@ Describe 'Start-RegionCopy' {
         $WhatIfPreference = $true
         try { Start-RegionCopy $Source $Targets[2] -Confirm:$false | Should -BeNullOrEmpty }
         finally { $WhatIfPreference = $false }
-        Get-RegionHash $Targets[2] 0 64MB | Should -Be $Zeros
+        Get-TestSha256 $Targets[2] 0 64MB | Should -Be $Zeros
     }
 
     It 'still says what it performs under -Verbose with -Confirm:$false' {
@@ -84,25 +84,25 @@ Describe 'Start-RegionCopy with bad input' {
             $parameters.Remove('DestinationIsSource')
             $parameters.Destination = $Source
         }
-        $before = Get-RegionHash $Source 0 64MB
+        $before = Get-TestSha256 $Source 0 64MB
 
         $err = { Start-RegionCopy @parameters -ErrorAction Stop } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -BeLike "$ErrorId,*"
         $err.CategoryInfo.Category | Should -Be $Category
 
-        Get-RegionHash $Targets[2] 0 64MB | Should -Be $Zeros
-        Get-RegionHash $Source 0 64MB | Should -Be $before
+        Get-TestSha256 $Targets[2] 0 64MB | Should -Be $Zeros
+        Get-TestSha256 $Source 0 64MB | Should -Be $before
     }
 
     It 'refuses a mounted destination, and writes to it only with -Force' {
         $disk = Invoke-WithMountedLoopDevice -Name 'mounted.img' -ScriptBlock {
             param($disk)
-            $before = Get-RegionHash $disk 0 32MB
+            $before = Get-TestSha256 $disk 0 32MB
             $err = { Start-RegionCopy $Source $disk -Length 1MB -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
             $err.FullyQualifiedErrorId | Should -BeLike 'DeviceInUse,*'
             $err.CategoryInfo.Category | Should -Be 'ResourceBusy'
             $err.TargetObject | Should -Be $disk
-            Get-RegionHash $disk 0 32MB | Should -Be $before
+            Get-TestSha256 $disk 0 32MB | Should -Be $before
         }
         # Unmounted, the same copy goes through; -Force is what allows a device that is still claimed.
         (Start-RegionCopy $Source $disk -Length 1MB -Wait -Confirm:$false).State | Should -Be 'Completed'

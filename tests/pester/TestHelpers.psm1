@@ -45,10 +45,10 @@ function Invoke-WithMountedLoopDevice {
     # is quiet while the block checks that nothing writes to it.
     sync -f $mountPoint
     # Still the journal may commit a moment after (seen on a loaded machine): wait until a second passes unchanged.
-    $settled = Get-RegionHash $disk 0 $Size
+    $settled = Get-TestSha256 $disk 0 $Size
     foreach ($attempt in 1..15) {
         Start-Sleep -Seconds 1
-        $now = Get-RegionHash $disk 0 $Size
+        $now = Get-TestSha256 $disk 0 $Size
         if ($now -eq $settled) { break }
         $settled = $now
     }
@@ -184,7 +184,7 @@ function Write-RandomRegion {
     try { $stream.Position = $Offset; $stream.Write($bytes, 0, $bytes.Length); $stream.Flush($true) } finally { $stream.Dispose() }
 }
 
-function Get-RegionHash {
+function Get-TestSha256 {
     param([string] $Path, [long] $Offset, [long] $Length)
     $stream = [IO.File]::Open($Path, 'Open', 'Read', 'ReadWrite')
     try {
@@ -370,4 +370,4 @@ function Invoke-KcopydInNamespace {
     Invoke-KcopydInChild -Command $Command -TimeoutSeconds $TimeoutSeconds -Namespace $Namespace -Environment $Environment
 }
 
-Export-ModuleMember -Function Get-FreePort, Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-RegionHash, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-TestPki, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace
+Export-ModuleMember -Function Get-FreePort, Get-LoopBacking, Use-TestHost, Stop-TestHost, Update-TestHost, Remove-TestLoopDevice, New-TestLoopDevice, New-TestNbdLoopDevice, New-TestImage, Invoke-WithMountedLoopDevice, Remove-TestLoopDevices, Write-RandomRegion, Get-TestSha256, Add-TestLoopDevice, Invoke-WithTimeout, Invoke-KcopydInChild, New-TestPki, New-FailingDisk, New-PausableDisk, Send-PauseControl, New-TestNetwork, Remove-TestNetwork, Invoke-KcopydInNamespace

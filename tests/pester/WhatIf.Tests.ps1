@@ -18,7 +18,7 @@ BeforeAll {
     $script:Finished = Start-RegionCopy $Free[0] $Busy -Length 1MB -Wait -Confirm:$false
     $script:Running = Start-RegionCopy $Free[0] $Busy -DestinationOffset 4MB -Length 4MB -BytesPerSecond 64KB -Confirm:$false
     $script:Watched = $Legs + $Free
-    function Get-Hashes { foreach ($device in $Watched) { Get-RegionHash $device 0 4MB } }
+    function Get-Hashes { foreach ($device in $Watched) { Get-TestSha256 $device 0 4MB } }
     function Get-State {
         # What the host keeps, as text: a -WhatIf must leave all of it as it was.
         $mirror = Get-MirrorDevice wi
