@@ -131,7 +131,7 @@ function Invoke-Test {
     $passed = ($suites | Measure-Object Passed -Sum).Sum
     $failed = ($suites | Measure-Object Failed -Sum).Sum
     # The names last, just above the closing line, where a log's tail still shows them.
-    $suites.FailedNames | Where-Object { $_ } | ForEach-Object { Write-Host "FAILED $_" }
+    $suites | ForEach-Object { $_.FailedNames } | Where-Object { $_ } | ForEach-Object { Write-Host "FAILED $_" }
     Write-Host "$passed passed, $failed failed"
     if ($failed -gt 0) { exit 1 }
 }
