@@ -161,7 +161,7 @@ public sealed partial class NbdDevice : IBlockDevice
                     }
                     connections.Add(connection);
                 }
-                catch (KcopydException)
+                catch (Exception ex) when (ex is KcopydException or IOException or System.Net.Sockets.SocketException)
                 {
                     break;
                 }
