@@ -20,10 +20,18 @@ public sealed record NbdClientOptions
     /// </summary>
     public int MaxInFlight { get; init; } = 64;
 
+    /// <summary>
+    /// Connections opened to a server that says NBD_FLAG_CAN_MULTI_CONN (one to any other), requests spread over
+    /// them, as nbdcopy does. <see cref="MaxInFlight"/> counts per connection.
+    /// </summary>
+    public int Connections { get; init; } = 4;
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConnectTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(DisposeTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxInFlight, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(Connections, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(Connections, 16);
     }
 }

@@ -9,8 +9,9 @@ namespace Kcopyd.Engine.Nbd;
 public sealed unsafe partial class NbdDevice
 {
     /// <summary>
-    /// Queues the request's NBD command(s) for the connection's sender and returns; the reply completes it on the
-    /// receiver thread. Waits only while <see cref="NbdClientOptions.MaxInFlight"/> pieces are on the wire.
+    /// Queues the request's NBD command(s) for the connections' senders, pieces taking turns over the connections,
+    /// and returns; the replies complete it on the receiver threads. Waits only while a connection has
+    /// <see cref="NbdClientOptions.MaxInFlight"/> pieces on the wire.
     /// <paramref name="queue"/> is not used: the device does its own I/O on its socket.
     /// </summary>
     public void Submit(in BlockRequest request, IIoQueue queue)
@@ -51,6 +52,7 @@ public sealed unsafe partial class NbdDevice
             return;
         }
 
+        if (command is CmdRead or CmdWrite && _connections.Length > 1) pieceBytes = SpreadPiece(request.LengthBytes, pieceBytes);
         int pieces = command == CmdFlush ? 1 : (int)((request.LengthBytes + pieceBytes - 1) / pieceBytes);
         var owner = new NbdClientRequest(this, request, pieces);
         bool zeroPayload = request.Operation is BlockOperation.WriteZeroes or BlockOperation.PunchZeroes && command == CmdWrite;
@@ -58,7 +60,9 @@ public sealed unsafe partial class NbdDevice
         for (int i = 0; i < pieces; i++)
         {
             uint length = command == CmdFlush ? 0 : (uint)Math.Min(pieceBytes, request.LengthBytes - done);
-            _connection.Enqueue(new NbdClientPiece(owner, command, (ulong)(request.OffsetBytes + done), length, done, zeroPayload));
+            // A flush goes to the first connection: with CAN_MULTI_CONN it covers the writes the others completed.
+            var connection = command == CmdFlush ? _connections[0] : NextConnection();
+            connection.Enqueue(new NbdClientPiece(owner, command, (ulong)(request.OffsetBytes + done), length, done, zeroPayload));
             done += length;
         }
         owner.PieceEnded(0); // the issuer's hold
@@ -73,8 +77,26 @@ public sealed unsafe partial class NbdDevice
     {
         int before = Interlocked.Or(ref _state, DisposedFlag);
         if ((before & DisposedFlag) != 0) return;
-        if (before != 0 && !_connection.IsOwnThread) _drained.Wait(_options.DisposeTimeout);
-        _connection.Close();
+        if (before != 0 && !IsOwnThread) _drained.Wait(_options.DisposeTimeout);
+        foreach (var connection in _connections) connection.Close();
+    }
+
+    /// <summary>On a connection's own thread (a completion), where waiting for the device would wait for oneself.</summary>
+    private bool IsOwnThread => Array.Exists(_connections, c => c.IsOwnThread);
+
+    private NbdClientConnection NextConnection()
+        => _connections[(int)((uint)Interlocked.Increment(ref _nextConnection) % (uint)_connections.Length)];
+
+    /// <summary>
+    /// The piece size that gives each connection a share of a request (a copy's sub-job then travels side by side,
+    /// and the server reads it with as many threads), but no share smaller than <see cref="MinSpreadPiece"/>.
+    /// </summary>
+    private uint SpreadPiece(long lengthBytes, uint pieceBytes)
+    {
+        uint min = _export.MinimumBlockSize;
+        long share = (lengthBytes + _connections.Length - 1) / _connections.Length;
+        share = (share + min - 1) / min * min;
+        return (uint)Math.Min(pieceBytes, Math.Max(share, MinSpreadPiece / min * min));
     }
 
     /// <summary>Called once per completed request (by <see cref="NbdClientRequest"/>).</summary>

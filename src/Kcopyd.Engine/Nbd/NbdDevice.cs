@@ -8,8 +8,10 @@ using static Kcopyd.Engine.Nbd.NbdProtocol;
 namespace Kcopyd.Engine.Nbd;
 
 /// <summary>
-/// An NBD export as a block device: one connection, many requests in flight on it, replies matched by cookie and
-/// completed on the connection's receiver thread. Requests larger than the server's maximum are split.
+/// An NBD export as a block device: one connection, or several when the server says NBD_FLAG_CAN_MULTI_CONN, many
+/// requests in flight on each, replies matched by cookie and completed on the connection's receiver thread.
+/// Requests larger than the server's maximum are split, and over several connections a read or write is split
+/// so that its pieces travel side by side.
 /// </summary>
 public sealed partial class NbdDevice : IBlockDevice
 {
@@ -23,24 +25,28 @@ public sealed partial class NbdDevice : IBlockDevice
     private const uint MaxPayloadPiece = 32 * 1024 * 1024;
     /// <summary>Zero and trim pieces carry no payload; a server saying "no limit" still gets pieces below the 32-bit length.</summary>
     private const uint MaxRangePiece = 1024 * 1024 * 1024;
+    /// <summary>Spread over several connections a read or write goes in pieces no smaller than this (nbdcopy's request size).</summary>
+    private const uint MinSpreadPiece = 256 * 1024;
 
     // Set in _state once disposed; the bits below it count requests submitted and not yet completed.
     private const int DisposedFlag = 1 << 30;
 
     private readonly NbdClientExport _export;
-    private readonly NbdClientConnection _connection;
+    /// <summary>The first is the one a flush goes to; with CAN_MULTI_CONN it covers what the others completed.</summary>
+    private readonly NbdClientConnection[] _connections;
     private readonly NbdClientOptions _options;
     private readonly ManualResetEventSlim _drained = new(false);
     private readonly uint _payloadPiece;
     private readonly uint _rangePiece;
     private int _state;
+    private int _nextConnection;
 
-    private NbdDevice(string name, NbdUri uri, NbdClientExport export, NbdClientConnection connection, bool write, NbdClientOptions options)
+    private NbdDevice(string name, NbdUri uri, NbdClientExport export, NbdClientConnection[] connections, bool write, NbdClientOptions options)
     {
         Name = name;
         Uri = uri;
         _export = export;
-        _connection = connection;
+        _connections = connections;
         _options = options;
         SizeBytes = export.SizeBytes;
         LogicalBlockSize = (int)Math.Max(export.MinimumBlockSize, MinimumLogicalBlockSize);
@@ -93,14 +99,20 @@ public sealed partial class NbdDevice : IBlockDevice
     /// <summary>The server takes NBD_CMD_WRITE_ZEROES; without it WriteZeroes writes zeros.</summary>
     public bool CanWriteZeroes => _export.Has(FlagSendWriteZeroes);
 
-    /// <summary>The server says several connections see one another's writes (NBD_FLAG_CAN_MULTI_CONN). This client uses one.</summary>
+    /// <summary>
+    /// The server says several connections see one another's writes (NBD_FLAG_CAN_MULTI_CONN): the device then opens
+    /// <see cref="NbdClientOptions.Connections"/>.
+    /// </summary>
     public bool CanMultiConn => _export.Has(FlagCanMultiConn);
 
-    /// <summary>False once the connection is lost: every request then fails with EIO. Reopen the device to go on.</summary>
-    public bool IsConnected => !_connection.IsBroken;
+    /// <summary>Connections the device spreads its requests over: 1 unless the server allows more.</summary>
+    public int ConnectionCount => _connections.Length;
 
-    /// <summary>Why the connection was lost, in words; null while connected.</summary>
-    public string? ConnectionError => _connection.BrokenReason;
+    /// <summary>False once a connection is lost: requests then fail with EIO. Reopen the device to go on.</summary>
+    public bool IsConnected => Array.TrueForAll(_connections, c => !c.IsBroken);
+
+    /// <summary>Why a connection was lost, in words; null while connected.</summary>
+    public string? ConnectionError => Array.Find(_connections, c => c.IsBroken)?.BrokenReason;
 
     /// <summary>
     /// Connects to the export <paramref name="uri"/> names and negotiates it, all within
@@ -131,12 +143,42 @@ public sealed partial class NbdDevice : IBlockDevice
         // The certificates are read before connecting: a bad directory fails the same way whatever the server does.
         var tls = uri.Tls == null ? null : NbdClientTls.For(uri);
         var deadline = new NbdClientDeadline(settings.ConnectTimeout);
+        var (export, first) = Connect(uri, tls, name, deadline, settings, 0);
+        var connections = new List<NbdClientConnection> { first };
+        if (export.Has(FlagCanMultiConn))
+        {
+            // More connections are a speed-up, not a need: one the server refuses (a connection limit) or answers
+            // differently leaves the device with those it has.
+            while (connections.Count < settings.Connections && !deadline.Expired)
+            {
+                try
+                {
+                    var (again, connection) = Connect(uri, tls, name, deadline, settings, connections.Count);
+                    if (again != export)
+                    {
+                        connection.Close();
+                        break;
+                    }
+                    connections.Add(connection);
+                }
+                catch (Exception ex) when (ex is KcopydException or IOException or System.Net.Sockets.SocketException)
+                {
+                    break;
+                }
+            }
+        }
+        return new NbdDevice(name, uri, export, connections.ToArray(), options.Write, settings);
+    }
+
+    private static (NbdClientExport, NbdClientConnection) Connect(NbdUri uri, NbdClientTls? tls, string name, NbdClientDeadline deadline,
+        NbdClientOptions settings, int index)
+    {
         var socket = NbdClientSocket.Connect(uri, name, deadline);
         try
         {
             var (export, stream) = NbdClientHandshake.Negotiate(socket, uri, tls, name, deadline);
-            var connection = new NbdClientConnection(socket, stream, uri.Address, settings.MaxInFlight);
-            return new NbdDevice(name, uri, export, connection, options.Write, settings);
+            string threadName = index == 0 ? uri.Address : $"{uri.Address}#{index}";
+            return (export, new NbdClientConnection(socket, stream, threadName, settings.MaxInFlight));
         }
         catch
         {
