@@ -64,7 +64,8 @@ Describe 'A leg that fails writes, then the mirror re-created from its log' {
             Remove-MirrorDevice i2 -Confirm:$false
             Remove-Item $first.FailWrites
 
-            $again = New-MirrorDevice i2 $first.Device, $second -LogPath $log -Confirm:$false
+            # Throttled, so the resync (8 MiB) cannot end before the new mirror's status is read.
+            $again = New-MirrorDevice i2 $first.Device, $second -LogPath $log -RecoveryBytesPerSecond 4MB -Confirm:$false
             $again.DefaultLeg | Should -Be $second
             @($again.Legs.Health) | Should -Be @('Stale', 'Alive')
             (Wait-MirrorDevice i2 -TimeoutSeconds 120).State | Should -Be 'InSync'
