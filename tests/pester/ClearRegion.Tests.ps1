@@ -92,7 +92,7 @@ Describe 'Clear-Region with bad input' {
     }
 
     It 'refuses a mounted device with DeviceInUse, and zeroes it only with -Force' {
-        Invoke-WithMountedLoopDevice -Name 'clear-mounted.img' -ScriptBlock {
+        Invoke-WithMountedLoopDevice -Name 'clear-mounted.img' -ReadOnly -ScriptBlock {
             param($disk)
             $before = Get-TestSha256 $disk 0 32MB
             $err = { Clear-Region $disk 16MB 1MB -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru

@@ -153,7 +153,7 @@ Describe 'Every ErrorId of the README' {
             @{ Id = 'DeviceNotFound'; Category = 'ObjectNotFound'; Case = 'a source that does not exist'
                Run = { Start-RegionCopy /dev/kcopyd-no-such $Dst -Length 4096 -Confirm:$false } }
             @{ Id = 'DeviceInUse'; Category = 'ResourceBusy'; Case = 'a mounted destination, named by its mount point'; Message = '*mounted on *'
-               Run = { Invoke-WithMountedLoopDevice -Name 'ids-mounted.img' -ScriptBlock { param($disk) Start-RegionCopy $Src $disk -Length 1MB -Confirm:$false } } }
+               Run = { Invoke-WithMountedLoopDevice -Name 'ids-mounted.img' -ReadOnly -ScriptBlock { param($disk) Start-RegionCopy $Src $disk -Length 1MB -Confirm:$false } } }
             @{ Id = 'DeviceInUse'; Category = 'ResourceBusy'; Case = 'a destination a copy job writes, named by the job'; Message = '*being written by copy job *'
                Setup = { $script:Job = Start-BusyJob }; Cleanup = { Stop-CopyJob -Id $Job.Id -Confirm:$false }
                Run = { Start-RegionCopy $Src $Busy -Length 4096 -Confirm:$false } }

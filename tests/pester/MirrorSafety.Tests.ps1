@@ -99,7 +99,7 @@ Describe 'Finding 5: New-MirrorDevice -LogPath takes only a regular file of its 
     }
 
     It 'refuses a mounted device with InvalidLogPath and leaves its filesystem as it was' {
-        Invoke-WithMountedLoopDevice -Name 'f5-mounted.img' -ScriptBlock {
+        Invoke-WithMountedLoopDevice -Name 'f5-mounted.img' -ReadOnly -ScriptBlock {
             param($disk)
             $before = Get-TestSha256 $disk 0 64KB
             Get-LogRefusal $disk | Should -BeLike 'InvalidLogPath,*'

@@ -95,7 +95,7 @@ Describe 'Start-RegionCopy with bad input' {
     }
 
     It 'refuses a mounted destination, and writes to it only with -Force' {
-        $disk = Invoke-WithMountedLoopDevice -Name 'mounted.img' -ScriptBlock {
+        $disk = Invoke-WithMountedLoopDevice -Name 'mounted.img' -ReadOnly -ScriptBlock {
             param($disk)
             $before = Get-TestSha256 $disk 0 32MB
             $err = { Start-RegionCopy $Source $disk -Length 1MB -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru

@@ -32,21 +32,23 @@ function New-TestImage {
 
 function Invoke-WithMountedLoopDevice {
     # Runs $ScriptBlock with the path of a new loop device whose ext4 filesystem is mounted, unmounts it even when
-    # the block fails, and returns the path. Remove-TestLoopDevices detaches the device as usual.
-    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 32MB, [Parameter(Mandatory)] [scriptblock] $ScriptBlock)
+    # the block fails, and returns the path. Remove-TestLoopDevices detaches the device as usual. -ReadOnly mounts it
+    # read-only: the mount still claims the device, and ext4 writes nothing to it, so a block that checks that a
+    # refusal wrote nothing cannot see the journal's own commits (seen under load, after sync and a quiet second).
+    param([Parameter(Mandatory)] [string] $Name, [long] $Size = 32MB, [Parameter(Mandatory)] [scriptblock] $ScriptBlock, [switch] $ReadOnly)
     $disk = New-TestLoopDevice -Name $Name -Size $Size
     # Inode tables and journal written now, not by ext4lazyinit after the mount: a test that checks nothing was
     # written to the mounted device must not see the filesystem's own background writes.
     mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 $disk
     $mountPoint = Join-Path ([IO.Path]::GetTempPath()) "kcopyd-mnt-$PID-$(Get-Random)"
     New-Item -ItemType Directory $mountPoint -Force | Out-Null
-    mount $disk $mountPoint
+    if ($ReadOnly) { mount -o ro $disk $mountPoint } else { mount $disk $mountPoint }
     # The mount's own superblock update is committed by the journal a few seconds later: flushed now, so the device
     # is quiet while the block checks that nothing writes to it.
-    sync -f $mountPoint
+    if (-not $ReadOnly) { sync -f $mountPoint }
     # Still the journal may commit a moment after (seen on a loaded machine): wait until a second passes unchanged.
     $settled = Get-TestSha256 $disk 0 $Size
-    foreach ($attempt in 1..15) {
+    foreach ($attempt in $(if ($ReadOnly) { @() } else { 1..15 })) {
         Start-Sleep -Seconds 1
         $now = Get-TestSha256 $disk 0 $Size
         if ($now -eq $settled) { break }
