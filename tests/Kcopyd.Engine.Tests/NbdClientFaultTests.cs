@@ -39,7 +39,7 @@ public sealed class NbdClientFaultTests : IDisposable
         Assert.Equal(CopyJobState.Failed, failed.State);
         Assert.True(failed.ReadError);
         Assert.Empty(failed.WriteErrors);
-        Assert.Contains($"Reading '{export.Name}' failed: Input/output error.", failed.Error);
+        Assert.Contains($"Reading '{export.Name}' failed: Input/output error (EIO).", failed.Error);
 
         File.Delete(trigger);
         Assert.True(export.IsConnected);
