@@ -75,7 +75,7 @@ public sealed class NbdClientFaultTests : IDisposable
         Assert.Equal(CopyJobState.Failed, job.State);
         Assert.False(job.ReadError);
         Assert.Equal(0b10UL, job.WriteErrorMask);
-        Assert.Contains($"Writing '{export.Name}' failed: {text}.", job.Error);
+        Assert.Contains($"Writing '{export.Name}' failed: {text} ({error}).", job.Error);
 
         File.Delete(trigger);
         Assert.True(export.IsConnected);

@@ -137,15 +137,13 @@ Describe 'Read-only destinations' {
         $result.Record.Exception.Message | Should -Match '\(EPERM\)'
     }
 
-    It 'an image file on a read-only filesystem names EROFS' {
+    It 'an image file on a read-only filesystem is refused at open, naming EROFS' {
         $image = New-ImageOnSmallFilesystem 'errno-rofs' -ReadOnly
-        $records = $null
-        $job = Start-RegionCopy $Source $image -Length 1MB -Wait -Confirm:$false -ErrorVariable records -ErrorAction SilentlyContinue
-        $record = @($records)[0]
-        $record | Should -Not -BeNullOrEmpty
-        $record.Exception.Message | Should -Match 'EROFS|Read-only file system'
-        $record.CategoryInfo.Category | Should -Be 'PermissionDenied'
-        if ($job) { $job.Errno | Should -Be 'EROFS' }
+        $result = Get-Failure { Start-RegionCopy $Source $image -Length 1MB -Wait -Confirm:$false }
+        $result.Job | Should -BeNullOrEmpty
+        $result.Record.FullyQualifiedErrorId | Should -BeLike 'DeviceAccessDenied,*'
+        $result.Record.CategoryInfo.Category | Should -Be 'PermissionDenied'
+        $result.Record.Exception.Message | Should -BeLike "*Cannot open '$image': Read-only file system (EROFS).*"
     }
 }
 
