@@ -167,3 +167,27 @@ Describe 'A device gone mid-copy' {
         @($records)[0].FullyQualifiedErrorId | Should -BeLike 'CopyWriteFailed,*'
     }
 }
+
+Describe 'A mirror leg failing with ENOSPC' {
+    It 'is a failed leg as with EIO, and the warning names ENOSPC' {
+        $trigger = Join-Path (Split-Path (New-TestImage -Name 'errno-leg.marker' -Size 0)) 'errno-leg.full'
+        $full = New-TestNbdLoopDevice -Name 'errno-leg' -Nbdkit '--filter=error', 'memory', '16M',
+            'error-pwrite=ENOSPC', 'error-pwrite-rate=100%', "error-pwrite-file=$trigger"
+        $other = New-TestLoopDevice -Name 'errno-leg2.img' -Size 16MB
+        try {
+            New-MirrorDevice errno1 $full, $other -NoSync -Confirm:$false | Out-Null
+            New-Item -ItemType File $trigger | Out-Null
+            $warned = $null
+            $job = Start-RegionCopy $Source (Get-MirrorDevice errno1) -Length 4MB -Wait -Confirm:$false -WarningVariable warned -WarningAction SilentlyContinue
+            $job.State | Should -Be 'Completed'
+            $status = Get-MirrorDevice errno1
+            $status.State | Should -Be 'Degraded'
+            @($status.Legs.Health) | Should -Be @('Dead', 'Alive')
+            ($warned -join "`n") | Should -Match "Leg '$([regex]::Escape($full))' failed a write \(No space left on device \(ENOSPC\)\) and is dead"
+            (Get-TestSha256 $other 0 4MB) | Should -Be (Get-TestSha256 $Source 0 4MB)
+        } finally {
+            Remove-Item $trigger -ErrorAction Ignore
+            Remove-MirrorDevice errno1 -Confirm:$false -ErrorAction Ignore
+        }
+    }
+}

@@ -155,11 +155,17 @@ public sealed class CopyJob
     {
         get
         {
-            int errno = Volatile.Read(ref _readErrno);
-            if (errno == 0) lock (_lock) errno = _writeErrno;
+            int errno = ReadErrno;
+            if (errno == 0) errno = WriteErrno;
             return errno == 0 ? null : Errno.Name(errno);
         }
     }
+
+    /// <summary>The errno of the first failed read, 0 if none.</summary>
+    internal int ReadErrno => Volatile.Read(ref _readErrno);
+
+    /// <summary>The errno of the first failed write, 0 if none.</summary>
+    internal int WriteErrno { get { lock (_lock) return _writeErrno; } }
 
     internal CopyClient Owner { get; }
 
