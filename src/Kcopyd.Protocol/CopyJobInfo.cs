@@ -32,6 +32,8 @@ public sealed class CopyJobInfo
     public bool ReadError { get; set; }
     public string[] WriteErrors { get; set; } = [];
     public string? Error { get; set; }
+    /// <summary>The symbolic errno a failed read or write returned (EIO, ENOSPC, EROFS, ENXIO...); null when none failed.</summary>
+    public string? Errno { get; set; }
     public string[] Warnings { get; set; } = [];
     /// <summary>
     /// The moment the job's bytes, rate and state are of: when the host answered for a queued or running job, when it
@@ -78,6 +80,7 @@ public sealed class CopyJobInfo
             ReadError = job.ReadError,
             WriteErrors = job.WriteErrors,
             Error = job.Error,
+            Errno = job.ErrnoName,
             Warnings = job.Warnings,
             Timestamp = now,
             Internal = job.Internal,

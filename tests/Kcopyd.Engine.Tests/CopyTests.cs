@@ -50,6 +50,7 @@ public sealed class CopyTests : IDisposable
         Assert.Equal(CopyJobState.Completed, job.State);
         Assert.Equal(40 * MiB + 4096, job.BytesCopied);
         Assert.Null(job.Error);
+        Assert.Null(job.ErrnoName);
         Scratch.AssertSameBytes(source, 4 * MiB, target, 8 * MiB, 40 * MiB + 4096);
         Assert.Equal(new byte[8 * MiB], Scratch.Read(target, 0, 8 * MiB)); // nothing written before the region
     }

@@ -36,7 +36,8 @@ public sealed class FaultTests : IDisposable
         Assert.Equal(0b10UL, job.WriteErrorMask);
         Assert.Equal([faulty.Device], job.WriteErrors);
         Assert.True(job.BytesCopied < 16 * MiB);
-        Assert.Contains(faulty.Device, job.Error);
+        Assert.Contains($"Writing '{faulty.Device}' failed: Input/output error (EIO).", job.Error);
+        Assert.Equal("EIO", job.ErrnoName);
         Assert.Equal(client.PageCount, client.FreePages);
     }
 
@@ -88,6 +89,7 @@ public sealed class FaultTests : IDisposable
         Assert.True(job.Wait(Bounded));
         Assert.Equal(CopyJobState.Failed, job.State);
         Assert.True(job.ReadError);
+        Assert.Equal("EIO", job.ErrnoName);
         Assert.Equal(0UL, job.WriteErrorMask);
         Assert.Equal(before, Scratch.Sha256(target, 0, 16 * MiB));
     }

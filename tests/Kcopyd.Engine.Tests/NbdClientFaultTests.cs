@@ -40,7 +40,7 @@ public sealed class NbdClientFaultTests : IDisposable
         Assert.Equal(CopyJobState.Failed, failed.State);
         Assert.True(failed.ReadError);
         Assert.Empty(failed.WriteErrors);
-        Assert.Contains($"Reading '{export.Name}' failed: Input/output error.", failed.Error);
+        Assert.Contains($"Reading '{export.Name}' failed: Input/output error (EIO).", failed.Error);
 
         File.Delete(trigger);
         Assert.True(export.IsConnected);
@@ -76,7 +76,7 @@ public sealed class NbdClientFaultTests : IDisposable
         Assert.Equal(CopyJobState.Failed, job.State);
         Assert.False(job.ReadError);
         Assert.Equal(0b10UL, job.WriteErrorMask);
-        Assert.Contains($"Writing '{export.Name}' failed: {text}.", job.Error);
+        Assert.Contains($"Writing '{export.Name}' failed: {text} ({error}).", job.Error);
 
         File.Delete(trigger);
         Assert.True(export.IsConnected);

@@ -147,6 +147,26 @@ public sealed class CopyJob
     /// <summary>What went wrong, in words; null when nothing did.</summary>
     public string? Error { get; private set; }
 
+    /// <summary>
+    /// The symbolic errno of the failure (EIO, ENOSPC, EROFS, ENXIO...): the source's read if it failed, else the first
+    /// failed write's; null when no I/O failed.
+    /// </summary>
+    public string? ErrnoName
+    {
+        get
+        {
+            int errno = ReadErrno;
+            if (errno == 0) errno = WriteErrno;
+            return errno == 0 ? null : Errno.Name(errno);
+        }
+    }
+
+    /// <summary>The errno of the first failed read, 0 if none.</summary>
+    internal int ReadErrno => Volatile.Read(ref _readErrno);
+
+    /// <summary>The errno of the first failed write, 0 if none.</summary>
+    internal int WriteErrno { get { lock (_lock) return _writeErrno; } }
+
     internal CopyClient Owner { get; }
 
     internal CopyRequest Request { get; }
@@ -314,8 +334,8 @@ public sealed class CopyJob
     private string? DescribeErrors()
     {
         var parts = new List<string>();
-        if (ReadError) parts.Add($"Reading '{Source}' failed: {Errno.Describe(_readErrno)}.");
-        foreach (var destination in WriteErrors) parts.Add($"Writing '{destination}' failed: {Errno.Describe(_writeErrno)}.");
+        if (ReadError) parts.Add($"Reading '{Source}' failed: {Errno.DescribeNamed(_readErrno)}.");
+        foreach (var destination in WriteErrors) parts.Add($"Writing '{destination}' failed: {Errno.DescribeNamed(_writeErrno)}.");
         if (_mismatches?.Describe() is { } mismatches) parts.Add(mismatches);
         if (parts.Count > 0 && Request.IgnoreErrors) parts.Add($"Errors were ignored: {BytesDone} of {BytesTotal} bytes were copied.");
         return parts.Count == 0 ? null : string.Join(" ", parts);

@@ -291,8 +291,8 @@ public sealed unsafe class LinuxBlockDevice : IBlockDevice
         Errno.EBUSY => new KcopydException("DeviceInUse", KcopydErrorKind.ResourceBusy,
             $"'{path}' is in use (mounted, or held open exclusively by another program). Use -Force to open it anyway.", path),
         1 or 13 or 30 => new KcopydException("DeviceAccessDenied", KcopydErrorKind.PermissionDenied,
-            $"Cannot open '{path}': {Errno.Describe(errno)}.", path),
-        _ => new KcopydException("DeviceOpenFailed", KcopydErrorKind.DeviceError, $"Cannot open '{path}': {Errno.Describe(errno)}.", path),
+            $"Cannot open '{path}': {Errno.DescribeNamed(errno)}.", path),
+        _ => new KcopydException("DeviceOpenFailed", KcopydErrorKind.DeviceError, $"Cannot open '{path}': {Errno.DescribeNamed(errno)}.", path),
     };
 
     /// <summary>An exclusive open found the device busy: names the holder where the system says who it is.</summary>

@@ -71,8 +71,11 @@ internal static unsafe class SyncIo
     private static int WriteZeroes(int fd, bool isBlockDevice, long offset, long length)
     {
         int errno = RangeOperation(fd, isBlockDevice, BlockIoctl.BLKZEROOUT, BlockIoctl.FALLOC_FL_ZERO_RANGE, offset, length);
-        // No zero-range fast path on this device or filesystem: write zeros instead.
-        return errno is Errno.EOPNOTSUPP or Errno.EINVAL or Errno.ENOTTY ? WriteZeroPages(fd, offset, length) : errno;
+        // No zero-range fast path on this device or filesystem: write zeros instead. EIO from BLKZEROOUT too: the
+        // loop driver turns every failure of its file's fallocate into EIO (a full filesystem's ENOSPC as well), and
+        // written zeros either succeed or fail with the errno that names the cause.
+        return errno is Errno.EOPNOTSUPP or Errno.EINVAL or Errno.ENOTTY || (errno == Errno.EIO && isBlockDevice)
+            ? WriteZeroPages(fd, offset, length) : errno;
     }
 
     /// <summary>A hole in a file (it reads back as zeros); a filesystem that cannot punch one gets zeros written.</summary>

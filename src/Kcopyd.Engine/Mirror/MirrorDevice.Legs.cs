@@ -69,7 +69,7 @@ public sealed partial class MirrorDevice
                 }
             }
             RecordLegsLocked();
-            Warn($"Leg '{leg.Name}' failed {what} ({Errno.Describe(errno == 0 ? Errno.EIO : errno)}) and is dead; the mirror is degraded{moved}.");
+            Warn($"Leg '{leg.Name}' failed {what} ({Errno.DescribeNamed(errno == 0 ? Errno.EIO : errno)}) and is dead; the mirror is degraded{moved}.");
         }
         lock (_syncLock)
         {

@@ -87,11 +87,11 @@ public sealed partial class MirrorDevice
         if (job.ReadError)
         {
             source.CountReadError();
-            Warn($"Reading region {region} from the default leg '{source.Name}' failed; the region stays out of sync and is tried again.");
+            Warn($"Reading region {region} from the default leg '{source.Name}' failed ({Native.Errno.DescribeNamed(job.ReadErrno)}); the region stays out of sync and is tried again.");
         }
         ulong failed = job.WriteErrorMask;
         for (int i = 0; i < destinations.Length; i++)
-            if ((failed & (1UL << i)) != 0) FailLeg(destinations[i], $"a recovery copy of region {region}", Native.Errno.EIO);
+            if ((failed & (1UL << i)) != 0) FailLeg(destinations[i], $"a recovery copy of region {region}", job.WriteErrno);
         if (job.State != CopyJobState.Completed && !_recoveryStopped) _recoveryFailedInPass = true;
         Interlocked.Add(ref _recoveredBytes, job.BytesCopied);
         _regions.RecoveryCopied(region, job.State == CopyJobState.Completed);

@@ -75,11 +75,19 @@ internal static class JobProgress
         if (Failure(job) is { } error) cmdlet.WriteError(error);
     }
 
-    /// <summary>A failed job's error, with its ErrorId (CopyReadFailed, CopyWriteFailed or VerifyMismatch) and the job as target; null otherwise.</summary>
+    /// <summary>
+    /// A failed job's error, with its ErrorId (CopyReadFailed, CopyWriteFailed or VerifyMismatch), the job as target
+    /// and a category from its errno; null otherwise.
+    /// </summary>
     public static ErrorRecord? Failure(CopyJobInfo job)
     {
         if (job.State != nameof(CopyJobState.Failed)) return null;
-        var category = job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError;
+        var category = job.Errno switch
+        {
+            "EROFS" or "EACCES" or "EPERM" => ErrorCategory.PermissionDenied,
+            "ENXIO" or "ENODEV" or "ENOTCONN" or "ESHUTDOWN" => ErrorCategory.ResourceUnavailable, // the device is gone
+            _ => job.ReadError ? ErrorCategory.ReadError : ErrorCategory.WriteError, // EIO, ENOSPC...
+        };
         return ErrorRecords.Create(job.ReadError ? "CopyReadFailed" : job.WriteErrors.Length == 0 && job.Mismatches.Length > 0 ? "VerifyMismatch" : "CopyWriteFailed", category, job, $"Copy job {job.Id} failed: {job.Error ?? "the copy failed."}");
     }
 
