@@ -53,6 +53,10 @@ function Invoke-Build {
     Remove-Item $bin -Recurse -Force -ErrorAction Ignore
     Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd/Kcopyd.csproj') -c $Configuration -o $bin --nologo -v quiet
     # Ahead-of-time compiled (ReadyToRun): the client's first call and the host's start are paid in every new session.
+    # The compiled copies of dependencies are made afresh: an incremental build keeps one compiled from an older
+    # package version when the newer package's file is older than it (System.IO.Hashing 8.0.0 under 9.0.23's deps.json).
+    Get-ChildItem (Join-Path $Root 'src') -Directory -Recurse -Filter R2R -ErrorAction Ignore |
+        Where-Object { $_.FullName -like '*/obj/*' } | Remove-Item -Recurse -Force
     Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd.Client/Kcopyd.Client.csproj') -c $Configuration -r linux-x64 --self-contained false `
         '-p:PublishReadyToRun=true' -o (Join-Path $bin 'deps') --nologo -v quiet
     Invoke-Native dotnet publish (Join-Path $Root 'src/Kcopyd.Host/Kcopyd.Host.csproj') -c $Configuration -r linux-x64 --self-contained false `
