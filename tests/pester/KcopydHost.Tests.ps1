@@ -552,10 +552,13 @@ namespace KcopydHostTests
 '@
     }
 
-    It 'gives the shell back within seconds, the job goes on to Completed, and the warning names the job, Wait-CopyJob and Stop-CopyJob' {
-        $data = New-TestLoopDevice -Name 't9-data.img' -Size 8MB
+    # With progress silenced, -Wait asks the host once per 10 s instead of four times a second: Ctrl+C must still be quick.
+    It 'gives the shell back within seconds, the job goes on to Completed, and the warning names the job, Wait-CopyJob and Stop-CopyJob (progress <Progress>)' -ForEach @(
+        @{ Progress = 'Continue' }, @{ Progress = 'SilentlyContinue' }
+    ) {
+        $data = New-TestLoopDevice -Name "t9-data-$Progress.img" -Size 8MB
         Write-RandomRegion -Path $data -Offset 0 -Length 8MB -Seed 1901
-        $target = New-PausableDisk 't9-target' -Size '8M'
+        $target = New-PausableDisk "t9-target-$Progress" -Size '8M'
         $paused = $false
         $shell = $null
         try {
@@ -569,7 +572,7 @@ namespace KcopydHostTests
             $runspace.Open()
             $shell = [powershell]::Create()
             $shell.Runspace = $runspace
-            $null = $shell.AddScript("Start-RegionCopy '$data' '$($target.Device)' -Length 8MB -Wait -Confirm:`$false")
+            $null = $shell.AddScript("`$ProgressPreference = '$Progress'; Start-RegionCopy '$data' '$($target.Device)' -Length 8MB -Wait -Confirm:`$false")
             $async = $shell.BeginInvoke()
             Wait-Until { Get-CopyJob | Where-Object { $_.Id -notin $before -and $_.State -eq 'Running' } } -Because 'the copy to run'
             $job = Get-CopyJob | Where-Object { $_.Id -notin $before }
@@ -597,6 +600,44 @@ namespace KcopydHostTests
             if ($paused) { Send-PauseControl $target.Socket 'r' | Out-Null }
             if ($shell) { $shell.Dispose() }
             if ($runspace) { $runspace.Dispose() }
+        }
+    }
+}
+
+Describe 'Start-RegionCopy -Wait and Wait-CopyJob with progress silenced' {
+    # They wait in one long call each 10 s: the answer must come when the job ends, not at the end of that call.
+    It 'returns within seconds of the job ending, not at the end of its long call (<Command>)' -ForEach @(@{ Command = 'Start-RegionCopy -Wait' }, @{ Command = 'Wait-CopyJob' }) {
+        $name = $Command -replace '\W', ''
+        $data = New-TestLoopDevice -Name "t13-data-$name.img" -Size 4MB
+        Write-RandomRegion -Path $data -Offset 0 -Length 4MB -Seed 1913
+        $target = New-PausableDisk "t13-target-$name" -Size '4M'
+        $paused = $false
+        $shell = $null
+        try {
+            Send-PauseControl $target.Socket 'p' | Should -Be 'P'
+            $paused = $true
+            $before = @((Get-CopyJob).Id)
+            $shell = [powershell]::Create()
+            $script = if ($Command -eq 'Wait-CopyJob') {
+                "`$ProgressPreference = 'SilentlyContinue'; Import-Module '$($script:Manifest)'; `$j = Start-RegionCopy '$data' '$($target.Device)' -Confirm:`$false; Wait-CopyJob -Id `$j.Id"
+            } else {
+                "`$ProgressPreference = 'SilentlyContinue'; Import-Module '$($script:Manifest)'; Start-RegionCopy '$data' '$($target.Device)' -Wait -Confirm:`$false"
+            }
+            $null = $shell.AddScript($script)
+            $async = $shell.BeginInvoke()
+            Wait-Until { Get-CopyJob | Where-Object { $_.Id -notin $before -and $_.State -eq 'Running' } } -Because 'the copy to run'
+            Start-Sleep -Milliseconds 500   # the wait is inside its long call now
+            Send-PauseControl $target.Socket 'r' | Should -Be 'R'
+            $paused = $false
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $async.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(30)) | Should -BeTrue
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 3 -Because 'the host answers a wait when its job ends'
+            $result = @($shell.EndInvoke($async))
+            $result[-1].State | Should -Be 'Completed'
+            Get-TestSha256 $target.Device 0 4MB | Should -Be (Get-TestSha256 $data 0 4MB)
+        } finally {
+            if ($paused) { Send-PauseControl $target.Socket 'r' | Out-Null }
+            if ($shell) { $shell.Dispose() }
         }
     }
 }

@@ -36,13 +36,14 @@ public sealed class WaitCopyJobCommand : HostCommand
     protected override void EndProcessing()
     {
         var elapsed = Stopwatch.StartNew();
+        int interval = JobProgress.Interval(this);
         foreach (var start in JobSelection.Select(this, [.. _ids]))
         {
             var job = start;
             var host = LastChannel!; // the host that listed the job: a new one would not know it
             while (!job.IsFinished)
             {
-                long left = TimeoutSeconds < 0 ? 250 : Math.Min(250, TimeoutSeconds * 1000L - elapsed.ElapsedMilliseconds);
+                long left = TimeoutSeconds < 0 ? interval : Math.Min(interval, TimeoutSeconds * 1000L - elapsed.ElapsedMilliseconds);
                 if (left <= 0)
                 {
                     WriteError(ErrorRecords.Create("CopyJobWaitTimeout", ErrorCategory.OperationTimeout, job,

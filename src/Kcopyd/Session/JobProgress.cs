@@ -14,16 +14,45 @@ internal static class JobProgress
 {
     private const int IntervalMilliseconds = 250;
 
+    /// <summary>
+    /// With nobody to show progress to, one WaitJob call waits this long (the host's own longest wait): polling four
+    /// times a second cost the waiting pwsh a third of a core in JIT for its first seconds, taken from the copy.
+    /// </summary>
+    private const int QuietIntervalMilliseconds = 10_000;
+
+    /// <summary>How long each WaitJob call of a cmdlet may wait: short while progress is shown, long otherwise.</summary>
+    public static int Interval(PSCmdlet cmdlet) => ShowsProgress(cmdlet) ? IntervalMilliseconds : QuietIntervalMilliseconds;
+
+    /// <summary>
+    /// False under -ProgressAction or $ProgressPreference SilentlyContinue or Ignore (as runbooks set it), when no
+    /// progress record would be drawn.
+    /// </summary>
+    public static bool ShowsProgress(PSCmdlet cmdlet)
+    {
+        object? chosen = cmdlet.MyInvocation.BoundParameters.TryGetValue("ProgressAction", out object? bound)
+            ? bound
+            : cmdlet.GetVariableValue("ProgressPreference");
+        if (chosen is PSObject wrapped) chosen = wrapped.BaseObject;
+        var preference = chosen switch
+        {
+            ActionPreference p => p,
+            string text when Enum.TryParse(text, true, out ActionPreference p) => p,
+            _ => ActionPreference.Continue,
+        };
+        return preference is not (ActionPreference.SilentlyContinue or ActionPreference.Ignore);
+    }
+
     /// <summary>The job when it ended. Ctrl+C ends the wait with a warning (PipelineStoppedException); the job goes on.</summary>
     public static CopyJobInfo Wait(HostCommand cmdlet, CopyJobInfo job, string activity)
     {
         var host = cmdlet.LastChannel ?? HostConnection.Get()!; // the host that answered with the job
+        int interval = Interval(cmdlet);
         try
         {
             while (!job.IsFinished)
             {
                 cmdlet.WriteProgress(Progress(job, activity));
-                job = cmdlet.CallOn<CopyJobInfo>(host, ControlMethods.WaitJob, job.Id, IntervalMilliseconds);
+                job = cmdlet.CallOn<CopyJobInfo>(host, ControlMethods.WaitJob, job.Id, interval);
             }
         }
         catch (PipelineStoppedException)
