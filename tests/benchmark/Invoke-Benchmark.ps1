@@ -12,6 +12,10 @@
       jobs      10,000 copy jobs of 64 KiB (jobs per second): through the engine's API from PowerShell, and
                 through the host (Start-RegionCopy without -Wait for each, then waiting for all)
       compare   the region against an identical copy: Compare-Region against cmp and qemu-img compare -T none
+      sparse    an image file of the region's size that is 90% holes, copied to a new sparse file: Start-RegionCopy
+                -Sparse and -DestinationIsZero against nbdcopy and qemu-img convert -S 4k (each file checked for the
+                bytes and for what it allocated)
+      verify    the copy row again with -Verify (every destination chunk re-read and compared), against the copy alone
       zero      the region zeroed: Clear-Region against blkdiscard -z
       resync    a new mirror of the source and one or two legs brought in sync, against dd to each leg in turn
       mirror    the region written through a 2-leg mirror, against the same region copied 1 to 2 to its legs
@@ -48,6 +52,11 @@ param(
 
     # Anything the reader should know about the run (say, that other work shared the machine).
     [string] $Note,
+
+    # Only these rows (wildcards): copy, fan-out, latency, jobs, compare, sparse, verify, zero, resync, mirror,
+    # export, fio, nbd-client, memory. The default runs them all; a partial run still writes -OutFile, so point it
+    # elsewhere.
+    [string[]] $Rows = @('*'),
 
     [string] $ModulePath = (Join-Path $PSScriptRoot '../../Kcopyd.psd1'),
 
@@ -322,7 +331,7 @@ function Measure-Native([string] $Command) {
     [pscustomobject]@{ Seconds = $clock.Elapsed.TotalSeconds; PeakKiB = [long](Get-Content $peakFile -Tail 1) }
 }
 
-function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Destination, [long] $Bytes, [int] $Jobs = $JobCount, [string] $Fio) {
+function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Destination, [long] $Bytes, [int] $Jobs = $JobCount, [string] $Fio, [string[]] $CopyOptions) {
     # A pwsh of its own per measurement: loading the module is part of the time, and the pwsh's peak memory is
     # this operation's alone. The child's own clock leaves out the start of pwsh, which the process time shows.
     # The host lives across measurements, so its peak is reset to its resident set just before the child starts
@@ -331,6 +340,7 @@ function Measure-Kcopyd([string] $Operation, [string] $Source, [string[]] $Desti
         '-LengthBytes', $Bytes, '-JobCount', $Jobs, '-JobBytes', $JobBytes)
     if ($Source) { $arguments += '-Source', $Source }
     if ($Fio) { $arguments += '-FioArguments', $Fio }
+    if ($CopyOptions) { $arguments += '-CopyOptions', ($CopyOptions -join ',') }
     $inHost = $Operation -in $HostOperations
     if ($inHost) { Reset-PeakKiB $BenchHost.ProcessId }
     $clock = [Diagnostics.Stopwatch]::StartNew()
@@ -464,6 +474,61 @@ function Get-CompareContenders([string] $Source, [string] $Target, [long] $Bytes
     New-Contender @common -Tool 'cmp' -Measure { param($c) Measure-Native "cmp -n $($c.Bytes) $($c.Source) $($c.Targets[0])" }
     # Whole devices: qemu-img compare takes no region, and the benchmark's devices are the region's size.
     New-Contender @common -Tool 'qemu-img compare -T none' -Measure { param($c) Measure-Native "qemu-img compare -q -f raw -F raw -T none $($c.Source) $($c.Targets[0])" }
+}
+
+function New-SparseImage([string] $Path, [long] $Bytes) {
+    # 90% holes: one random MiB at the start of every 10 MiB (and the rest a hole), as a thin VM image has.
+    $file = [IO.File]::Create($Path); $file.SetLength($Bytes); $file.Dispose()
+    $random = [Random]::new(1701)
+    $data = [byte[]]::new(1MB)
+    $stream = [IO.File]::OpenWrite($Path)
+    try {
+        for ([long]$offset = 0; $offset -lt $Bytes; $offset += 10MB) {
+            $random.NextBytes($data)
+            $stream.Position = $offset
+            $stream.Write($data, 0, [Math]::Min(1MB, $Bytes - $offset))
+        }
+    } finally { $stream.Dispose() }
+}
+
+function Get-AllocatedBytes([string] $Path) {
+    [long](stat -c '%b*%B' $Path | ForEach-Object { Invoke-Expression $_ })
+}
+
+function Get-SparseContenders([long] $Bytes) {
+    # Image file to image file: the destination is a new, empty sparse file before each run, which every tool
+    # must leave equal to the source and about as thin (a tool that wrote the holes out as zeros fails its run).
+    $source = Join-Path $WorkFolder 'sparse-source.img'
+    $target = Join-Path $WorkFolder 'sparse-target.img'
+    New-SparseImage $source $Bytes
+    $common = @{
+        Row = "sparse $(Get-SizeText $Bytes), 90% holes"; Bytes = $Bytes; Source = $source; Targets = $target; SourceHash = Get-BenchSha256 $source $Bytes
+        Prepare = { param($c) Remove-Item $c.Targets[0] -ErrorAction Ignore; $f = [IO.File]::Create($c.Targets[0]); $f.SetLength($c.Bytes); $f.Dispose() }
+        Verify = {
+            param($c)
+            Assert-SameAsSource $c.Targets $c.Bytes $c.SourceHash $c.Tool
+            $allocated = Get-AllocatedBytes $c.Targets[0]
+            if ($allocated -gt 0.2 * $c.Bytes) { throw "$($c.Tool) allocated $allocated bytes of $($c.Targets[0]) for a source that is 90% holes" }
+        }
+    }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Sparse' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes -CopyOptions Sparse }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -DestinationIsZero' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes -CopyOptions DestinationIsZero }
+    New-Contender @common -Tool 'nbdcopy --flush' -Measure { param($c) Measure-Native "nbdcopy --flush $($c.Source) $($c.Targets[0])" }
+    New-Contender @common -Tool 'nbdcopy --flush --destination-is-zero' -Measure { param($c) Measure-Native "nbdcopy --flush --destination-is-zero $($c.Source) $($c.Targets[0])" }
+    # -n: into the existing empty file, as the others; without --target-is-zero it zeroes the holes itself.
+    New-Contender @common -Tool 'qemu-img convert -n -S 4k -t none' -Measure {
+        param($c) Measure-Native "qemu-img convert -n -S 4k -f raw -O raw -t none $($c.Source) $($c.Targets[0])"
+    }
+    New-Contender @common -Tool 'qemu-img convert -n -S 4k -t none --target-is-zero' -Measure {
+        param($c) Measure-Native "qemu-img convert -n -S 4k -f raw -O raw -t none --target-is-zero $($c.Source) $($c.Targets[0])"
+    }
+}
+
+function Get-VerifyContenders([string] $Source, [string] $Target, [long] $Bytes, [string] $SourceHash) {
+    # What -Verify costs: it reads every destination chunk back (O_DIRECT) and compares it, so twice the reads.
+    $common = @{ Row = "copy $(Get-SizeText $Bytes) -Verify"; Bytes = $Bytes; Source = $Source; Targets = $Target; SourceHash = $SourceHash }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -Verify' -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes -CopyOptions Verify }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy, no -Verify' -Reference $true -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
 }
 
 function Get-ZeroContenders([string] $Source, [string] $Target, [long] $Bytes) {
@@ -651,17 +716,24 @@ function Get-TargetVerdicts([object[]] $Contenders) {
         @{ What = 'Export cost'; Row = 'fio randwrite*'; Tool = 'Kcopyd fio on Publish-MirrorDevice -BlockDevice'; Against = 'fio on nbdkit file, one leg (nbdfuse, losetup)'; Target = $null }
         @{ What = 'NBD client'; Row = 'copy * from nbdkit file'; Tool = 'Kcopyd Start-RegionCopy -Source nbd+unix'; Against = 'nbdcopy --flush'; Target = 1.0 }
         @{ What = 'The mirror''s own cost'; Row = 'write * via 2-leg mirror'; Tool = 'Kcopyd Start-RegionCopy into the mirror'; Against = 'Kcopyd Start-RegionCopy 1 to 2, the same legs'; Target = 0.97 }
+        @{ What = 'Sparse'; Row = 'sparse *'; Tool = 'Kcopyd Start-RegionCopy -Sparse'; Against = 'nbdcopy --flush'; Target = 1.0; Whole = $true }
+        @{ What = 'Sparse'; Row = 'sparse *'; Tool = 'Kcopyd Start-RegionCopy -Sparse'; Against = 'qemu-img convert -n -S 4k -t none'; Target = 1.0; Whole = $true }
+        @{ What = 'Sparse'; Row = 'sparse *'; Tool = 'Kcopyd Start-RegionCopy -DestinationIsZero'; Against = 'nbdcopy --flush --destination-is-zero'; Target = 1.0; Whole = $true }
+        @{ What = 'Sparse'; Row = 'sparse *'; Tool = 'Kcopyd Start-RegionCopy -DestinationIsZero'; Against = 'qemu-img convert -n -S 4k -t none --target-is-zero'; Target = 1.0; Whole = $true }
+        # Within 2x: the copy alone takes at least half the time of the copy with -Verify.
+        @{ What = 'The cost of -Verify'; Row = 'copy * -Verify'; Tool = 'Kcopyd Start-RegionCopy -Verify'; Against = 'Kcopyd Start-RegionCopy, no -Verify'; Target = 0.5 }
     )
     foreach ($t in $targets) {
         $ours = $Contenders | Where-Object { $_.Row -like $t.Row -and $_.Tool -eq $t.Tool } | Select-Object -First 1
         $other = $Contenders | Where-Object { $_.Row -like $t.Row -and $_.Tool -eq $t.Against } | Select-Object -First 1
         if (-not $ours -or -not $other) { continue }
-        $oursSeconds = Get-TransferSeconds $ours
-        $otherSeconds = Get-TransferSeconds $other
+        # Against a tool run alone, the whole run counts, loading the module included (as the other rows' Ratio).
+        $oursSeconds = if ($t['Whole']) { Get-Seconds $ours } else { Get-TransferSeconds $ours }
+        $otherSeconds = if ($t['Whole']) { Get-Seconds $other } else { Get-TransferSeconds $other }
         $ratio = $otherSeconds / $oursSeconds
         $verdict = if ($null -eq $t.Target) { '' } else { ' ({0} the {1:N2}x target)' -f $(if ($ratio -ge $t.Target) { 'within' } else { 'outside' }), $t.Target }
-        '{0}, {1}: {2} took {3:N3} s against {4:N3} s for {5}, each the transfer''s own time: {6:N2}x{7}.' -f $t.What, $ours.Row,
-            $ours.Tool, $oursSeconds, $otherSeconds, $other.Tool, $ratio, $verdict
+        '{0}, {1}: {2} took {3:N3} s against {4:N3} s for {5}, {6}: {7:N2}x{8}.' -f $t.What, $ours.Row,
+            $ours.Tool, $oursSeconds, $otherSeconds, $other.Tool, $(if ($t['Whole']) { 'each the whole run' } else { 'each the transfer''s own time' }), $ratio, $verdict
     }
 }
 
@@ -789,6 +861,13 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
         '- The compare row reads the source and an identical copy of it (made once, untimed): `Compare-Region` (its'
         '  Job s is the compare alone, after the module is loaded), `cmp -n` (through the page cache, dropped before'
         '  each run) and `qemu-img compare -q -f raw -F raw -T none`; each fails its run if it finds a difference.'
+        '- The sparse row copies an image file that is 90% holes (a random MiB at the start of every 10 MiB) into a new,'
+        '  empty sparse file: `Start-RegionCopy -Sparse` (zero chunks and holes punched) and `-DestinationIsZero` (not'
+        '  written at all), `nbdcopy --flush` (with and without `--destination-is-zero`) and `qemu-img convert -n -S 4k'
+        '  -t none` (with and without `--target-is-zero`); a run fails if the file differs from the source or allocated'
+        '  more than 20% of its size. Its verdicts compare whole runs, loading the module included.'
+        '- The verify row is the copy row''s copy with `-Verify` (each destination chunk re-read with O_DIRECT and'
+        '  its hash compared) against the same copy without it; the target is within 2x.'
         '- Mirrors: the resync rows time `New-MirrorDevice` over the source (the default leg) and the reset legs until'
         '  `Wait-MirrorDevice` returns, with the default region size; the write row creates the mirror with -NoSync'
         '  and times the copy into it, against the same region copied to the same two legs by one copy of 1 to 2,'
@@ -812,6 +891,11 @@ function Write-Report([object[]] $Lines, [hashtable] $Facts) {
 
 # ---- the run ----------------------------------------------------------------------------------------------
 
+function Test-Row([string] $Name) {
+    # -Rows chose this row (a name or a wildcard; through ./build.ps1 Bench the names arrive as one string, "a,b").
+    @($Rows -split ',' | Where-Object { $Name -like $_.Trim() }).Count -gt 0
+}
+
 function Invoke-Benchmark {
     $bytes = Get-RegionBytes $SizeGiB
     $largeBytes = Get-RegionBytes $MemoryCheckGiB
@@ -828,26 +912,34 @@ function Invoke-Benchmark {
 
     Start-BenchHost
     $contenders = @(
-        Invoke-Row (Get-CopyContenders $source.Path $targets[0].Path $bytes $sourceHash)
-        Invoke-Row (Get-FanOutContenders $source.Path $targets.Path $bytes $sourceHash)
-        Invoke-Row (Get-LatencyContenders $source.Path $targets[0].Path $bytes)
-        Invoke-Row (Get-JobsContenders $source.Path $targets[0].Path $bytes)
-        Invoke-Row (Get-CompareContenders $source.Path $targets[0].Path $bytes)
-        Invoke-Row (Get-ZeroContenders $source.Path $targets[0].Path $bytes)
-        Invoke-Row (Get-ResyncContenders $source.Path $targets[0].Path $bytes $sourceHash)
-        Invoke-Row (Get-ResyncContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
-        Invoke-Row (Get-MirrorWriteContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
-        Invoke-Row (Get-ExportContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
-        Invoke-Row (Get-FioContenders $targets[0..1].Path $bytes)
-        Invoke-NbdClientRow $source.Path $targets[0].Path $bytes $sourceHash
+        if (Test-Row copy) { Invoke-Row (Get-CopyContenders $source.Path $targets[0].Path $bytes $sourceHash) }
+        if (Test-Row fan-out) { Invoke-Row (Get-FanOutContenders $source.Path $targets.Path $bytes $sourceHash) }
+        if (Test-Row latency) { Invoke-Row (Get-LatencyContenders $source.Path $targets[0].Path $bytes) }
+        if (Test-Row jobs) { Invoke-Row (Get-JobsContenders $source.Path $targets[0].Path $bytes) }
+        if (Test-Row compare) { Invoke-Row (Get-CompareContenders $source.Path $targets[0].Path $bytes) }
+        if (Test-Row sparse) { Invoke-Row (Get-SparseContenders $bytes) }
+        if (Test-Row verify) { Invoke-Row (Get-VerifyContenders $source.Path $targets[0].Path $bytes $sourceHash) }
+        if (Test-Row zero) { Invoke-Row (Get-ZeroContenders $source.Path $targets[0].Path $bytes) }
+        if (Test-Row resync) {
+            Invoke-Row (Get-ResyncContenders $source.Path $targets[0].Path $bytes $sourceHash)
+            Invoke-Row (Get-ResyncContenders $source.Path $targets[0..1].Path $bytes $sourceHash)
+        }
+        if (Test-Row mirror) { Invoke-Row (Get-MirrorWriteContenders $source.Path $targets[0..1].Path $bytes $sourceHash) }
+        if (Test-Row export) { Invoke-Row (Get-ExportContenders $source.Path $targets[0..1].Path $bytes $sourceHash) }
+        if (Test-Row fio) { Invoke-Row (Get-FioContenders $targets[0..1].Path $bytes) }
+        if (Test-Row nbd-client) { Invoke-NbdClientRow $source.Path $targets[0].Path $bytes $sourceHash }
     )
+    if (-not $contenders) { throw "No row is named by -Rows $($Rows -join ',')." }
     $machine = Get-Machine   # while the devices are attached: it reports their direct I/O
     Remove-BenchDevices
 
     $small = $large = $null
-    $memoryNote = if ($largeBytes -le 0) { 'The large copy of the memory check was skipped (-MemoryCheckGiB 0).' }
+    $memoryNote = if (-not (Test-Row memory)) { 'The memory check was not run (-Rows).' }
+    elseif ($largeBytes -le 0) { 'The large copy of the memory check was skipped (-MemoryCheckGiB 0).' }
     else { Get-SpaceShortfall (2 * $largeBytes) "The $(Get-SizeText $largeBytes) memory check" }
-    if ($memoryNote) {
+    if (-not (Test-Row memory)) {
+        Write-Warning $memoryNote
+    } elseif ($memoryNote) {
         Write-Warning $memoryNote
         # Without the large copy, the memory check's line is the copy row's Kcopyd runs again, seen for their memory.
         $small = New-Contender -Row 'peak memory' -Tool "Kcopyd copy $(Get-SizeText $bytes)" -Bytes $bytes
@@ -856,7 +948,7 @@ function Invoke-Benchmark {
         $small, $large = Measure-LargeCopy $largeBytes $bytes
     }
 
-    $lines = @(Get-ResultLines @($contenders; $small; if ($large) { $large }))
+    $lines = @(Get-ResultLines @($contenders; if ($small) { $small }; if ($large) { $large }))
     $lines | Format-Table -AutoSize -Wrap | Out-String -Width 200 | Out-Host
     $verdict = Get-MemoryVerdict $small $large
     if ($verdict) { Write-Host $verdict }

@@ -9,7 +9,8 @@
     Seconds, JobSeconds (the job's own StartTime to EndTime), PeakKiB (this process's), State, IoBackend,
     HostProcessId (the host the cmdlets used; null for the engine operations), MedianSeconds and P99Seconds (the
     latency operations).
-      Copy           Start-RegionCopy -Wait of LengthBytes from Source to each of Destination (comma-separated)
+      Copy           Start-RegionCopy -Wait of LengthBytes from Source to each of Destination (comma-separated), with the
+                     switches CopyOptions names
       EngineCopy     the same copy through the engine's API in this process (CopyClient.Copy, then Wait), no host
       Zero           Clear-Region -Wait of LengthBytes at offset 0 of Destination
       Jobs           JobCount copy jobs of JobBytes each through the engine's API: Seconds runs from the first
@@ -42,7 +43,9 @@ param(
     [int] $JobCount = 10000,
     [int] $JobBytes = 64KB,
     # fio's options but --filename (ExportFio), joined by spaces.
-    [string] $FioArguments
+    [string] $FioArguments,
+    # Copy only: switches of Start-RegionCopy to add, comma-separated (Sparse, DestinationIsZero, Verify).
+    [string] $CopyOptions
 )
 
 $ErrorActionPreference = 'Stop'
@@ -210,7 +213,9 @@ function Invoke-Latency([switch] $Engine) {
 
 $result = switch ($Operation) {
     'Copy' {
-        $job = Start-RegionCopy -Source $Source -Destination ($Destination -split ',') -Length $LengthBytes -Wait -Confirm:$false
+        $switches = @{}
+        foreach ($name in @($CopyOptions -split ',' | Where-Object { $_ })) { $switches[$name] = $true }
+        $job = Start-RegionCopy -Source $Source -Destination ($Destination -split ',') -Length $LengthBytes -Wait -Confirm:$false @switches
         $clock.Stop()
         @{ State = "$($job.State)"; Job = $job } + (Get-HostFacts)
     }
