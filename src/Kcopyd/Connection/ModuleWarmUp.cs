@@ -20,11 +20,23 @@ public sealed class ModuleWarmUp : System.Management.Automation.IModuleAssemblyI
     {
         try
         {
-            HostConnection.Get(start: false);
+            if (HostConnection.Get(start: false) != null) WarmSerializer();
         }
         catch (Exception)
         {
             // An unprivileged user, a host of another version, one going away: the cmdlet meets it and says so.
         }
+    }
+
+    /// <summary>
+    /// The first copy's request and answer cross as JSON: their property accessors are emitted once, on first use
+    /// of each type (about 20 ms each), and the emitted accessors are kept for the process; here, not in the cmdlet.
+    /// </summary>
+    private static void WarmSerializer()
+    {
+        var options = Kcopyd.Protocol.ControlProtocol.SerializerOptions;
+        System.Text.Json.JsonSerializer.Serialize(new Kcopyd.Protocol.CopyJobRequest(), options);
+        System.Text.Json.JsonSerializer.Deserialize<Kcopyd.Protocol.CopyJobInfo>(
+            System.Text.Json.JsonSerializer.Serialize(new Kcopyd.Protocol.CopyJobInfo(), options), options);
     }
 }
