@@ -25,6 +25,8 @@ public sealed class CopyMap
     /// <summary>A destination whose flush takes longer than this leaves its chunks pending (the next flush tries again).</summary>
     private static readonly TimeSpan DeviceFlushTimeout = TimeSpan.FromSeconds(60);
 
+    private const long MaxReadBytes = 256L << 20; // two slots of a map of 2^30 chunks and more: larger is no map of ours
+
     private readonly object _lock = new();
     private readonly LogFile _file;
     private readonly IReadOnlyList<CopyDestination> _destinations;
@@ -126,7 +128,7 @@ public sealed class CopyMap
             map.WriteSlot(map._header = expected with { Generation = 1 }, bits);
             return map;
         }
-        var bytes = new byte[Math.Min(length, CopyMapFormat.SlotBytes(1L << 34) * 2)];
+        var bytes = new byte[Math.Min(length, MaxReadBytes)];
         int read = RandomAccess.Read(file.Handle, bytes, 0);
         var found = CopyMapFormat.TryDecodeFile(bytes.AsSpan(0, read), out string why);
         if (found is not { } map2)
