@@ -124,6 +124,39 @@ public sealed class CopyMapTests : IDisposable
         Assert.Equal(Scratch.Sha256(_source, 0, Size), Scratch.Sha256(_target, 0, Size));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_sparse_copy_resumed_with_its_map_skips_held_chunks_and_still_finds_the_holes(bool destinationIsZero)
+    {
+        // Data at 0, 10 and 20 MiB (3 MiB each, so chunks straddle the holes' edges); holes of 7 MiB between.
+        string source = _scratch.Image("sparse.img", Size);
+        foreach (long at in new[] { 0, 10 * MiB, 20 * MiB }) Scratch.FillRandom(source, at, 3 * MiB, seed: (int)(at / MiB) + 80);
+        string target = _scratch.Image("sparse-dst.img", Size);
+        if (!destinationIsZero) Scratch.FillRandom(target, 0, Size, seed: 79);
+        using var client = new CopyClient();
+        CopyJob first;
+        using (var from = Open(source, write: false))
+        using (var to = Open(target))
+        {
+            first = client.Copy(Request(from, to) with { Sparse = !destinationIsZero, DestinationIsZero = destinationIsZero, MaxBytesPerSecond = 4 * MiB });
+            Assert.True(SpinWait.SpinUntil(() => first.BytesDone >= 8 * MiB, Bounded));
+            first.Stop();
+            Assert.True(first.Wait(Bounded));
+        }
+        using var source2 = new CountingDevice(Open(source, write: false));
+        using var target2 = Open(target);
+        var second = client.Copy(Request(source2, target2) with { Sparse = !destinationIsZero, DestinationIsZero = destinationIsZero, Verify = true });
+        Assert.True(second.Wait(Bounded));
+
+        Assert.Equal(CopyJobState.Completed, second.State);
+        Assert.True(second.BytesFromMap >= 6 * MiB, $"{second.BytesFromMap} bytes from the map");
+        Assert.Equal(Size, second.BytesDone);
+        Assert.Equal(Size - second.BytesFromMap, second.BytesCopied + second.BytesZeroed + second.BytesSkipped);
+        Assert.True(second.BytesZeroed + second.BytesSkipped > 0); // holes after the held chunks were still found
+        Assert.Equal(Scratch.Sha256(source, 0, Size), Scratch.Sha256(target, 0, Size));
+    }
+
     public static TheoryData<string> OtherCopies => new() { "source", "destination", "source offset", "destination offset", "length", "destination size" };
 
     [Theory]
