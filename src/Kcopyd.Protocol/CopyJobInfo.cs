@@ -44,6 +44,10 @@ public sealed class CopyJobInfo
     public long BytesZeroed { get; set; }
     /// <summary>Bytes of zero chunks and holes not written at all (-DestinationIsZero).</summary>
     public long BytesSkipped { get; set; }
+    /// <summary>Bytes a copy map (-MapPath) held as finished by an earlier run: not copied again; BytesCopied excludes them.</summary>
+    public long BytesFromMap { get; set; }
+    /// <summary>The copy map (-MapPath) the job keeps; null without one.</summary>
+    public string? MapPath { get; set; }
     /// <summary>The job re-read every destination and compared it with the source (-Verify).</summary>
     public bool Verify { get; set; }
     /// <summary>With -Verify: the ranges of a destination that did not read back as the source, merged; the job failed.</summary>
@@ -87,6 +91,8 @@ public sealed class CopyJobInfo
             BytesZeroed = job.BytesZeroed,
             BytesSkipped = job.BytesSkipped,
             Verify = job.Verify,
+            BytesFromMap = job.BytesFromMap,
+            MapPath = job.MapPath,
             Mismatches = job.Mismatches.Select(CopyMismatchInfo.Of).ToArray(),
         };
     }

@@ -21,6 +21,8 @@ public sealed class CopyJobRequest
     public bool Sparse { get; set; }
     /// <summary>The destinations read as zeros already: zero chunks and holes are not written (-DestinationIsZero).</summary>
     public bool DestinationIsZero { get; set; }
+    /// <summary>A copy map (-MapPath, an absolute path): resume from it, and record finished chunks in it.</summary>
+    public string? MapPath { get; set; }
     /// <summary>The cmdlet will follow the job to its end (-Wait): it stays listed until then, whatever the history.</summary>
     public bool Follow { get; set; }
     /// <summary>

@@ -24,6 +24,8 @@
       fio       random 64 KiB writes (iodepth 16, direct, libaio) on the mirror's -BlockDevice, against the block
                 device of nbdkit's file plugin serving one leg (nbdfuse and losetup, as -BlockDevice does)
       NBD client the region copied out of nbdkit's file plugin serving the source: Start-RegionCopy against nbdcopy
+      resume    a copy whose host is killed (SIGKILL) at 50% and started again with its -MapPath, against copying the
+                whole region again
       memory    the peak memory of Kcopyd (the pwsh and the host) for the copy above and for one copy of -MemoryCheckGiB
     The cmdlets run in a Kcopyd host of the benchmark's own (KCOPYD_RUNTIME_DIR and KCOPYD_STATE_DIR in a new
     temporary folder), started before the first row and stopped at the end, also when the benchmark fails. The copy
@@ -54,7 +56,7 @@ param(
     [string] $Note,
 
     # Only these rows (wildcards): copy, fan-out, latency, jobs, compare, sparse, verify, zero, resync, mirror,
-    # export, fio, nbd-client, memory. The default runs them all; a partial run still writes -OutFile, so point it
+    # export, fio, nbd-client, resume, memory. The default runs them all; a partial run still writes -OutFile, so point it
     # elsewhere.
     [string[]] $Rows = @('*'),
 
@@ -600,6 +602,69 @@ function Get-NbdClientContenders([string] $Uri, [string] $Target, [long] $Bytes,
     New-Contender @common -Tool 'nbdcopy --flush' -Measure { param($c) Measure-Native "nbdcopy --flush '$($c.Source)' $($c.Targets[0])" }
 }
 
+function Get-ResumeContenders([string] $Source, [string] $Target, [long] $Bytes, [string] $SourceHash) {
+    # What -MapPath saves: a copy whose host was killed (SIGKILL) at 50% and started again with its map, against
+    # copying the whole region again. The plain copy goes first, so the host restarted by the kill is warmed up
+    # (Restart-ResumeHost) before the resume runs in it.
+    $common = @{ Row = "resume $(Get-SizeText $Bytes) after a kill at 50%"; Bytes = $Bytes; Source = $Source; Targets = $Target; SourceHash = $SourceHash }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy, all again' -Reference $true -Measure { param($c) Measure-Kcopyd Copy $c.Source $c.Targets $c.Bytes }
+    New-Contender @common -Tool 'Kcopyd Start-RegionCopy -MapPath, resumed' -Options (Join-Path $WorkFolder 'resume.map') -Prepare {
+        param($c)
+        Clear-Untimed $c.Targets
+        Remove-Item $c.Options -ErrorAction Ignore
+        Stop-CopyAtHalf $c.Source $c.Targets[0] $c.Bytes $c.Options
+    } -Measure { param($c) Measure-ResumedCopy $c.Source $c.Targets[0] $c.Bytes $c.Options }
+}
+
+function Stop-CopyAtHalf([string] $Source, [string] $Target, [long] $Bytes, [string] $Map) {
+    # The copy runs at a quarter of the region a second, so the kill lands at 50% after about 2 s; then a new host.
+    $command = "`$ErrorActionPreference = 'Stop'; Import-Module '$ModulePath'; " +
+        "`$job = Start-RegionCopy '$Source' '$Target' -Length $Bytes -MapPath '$Map' -BytesPerSecond $([long]($Bytes / 4)) -Confirm:`$false; " +
+        "do { Start-Sleep -Milliseconds 20 } until ((Get-CopyJob -Id `$job.Id).PercentComplete -ge 50); (Get-KcopydHost).ProcessId"
+    $output = dotnet pwsh -NoProfile -NonInteractive -Command $command
+    if ($LASTEXITCODE) { throw "The copy to kill at 50% failed: $output" }
+    $killed = [int]@($output)[-1]
+    if ($killed -ne $BenchHost.ProcessId) { throw "The copy to kill ran in host $killed, not in the benchmark's host $($BenchHost.ProcessId)" }
+    kill -KILL $killed
+    if (-not (Wait-ProcessExit $killed 20)) { throw "Kcopyd host $killed did not die of SIGKILL" }
+    Restart-ResumeHost
+}
+
+function Restart-ResumeHost {
+    # As Start-BenchHost: the next cmdlet starts the host, then an untimed copy and zeroing warm it up.
+    $images = foreach ($name in 'warm-source', 'warm-target') {
+        $image = Join-Path $WorkFolder "resume-$name.img"
+        $file = [IO.File]::Create($image); $file.SetLength(4MB); $file.Dispose()
+        $image
+    }
+    $output = dotnet pwsh -NoProfile -NonInteractive -File $ChildScript -Operation HostStart -ModulePath $ModulePath `
+        -Source $images[0] -Destination $images[1] -LengthBytes 4MB
+    if ($LASTEXITCODE) { throw "Starting the Kcopyd host after the kill failed: $output" }
+    $BenchHost.ProcessId = (@($output)[-1] | ConvertFrom-Json).HostProcessId
+    Remove-Item $images
+}
+
+function Measure-ResumedCopy([string] $Source, [string] $Target, [long] $Bytes, [string] $Map) {
+    # As Measure-Kcopyd's Copy, with the map: Seconds from before Import-Module, JobSeconds the job's own.
+    $script = "`$ProgressPreference = 'SilentlyContinue'; `$clock = [Diagnostics.Stopwatch]::StartNew(); Import-Module '$ModulePath'; " +
+        "`$job = Start-RegionCopy '$Source' '$Target' -Length $Bytes -MapPath '$Map' -Wait -Confirm:`$false; `$clock.Stop(); " +
+        "`$peak = [long]((Get-Content /proc/self/status | Where-Object { `$_ -like 'VmHWM:*' }) -replace '\D', ''); " +
+        "[pscustomobject]@{ Seconds = `$clock.Elapsed.TotalSeconds; JobSeconds = (`$job.EndTime - `$job.StartTime).TotalSeconds; PeakKiB = `$peak; " +
+        "State = `"`$(`$job.State)`"; BytesFromMap = `$job.BytesFromMap; HostProcessId = (Get-KcopydHost).ProcessId } | ConvertTo-Json -Compress"
+    Reset-PeakKiB $BenchHost.ProcessId
+    $output = dotnet pwsh -NoProfile -NonInteractive -Command $script
+    if ($LASTEXITCODE) { throw "The resumed copy failed: $output" }
+    $result = @($output)[-1] | ConvertFrom-Json
+    if ($result.State -ne 'Completed') { throw "The resumed copy ended $($result.State)" }
+    if ($result.BytesFromMap -lt $Bytes / 4) { throw "The resumed copy took only $($result.BytesFromMap) bytes from the map of a copy killed at 50%" }
+    $hostKiB = Get-PeakKiB $BenchHost.ProcessId
+    Write-Host ('  resumed with {0:N0} MiB of {1:N0} MiB from the map' -f ($result.BytesFromMap / 1MB), ($Bytes / 1MB))
+    [pscustomobject]@{
+        Seconds = $result.Seconds; JobSeconds = $result.JobSeconds; PeakKiB = $result.PeakKiB + $hostKiB; HostPeakKiB = $hostKiB
+        Operation = 'Resume'; ProcessSeconds = $null; IoBackend = $null; MedianSeconds = $null; P99Seconds = $null
+    }
+}
+
 function Invoke-NbdClientRow([string] $Source, [string] $Target, [long] $Bytes, [string] $SourceHash) {
     # One nbdkit serves the source, read-only, to every run of the row.
     $server = Start-NbdkitFile $Source -ReadOnly
@@ -928,6 +993,7 @@ function Invoke-Benchmark {
         if (Test-Row export) { Invoke-Row (Get-ExportContenders $source.Path $targets[0..1].Path $bytes $sourceHash) }
         if (Test-Row fio) { Invoke-Row (Get-FioContenders $targets[0..1].Path $bytes) }
         if (Test-Row nbd-client) { Invoke-NbdClientRow $source.Path $targets[0].Path $bytes $sourceHash }
+        if (Test-Row resume) { Invoke-Row (Get-ResumeContenders $source.Path $targets[0].Path $bytes $sourceHash) }
     )
     if (-not $contenders) { throw "No row is named by -Rows $($Rows -join ',')." }
     $machine = Get-Machine   # while the devices are attached: it reports their direct I/O

@@ -193,6 +193,20 @@ Describe 'Every ErrorId of the README' {
                Run = { Start-RegionCopy $Src $Dst -Length 4096 -Client nosuch -Confirm:$false } }
             @{ Id = 'CopyJobNotFound'; Category = 'ObjectNotFound'; Case = 'a job id the host never gave'
                Run = { Get-CopyJob -Id 987654321 } }
+            # Copy maps
+            @{ Id = 'MapMismatch'; Category = 'InvalidArgument'; Case = 'a -MapPath file that is no copy map'; Message = '*not a Kcopyd copy map*'
+               Setup = { Set-Content (Join-Path $Folder 'text.map') 'not a map' }
+               Run = { Start-RegionCopy $Src $Dst -Length 4096 -MapPath (Join-Path $Folder 'text.map') -Confirm:$false } }
+            @{ Id = 'MapCorrupt'; Category = 'InvalidArgument'; Case = 'a copy map whose slots fail their checksums'
+               Setup = { [IO.File]::WriteAllBytes((Join-Path $Folder 'corrupt.map'), [byte[]][char[]]'KCPYDMP1' + [byte[]]::new(16KB)) }
+               Run = { Start-RegionCopy $Src $Dst -Length 4096 -MapPath (Join-Path $Folder 'corrupt.map') -Confirm:$false } }
+            @{ Id = 'InvalidMapPath'; Category = 'InvalidArgument'; Case = 'a -MapPath that is a symbolic link'; Message = '*symbolic link*'
+               Setup = { New-Item -ItemType SymbolicLink -Path (Join-Path $Folder 'link.map') -Target (Join-Path $Folder 'nowhere.map') -Force | Out-Null }
+               Run = { Start-RegionCopy $Src $Dst -Length 4096 -MapPath (Join-Path $Folder 'link.map') -Confirm:$false } }
+            @{ Id = 'MapInUse'; Category = 'ResourceBusy'; Case = 'a copy map another running copy keeps'
+               Setup = { $script:Job = Start-RegionCopy $Src $Busy -Length 4MB -BytesPerSecond 64KB -MapPath (Join-Path $Folder 'busy.map') -Confirm:$false }
+               Cleanup = { Stop-CopyJob -Id $Job.Id -Confirm:$false }
+               Run = { Start-RegionCopy $Src $Dst -Length 4096 -MapPath (Join-Path $Folder 'busy.map') -Confirm:$false } }
             # Mirrors
             @{ Id = 'MirrorExists'; Category = 'ResourceExists'; Case = 'a name in use'
                Run = { New-MirrorDevice held $Legs[2], $Legs[3] -NoSync -Confirm:$false } }
@@ -295,6 +309,7 @@ Describe 'Every ErrorId of the README' {
         # Ids the README lists that a test on this machine cannot bring about, and why.
         $script:Unreachable = @(
             @{ Id = 'HostAccessDenied'; Reason = 'needs a pwsh that uid 65534 can run (root passes every socket permission); KcopydHost.Tests.ps1 "A cmdlet run as uid 65534" reaches it with a copy of pwsh' }
+            @{ Id = 'MapOpenFailed'; Reason = 'an open or create of the map that the system refuses other than for its path (EIO, ENOSPC on its directory): root passes every permission check a test could set up' }
             @{ Id = 'HostError'; Reason = 'a fault of the host itself (a bug, logged whole): no input reaches it by design' }
             @{ Id = 'HostConnectionLost'; Reason = 'reached in its own Describe below: it kills the file''s host' }
             @{ Id = 'MirrorBusy'; Reason = 'every path to it waits 60 s for a repair or scrub that holds the mirror, and a holder stuck on a hung leg gives up after its own 60 s I/O bound: which ends first is a race, not a test' }

@@ -24,6 +24,7 @@ public sealed class CopyJob
     private long _bytesZeroed;
     private long _bytesSkipped;
     private readonly MismatchList? _mismatches;
+    private readonly CopyMap? _map; // -MapPath: chunks it holds are skipped, finished ones recorded
     private ulong _writeErrorMask;
     private int _readErrno;
     private int _writeErrno;
@@ -46,6 +47,12 @@ public sealed class CopyJob
         _warningsAtStart = request.Destinations.Select(d => d.Device is IWarningSource w ? w.WarningCount : 0).ToArray();
         if (request.Verify) _mismatches = new MismatchList(Destination);
         if (request.MaxBytesPerSecond > 0) Throttle = new CopyThrottle { BytesPerSecond = request.MaxBytesPerSecond };
+        if (request.MapPath != null)
+        {
+            // Last, so a refused map (MapMismatch) leaves nothing else to undo, and before any chunk is handed out.
+            _map = CopyMap.Open(request, _chunkBytes, owner.Queue);
+            _map.Start(Id);
+        }
     }
 
     /// <summary>The job's own bandwidth limit (-BytesPerSecond of one copy), if it has one; its client's applies as well.</summary>
@@ -92,8 +99,14 @@ public sealed class CopyJob
     /// <summary>Bytes of zero chunks and holes of the source not written at all (-DestinationIsZero).</summary>
     public long BytesSkipped => Interlocked.Read(ref _bytesSkipped);
 
-    /// <summary>The region done so far, however its bytes went out.</summary>
-    public long BytesDone => BytesCopied + BytesZeroed + BytesSkipped;
+    /// <summary>Bytes a copy map (-MapPath) held as finished by an earlier run of this copy: not read or written again.</summary>
+    public long BytesFromMap => _map?.BytesHeld ?? 0;
+
+    /// <summary>The copy map's path, null without one.</summary>
+    public string? MapPath => _map?.Path;
+
+    /// <summary>The region done so far, however its bytes went out (or an earlier run's, by the map).</summary>
+    public long BytesDone => BytesCopied + BytesZeroed + BytesSkipped + BytesFromMap;
 
     public double PercentComplete => Math.Round(100.0 * BytesDone / BytesTotal, 2);
 
@@ -118,7 +131,7 @@ public sealed class CopyJob
             if (start == 0) return 0;
             long end = Interlocked.Read(ref _endTimestamp);
             double seconds = Stopwatch.GetElapsedTime(start, end == 0 ? Stopwatch.GetTimestamp() : end).TotalSeconds;
-            return seconds > 0 ? (long)(BytesDone / seconds) : 0;
+            return seconds > 0 ? (long)((BytesDone - BytesFromMap) / seconds) : 0; // what this run moved
         }
     }
 
@@ -209,6 +222,13 @@ public sealed class CopyJob
                 _outstandingSubJobs++;
             }
         }
+        if (subJobs.Count == 0)
+        {
+            // The map held every chunk: nothing to copy, and no sub-job to end the job.
+            MarkRunning();
+            Finish();
+            return;
+        }
         foreach (var job in subJobs) Owner.Worker.Dispatch(job);
     }
 
@@ -245,6 +265,7 @@ public sealed class CopyJob
                 Interlocked.Add(ref _bytesCopied, job.DataBytes);
                 Interlocked.Add(ref _bytesZeroed, job.ZeroedBytes);
                 Interlocked.Add(ref _bytesSkipped, job.SkippedBytes);
+                if (!job.Mismatched) _map?.Finished(job.RelativeOffsetBytes, job.LengthBytes);
             }
 
             if (TryTakeChunk(out long offset, out long length, out bool hole))
@@ -264,12 +285,19 @@ public sealed class CopyJob
     /// <summary>Ends the job: state, times, message, then the callback and the task.</summary>
     internal void Finish()
     {
+        // With a map, the job ends only once the map holds what it finished: its thread flushes, then ends the job.
+        if (_map is { IsClosed: false } map)
+        {
+            map.Close(Finish);
+            return;
+        }
         Interlocked.Exchange(ref _endTimestamp, Stopwatch.GetTimestamp());
         EndTime = DateTime.Now;
         Error = DescribeErrors();
         Warnings = Request.Destinations
             .SelectMany((d, i) => d.Device is IWarningSource w ? w.WarningsSince(_warningsAtStart[i]).Select(text => $"{d.Device.Name}: {text}") : [])
             .Concat(CacheWarnings())
+            .Concat(_map?.Warnings ?? [])
             .ToArray();
         _state = _failed || MismatchedBytes > 0 ? CopyJobState.Failed
             : BytesDone == BytesTotal ? CopyJobState.Completed
@@ -295,12 +323,13 @@ public sealed class CopyJob
     /// </summary>
     private bool TryTakeChunk(out long offset, out long length, out bool hole)
     {
-        offset = _nextChunkOffset;
+        offset = _map?.SkipHeld(_nextChunkOffset) ?? _nextChunkOffset;
         length = Math.Min(_chunkBytes, BytesTotal - offset);
         hole = false;
         if (length <= 0 || ShouldStopIssuing) return false;
         if (Request.DetectsZeroes) (hole, length) = FitToExtents(offset, length);
-        _nextChunkOffset += length;
+        if (_map != null) length = Math.Min(length, _map.NextHeldStart(offset) - offset); // a map's chunk boundary is block-aligned
+        _nextChunkOffset = offset + length;
         return true;
     }
 

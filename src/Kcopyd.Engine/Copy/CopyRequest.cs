@@ -45,6 +45,12 @@ public sealed record CopyRequest
     /// <summary>The destinations read as zeros already: all-zero chunks and holes of the source are not written at all.</summary>
     public bool DestinationIsZero { get; init; }
 
+    /// <summary>
+    /// A copy map (ddrescue's mapfile; see <see cref="CopyMap"/>): chunks it holds from an earlier run of this same
+    /// copy are skipped, finished ones are recorded once flushed. Created 0600 when missing; one of another copy is refused.
+    /// </summary>
+    public string? MapPath { get; init; }
+
     /// <summary>Zero chunks and holes of the source are looked for (and then zeroed or skipped).</summary>
     internal bool DetectsZeroes => Sparse || DestinationIsZero;
 
@@ -72,6 +78,10 @@ public sealed record CopyRequest
 
         if (Source == null && (Verify || DetectsZeroes))
             throw Invalid("NotACopy", "Verify, Sparse and DestinationIsZero need a source: zeroing a region has none.", Destinations);
+        if (Source == null && MapPath != null)
+            throw Invalid("NotACopy", "A copy map needs a source: zeroing a region has none (run Clear-Region again instead).", MapPath);
+        if (MapPath != null && (MapPath.Length == 0 || MapPath.Contains('\0')))
+            throw Invalid("InvalidMapPath", "The copy map's path is empty or holds a NUL character.", MapPath);
 
         int blockSize = AlignmentBytes;
         CheckRegion(Source, SourceOffsetBytes, blockSize);

@@ -305,6 +305,7 @@ internal sealed class CopyWorker : IDisposable
     private void CompareReRead(SubJob job)
     {
         bool same = !job.VerifyReadFailed && (job.IsHole ? job.PagesAreZero() : job.HashPages() == job.SourceHash);
+        if (!same) job.Mismatched = true;
         if (!same) job.Master.AddMismatch(job.VerifyIndex, job.RelativeOffsetBytes, job.LengthBytes, job.VerifyReadFailed);
         job.VerifyIndex++;
         job.Phase = SubJobPhase.Verify;

@@ -86,6 +86,9 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
     /// <summary>The re-read of <see cref="VerifyIndex"/> failed: its range counts as a mismatch.</summary>
     public bool VerifyReadFailed { get; set; }
 
+    /// <summary>A -Verify re-read of the chunk differed or failed: the chunk is not finished for a copy map.</summary>
+    public bool Mismatched { get; set; }
+
     /// <summary>How the chunk's bytes went out: written as data, zeroed, or skipped (-DestinationIsZero).</summary>
     public long DataBytes { get; set; }
 
@@ -142,6 +145,7 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
         ZeroPages.AsSpan().Clear();
         VerifyIndex = 0;
         VerifyReadFailed = false;
+        Mismatched = false;
         DataBytes = ZeroedBytes = SkippedBytes = 0;
         _writeErrorMask = 0;
         _errno = 0;

@@ -53,6 +53,7 @@ internal sealed class CopyOperations(HostRegistry registry) : IDisposable
                 Verify = r.Verify,
                 Sparse = r.Sparse,
                 DestinationIsZero = r.DestinationIsZero,
+                MapPath = r.MapPath,
                 Completed = _ => devices.CloseAll(),
             };
             request.Validate();

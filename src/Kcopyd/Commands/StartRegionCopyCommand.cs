@@ -55,6 +55,14 @@ public sealed class StartRegionCopyCommand : JobCommand
     [Parameter]
     public SwitchParameter DestinationIsZero { get; set; }
 
+    /// <summary>
+    /// A copy map: the same copy started again with it copies only what the map does not hold as finished
+    /// (BytesFromMap); created 0600 when missing.
+    /// </summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? MapPath { get; set; }
+
     protected override void ProcessRecord()
     {
         var request = new CopyJobRequest
@@ -69,6 +77,7 @@ public sealed class StartRegionCopyCommand : JobCommand
             Verify = Verify,
             Sparse = Sparse,
             DestinationIsZero = DestinationIsZero,
+            MapPath = MapPath == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(MapPath),
             MaxBytesPerSecond = BytesPerSecond,
             Force = Force,
             Follow = Follows,
