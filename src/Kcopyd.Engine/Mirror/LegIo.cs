@@ -9,7 +9,7 @@ namespace Kcopyd.Engine.Mirror;
 /// answering for longer than the mirror's leg timeout is found and failed. Such a request can be given up on
 /// (<see cref="GiveUp"/>): the mirror hears ETIMEDOUT at once, and the answer the leg gives later is only counted.
 /// </summary>
-internal sealed class LegIo(MirrorLeg leg, IBlockCompletion inner, BlockOperation operation) : IBlockCompletion
+internal sealed class LegIo(MirrorLeg leg, IBlockCompletion inner, BlockOperation operation, int tag) : IBlockCompletion
 {
     private const int InFlight = 0, Answered = 1, GivenUp = 2;
     private int _state;
@@ -35,7 +35,7 @@ internal sealed class LegIo(MirrorLeg leg, IBlockCompletion inner, BlockOperatio
     public bool GiveUp()
     {
         if (Interlocked.CompareExchange(ref _state, GivenUp, InFlight) != InFlight) return false;
-        inner.Completed(leg.Index, Errno.ETIMEDOUT);
+        inner.Completed(tag, Errno.ETIMEDOUT);
         return true;
     }
 }

@@ -31,25 +31,27 @@ public sealed partial class MirrorDevice
 
     /// <summary>
     /// Every request to a leg is timed (see <see cref="LegIo"/>); a leg that timed out gets none: it fails at once
-    /// with ETIMEDOUT, which the caller handles as any failure of that leg.
+    /// with ETIMEDOUT, which the caller handles as any failure of that leg. The completion is told <c>tag</c>: the
+    /// leg's index by default, a recovery copy's destination index when it comes through <see cref="TimedLeg"/>.
     /// </summary>
-    private void SubmitToLeg(MirrorLeg leg, IBlockCompletion completion, BlockOperation operation, long offsetBytes, long lengthBytes, IoBuffers buffers)
+    internal void SubmitToLeg(MirrorLeg leg, IBlockCompletion completion, BlockOperation operation, long offsetBytes, long lengthBytes, IoBuffers buffers, int tag = -1)
     {
+        if (tag < 0) tag = leg.Index;
         if (leg.TimedOut)
         {
-            completion.Completed(leg.Index, Errno.ETIMEDOUT);
+            completion.Completed(tag, Errno.ETIMEDOUT);
             return;
         }
-        var timed = new LegIo(leg, completion, operation);
+        var timed = new LegIo(leg, completion, operation, tag);
         leg.Track(timed);
-        var request = new BlockRequest(operation, offsetBytes, lengthBytes, buffers, timed, leg.Index);
+        var request = new BlockRequest(operation, offsetBytes, lengthBytes, buffers, timed, tag);
         try
         {
             leg.Device.Submit(request, Client.Queue);
         }
         catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
         {
-            timed.Completed(leg.Index, Errno.EIO);
+            timed.Completed(tag, Errno.EIO);
         }
     }
 
