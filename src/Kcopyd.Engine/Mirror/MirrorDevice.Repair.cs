@@ -30,7 +30,7 @@ public sealed partial class MirrorDevice
             foreach (var leg in _legs.Where(l => l.Health is LegHealth.Dead or LegHealth.Hung))
             {
                 // A hung leg is re-added only once everything it was sent has returned: a probe now would only hang too.
-                string? error = leg.Health == LegHealth.Hung || leg.IoInFlight > 0
+                string? error = leg.IoInFlight > 0
                     ? $"it is hung: {leg.IoInFlight} request(s) sent to it have not returned"
                     : Probe(leg.Device);
                 results.Add((leg.Name, error));
