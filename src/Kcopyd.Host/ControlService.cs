@@ -59,8 +59,8 @@ internal sealed class ControlService(HostRegistry registry, HostOperations host,
 
     public Task<MirrorWait> WaitMirror(long callId, string name, int timeoutMilliseconds, CancellationToken c) => Run(() => _mirrors.WaitMirror(name, timeoutMilliseconds, c));
 
-    public Task<MirrorInfo?> SetMirror(long callId, string name, long recoveryBytesPerSecond, CancellationToken c)
-        => Run(callId, c, ctx => _mirrors.SetMirror(ctx, name, recoveryBytesPerSecond));
+    public Task<MirrorInfo?> SetMirror(long callId, string name, long? recoveryBytesPerSecond, int? legTimeoutSeconds, CancellationToken c)
+        => Run(callId, c, ctx => _mirrors.SetMirror(ctx, name, recoveryBytesPerSecond, legTimeoutSeconds));
 
     public Task<MirrorRemoval?> RemoveMirror(long callId, string name, bool force, CancellationToken c) => Run(callId, c, ctx => _mirrors.RemoveMirror(ctx, name, force));
 

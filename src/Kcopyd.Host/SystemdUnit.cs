@@ -24,7 +24,7 @@ internal static class SystemdUnit
             Environment=KCOPYD_RUNTIME_DIR={RuntimeDirectory.DefaultPath}
             Environment=KCOPYD_STATE_DIR={State.StateDirectory.DefaultPath}
             Environment=MALLOC_ARENA_MAX=2
-            # Stopping closes mirrors cleanly (their definitions stay); a hung leg bounds each close at 10 s.
+            # Stopping closes mirrors cleanly (their definitions stay); a hung device bounds the jobs and closes at 5 s in all.
             KillSignal=SIGTERM
             TimeoutStopSec=60
             Restart=on-failure

@@ -14,7 +14,7 @@ public static class ControlProtocol
     };
 
     /// <summary>Raised whenever a method's meaning or shape changes; a client refuses a host of another version.</summary>
-    public const int Version = 4;
+    public const int Version = 5;
 
     /// <summary>JSON-RPC's range for application errors: every error the host raises has this code and a RemoteError as data.</summary>
     public const int KcopydErrorCode = -32000;

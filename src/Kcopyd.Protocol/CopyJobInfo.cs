@@ -11,7 +11,7 @@ public sealed class CopyJobInfo
 {
     public long Id { get; set; }
     public string Client { get; set; } = "";
-    /// <summary>A name of <see cref="CopyJobState"/>: Queued, Running, Completed, Failed or Stopped.</summary>
+    /// <summary>A name of <see cref="CopyJobState"/>: Queued, Running, Stopping, Completed, Failed or Stopped.</summary>
     public string State { get; set; } = nameof(CopyJobState.Queued);
     /// <summary>Null for a zeroing job.</summary>
     public string? Source { get; set; }
@@ -56,6 +56,12 @@ public sealed class CopyJobInfo
     /// <summary>A job the host runs for itself (a mirror's recovery copy, a negative Id): listed by Get-CopyJob -IncludeInternal.</summary>
     public bool Internal { get; set; }
 
+    /// <summary>
+    /// I/O requests handed to the devices and not answered yet. A Stopping job waits for them (a hung device holds
+    /// them): I/O already in the kernel cannot be taken back, and its pages stay the job's until it returns.
+    /// </summary>
+    public int IoInFlight { get; set; }
+
     public bool IsFinished => State is nameof(CopyJobState.Completed) or nameof(CopyJobState.Failed) or nameof(CopyJobState.Stopped);
 
     public static CopyJobInfo Of(CopyJob job)
@@ -88,6 +94,7 @@ public sealed class CopyJobInfo
             Warnings = job.Warnings,
             Timestamp = now,
             Internal = job.Internal,
+            IoInFlight = job.IoInFlight,
             BytesZeroed = job.BytesZeroed,
             BytesSkipped = job.BytesSkipped,
             Verify = job.Verify,

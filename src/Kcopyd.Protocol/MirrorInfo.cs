@@ -37,6 +37,8 @@ public sealed class MirrorInfo
     public long RecoveryBytesPerSecond { get; set; }
     /// <summary>The recovery throttle (Set-MirrorDevice -RecoveryBytesPerSecond): at most this many bytes per second, 0 for no limit.</summary>
     public long RecoveryLimitBytesPerSecond { get; set; }
+    /// <summary>Seconds a leg may leave a request unanswered before it is failed as Hung (Set-MirrorDevice -LegTimeoutSeconds); 0 for no limit.</summary>
+    public int LegTimeoutSeconds { get; set; }
     /// <summary>Bytes the recovery copied.</summary>
     public long RecoveredBytes { get; set; }
     /// <summary>Regions this mirror brought in sync by copying (not counting those in sync from the start).</summary>
@@ -67,6 +69,7 @@ public sealed class MirrorInfo
         RequestPoolWaiters = status.RequestPoolWaiters,
         RecoveryBytesPerSecond = status.RecoveryBytesPerSecond,
         RecoveryLimitBytesPerSecond = status.RecoveryLimitBytesPerSecond,
+        LegTimeoutSeconds = (int)status.LegTimeout.TotalSeconds,
         RecoveredBytes = status.RecoveredBytes,
         RecoveredRegions = status.RecoveredRegions,
         RecoveringRegions = status.RecoveringRegions,
@@ -84,12 +87,16 @@ public sealed class MirrorLegInfo
     public string Name { get; set; } = "";
     /// <summary>Who the leg is whatever its path (what the log records).</summary>
     public string StableId { get; set; } = "";
-    /// <summary>A name of <see cref="LegHealth"/>: Alive, Dead or Stale.</summary>
+    /// <summary>A name of <see cref="LegHealth"/>: Alive, Dead, Stale or Hung (unanswered past the leg timeout, failed like Dead).</summary>
     public string Health { get; set; } = nameof(LegHealth.Alive);
     public bool IsDefault { get; set; }
     public long Reads { get; set; }
     public long ReadErrors { get; set; }
     public long WriteErrors { get; set; }
+    /// <summary>Requests sent to the leg and not answered yet; a Hung leg's are held, with their buffers, until it answers.</summary>
+    public int IoInFlight { get; set; }
+    /// <summary>Answers the leg gave after the mirror had given up on the requests (timed out).</summary>
+    public long LateAnswers { get; set; }
 
     public static MirrorLegInfo Of(MirrorLegStatus leg) => new()
     {
@@ -101,6 +108,8 @@ public sealed class MirrorLegInfo
         Reads = leg.Reads,
         ReadErrors = leg.ReadErrors,
         WriteErrors = leg.WriteErrors,
+        IoInFlight = leg.IoInFlight,
+        LateAnswers = leg.LateAnswers,
     };
 
     public override string ToString() => $"{Path} ({Health})";

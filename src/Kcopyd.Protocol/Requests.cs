@@ -64,6 +64,8 @@ public sealed class NewMirrorRequest
     public int RequestPoolSize { get; set; }
     public long RecoveryBytesPerSecond { get; set; }
     public bool Force { get; set; }
+    /// <summary>Seconds a leg may leave a request unanswered before it is failed as hung; 0: no limit; null: the default (30).</summary>
+    public int? LegTimeoutSeconds { get; set; }
 }
 
 /// <summary>How long finished jobs stay listed.</summary>

@@ -67,6 +67,33 @@ public sealed class FaultyDisk : IDisposable
         => new(folder, ["memory", sizeBytes.ToString(), $"rdelay={readDelay}"], ["--filter=delay"]);
 
     /// <summary>
+    /// An in-memory disk that hangs on demand (nbdkit's pause filter): every request waits from <see cref="Pause"/>
+    /// until <see cref="Resume"/>, as a disk that stopped answering and came back does.
+    /// </summary>
+    public static FaultyDisk Pausable(string folder, long sizeBytes)
+    {
+        string socket = Path.Combine(folder, "pause-" + Guid.NewGuid().ToString("N")[..8] + ".sock");
+        return new FaultyDisk(folder, ["memory", sizeBytes.ToString(), $"pause-control={socket}"], ["--filter=pause"]) { PauseSocket = socket };
+    }
+
+    private string? PauseSocket { get; init; }
+
+    /// <summary>From now on the disk's requests hang (those it is serving end first).</summary>
+    public void Pause() => SendPause('p', 'P');
+
+    public void Resume() => SendPause('r', 'R');
+
+    private void SendPause(char command, char answer)
+    {
+        using var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        client.ReceiveTimeout = 10000;
+        client.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(PauseSocket!));
+        client.Send([(byte)command]);
+        var reply = new byte[1];
+        if (client.Receive(reply) != 1 || reply[0] != answer) throw new InvalidOperationException($"nbdkit's pause filter did not answer '{answer}' to '{command}'.");
+    }
+
+    /// <summary>
     /// A read-only disk serving <paramref name="image"/> whose reads fail with EIO inside <paramref name="badRanges"/>
     /// (offset, length in bytes), through nbdkit's ddrescue filter: bad sectors at exact places.
     /// </summary>

@@ -232,6 +232,8 @@ Describe 'Every ErrorId of the README' {
                Run = { New-MirrorDevice x5 $Legs[2], $Fs -Confirm:$false } }
             @{ Id = 'InvalidRegionSize'; Category = 'InvalidArgument'; Case = 'a region size that is no power of two'
                Run = { New-MirrorDevice x6 $Legs[2], $Legs[3] -NoSync -RegionSize 3000 -Confirm:$false } }
+            @{ Id = 'InvalidLegTimeout'; Category = 'InvalidArgument'; Case = 'a negative leg timeout'
+               Run = { New-MirrorDevice x6 $Legs[2], $Legs[3] -NoSync -LegTimeoutSeconds -1 -Confirm:$false } }
             @{ Id = 'InvalidLogPath'; Category = 'ObjectNotFound'; Case = 'a log in a directory that does not exist'
                Run = { New-MirrorDevice x7 $Legs[2], $Legs[3] -NoSync -LogPath '/kcopyd-no-such-dir/x7.log' -Confirm:$false } }
             @{ Id = 'LogInUse'; Category = 'ResourceBusy'; Case = 'the log of a live mirror'

@@ -23,6 +23,7 @@ public sealed class CopyJob
     private long _bytesCopied;
     private long _bytesZeroed;
     private long _bytesSkipped;
+    private int _ioInFlight;
     private readonly MismatchList? _mismatches;
     private readonly CopyMap? _map; // -MapPath: chunks it holds are skipped, finished ones recorded
     private ulong _writeErrorMask;
@@ -186,6 +187,16 @@ public sealed class CopyJob
 
     internal bool IsZero { get; }
 
+    /// <summary>
+    /// I/O requests handed to the devices and not answered yet. A job that is Stopping waits for these: their pages
+    /// may still be read from or written into by the kernel (or a device's own threads), so they are never freed first.
+    /// </summary>
+    public int IoInFlight => Volatile.Read(ref _ioInFlight);
+
+    internal void IoIssued() => Interlocked.Increment(ref _ioInFlight);
+
+    internal void IoAnswered() => Interlocked.Decrement(ref _ioInFlight);
+
     /// <summary>No new chunk starts: stop was asked, or a chunk failed and errors are not ignored.</summary>
     internal bool ShouldStopIssuing => _stopRequested || (_failed && !Request.IgnoreErrors);
 
@@ -197,11 +208,16 @@ public sealed class CopyJob
 
     /// <summary>
     /// Stops the job: no new chunk starts, chunks in flight finish, and the job ends as Stopped with every page
-    /// and request given back. BytesCopied then says what reached the destinations.
+    /// and request given back. BytesCopied then says what reached the destinations. Returns at once: the job is
+    /// Stopping until its I/O in flight returns, which a hung device may hold for as long as it hangs.
     /// </summary>
     public void Stop()
     {
         _stopRequested = true;
+        lock (_lock)
+        {
+            if (_state is CopyJobState.Queued or CopyJobState.Running) _state = CopyJobState.Stopping;
+        }
         // The worker may sleep until a throttle delay is over: chunks waiting on it must end now, not then.
         Owner.Worker.Wake();
     }
@@ -234,13 +250,13 @@ public sealed class CopyJob
 
     internal void MarkRunning()
     {
-        if (_state != CopyJobState.Queued) return;
+        if (StartTime != null) return;
         lock (_lock)
         {
-            if (_state != CopyJobState.Queued) return;
+            if (StartTime != null) return;
             StartTime = DateTime.Now;
             Interlocked.Exchange(ref _startTimestamp, Stopwatch.GetTimestamp());
-            _state = CopyJobState.Running;
+            if (_state == CopyJobState.Queued) _state = CopyJobState.Running; // a Stopping job stays Stopping
         }
     }
 

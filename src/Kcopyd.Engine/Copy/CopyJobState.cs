@@ -10,4 +10,9 @@ public enum CopyJobState
     Failed,
     /// <summary>Stopped on request before the end; BytesCopied says how far it got.</summary>
     Stopped,
+    /// <summary>
+    /// Stop was asked: no new chunk starts, and the job waits for the I/O it has in flight (IoInFlight) to return,
+    /// however long a hung device takes; then it is Stopped (or Completed, Failed) and its pages are back in the pool.
+    /// </summary>
+    Stopping,
 }

@@ -326,6 +326,7 @@ internal sealed class CopyWorker : IDisposable
     {
         var client = job.Client;
         client.Throttle.IoStarted();
+        job.Master.IoIssued();
         try
         {
             // This may block, e.g. in a mirror's request pool: only this client's worker waits.

@@ -191,6 +191,7 @@ internal sealed unsafe class SubJob : IBlockCompletion, IDisposable
             Interlocked.CompareExchange(ref _errno, error, 0);
         }
         Client.Throttle.IoFinished();
+        Master.IoAnswered();
         if (Interlocked.Decrement(ref _pendingIos) == 0) Client.Worker.IoDone(this);
     }
 

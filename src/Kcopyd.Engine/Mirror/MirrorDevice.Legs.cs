@@ -29,16 +29,29 @@ public sealed partial class MirrorDevice
     private void SubmitToLeg(MirrorLeg leg, RegionIo io)
         => SubmitToLeg(leg, io, io.Operation, io.OffsetBytes, io.LengthBytes, io.Buffers);
 
-    private void SubmitToLeg(MirrorLeg leg, IBlockCompletion completion, BlockOperation operation, long offsetBytes, long lengthBytes, IoBuffers buffers)
+    /// <summary>
+    /// Every request to a leg is timed (see <see cref="LegIo"/>); a leg that timed out gets none: it fails at once
+    /// with ETIMEDOUT, which the caller handles as any failure of that leg. The completion is told <c>tag</c>: the
+    /// leg's index by default, a recovery copy's destination index when it comes through <see cref="TimedLeg"/>.
+    /// </summary>
+    internal void SubmitToLeg(MirrorLeg leg, IBlockCompletion completion, BlockOperation operation, long offsetBytes, long lengthBytes, IoBuffers buffers, int tag = -1)
     {
-        var request = new BlockRequest(operation, offsetBytes, lengthBytes, buffers, completion, leg.Index);
+        if (tag < 0) tag = leg.Index;
+        if (leg.TimedOut)
+        {
+            completion.Completed(tag, Errno.ETIMEDOUT);
+            return;
+        }
+        var timed = new LegIo(leg, completion, operation, tag);
+        leg.Track(timed);
+        var request = new BlockRequest(operation, offsetBytes, lengthBytes, buffers, timed, tag);
         try
         {
             leg.Device.Submit(request, Client.Queue);
         }
         catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
         {
-            completion.Completed(leg.Index, Errno.EIO);
+            timed.Completed(tag, Errno.EIO);
         }
     }
 
@@ -52,8 +65,9 @@ public sealed partial class MirrorDevice
         leg.CountWriteError();
         lock (_legLock)
         {
-            if (leg.Health == LegHealth.Dead) return;
-            leg.SetHealth(LegHealth.Dead);
+            if (leg.Health is LegHealth.Dead or LegHealth.Hung) return;
+            bool hung = leg.TimedOut;
+            leg.SetHealth(hung ? LegHealth.Hung : LegHealth.Dead);
             string moved = "";
             if (_defaultLeg == leg.Index)
             {
@@ -69,7 +83,10 @@ public sealed partial class MirrorDevice
                 }
             }
             RecordLegsLocked();
-            Warn($"Leg '{leg.Name}' failed {what} ({Errno.DescribeNamed(errno == 0 ? Errno.EIO : errno)}) and is dead; the mirror is degraded{moved}.");
+            Warn(hung
+                ? $"Leg '{leg.Name}' has not answered {what} for longer than the leg timeout ({LegTimeout.TotalSeconds:0.#} s) and is hung, failed like a dead leg; the mirror is degraded{moved}. " +
+                  $"Its {leg.IoInFlight} request(s) in flight stay in the kernel until it answers (writes are answered from the other legs, reads wait for it); Repair-MirrorDevice re-adds it then."
+                : $"Leg '{leg.Name}' failed {what} ({Errno.DescribeNamed(errno == 0 ? Errno.EIO : errno)}) and is dead; the mirror is degraded{moved}.");
         }
         lock (_syncLock)
         {
@@ -91,7 +108,7 @@ public sealed partial class MirrorDevice
         if (_log.SyncCount != RegionCount || _regions.RecoveringRegions > 0) return;
         lock (_legLock)
         {
-            if (_legs.Any(l => l.Health == LegHealth.Dead) || !_legs.Any(l => l.Health == LegHealth.Stale)) return;
+            if (_legs.Any(l => l.Health is LegHealth.Dead or LegHealth.Hung) || !_legs.Any(l => l.Health == LegHealth.Stale)) return;
             foreach (var leg in _legs.Where(l => l.Health == LegHealth.Stale)) leg.SetHealth(LegHealth.Alive);
             RecordLegsLocked();
         }
@@ -109,17 +126,8 @@ public sealed partial class MirrorDevice
         var legs = _legs.Where(l => l.TakesWrites).ToArray();
         if (legs.Length == 0) return false;
         var flush = new LegFlush(legs.Length);
-        foreach (var leg in legs)
-        {
-            try
-            {
-                leg.Device.Submit(new BlockRequest(BlockOperation.Flush, 0, 0, IoBuffers.None, flush, leg.Index), Client.Queue);
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
-            {
-                flush.Completed(leg.Index, Errno.EIO);
-            }
-        }
+        // Timed like every leg request: a leg that hangs on it times out, and the flush ends then, failed on that leg.
+        foreach (var leg in legs) SubmitToLeg(leg, flush, BlockOperation.Flush, 0, 0, IoBuffers.None);
         if (!flush.Wait(LegFlushTimeout))
         {
             Warn($"Flushing the legs took longer than {LegFlushTimeout.TotalSeconds:0} s; regions stay marked dirty in the log.");

@@ -61,9 +61,10 @@ public sealed partial class MirrorDevice
         {
             var job = Client.Copy(new CopyRequest
             {
-                Source = source.Device,
+                // Timed like the mirror's own leg I/O: a leg hanging under a recovery copy is failed as Hung.
+                Source = new TimedLeg(this, source),
                 SourceOffsetBytes = offset,
-                Destinations = destinations.Select(l => new CopyDestination(l.Device, offset)).ToArray(),
+                Destinations = destinations.Select(l => new CopyDestination(new TimedLeg(this, l), offset)).ToArray(),
                 LengthBytes = Math.Min(RegionSizeBytes, SizeBytes - offset),
                 Internal = true,
                 Completed = job => RecoveryCopied(region, job, source, destinations),

@@ -27,9 +27,12 @@ public sealed partial class MirrorDevice
         var results = new List<(string, string?)>();
         WithMaintenance(() =>
         {
-            foreach (var leg in _legs.Where(l => l.Health == LegHealth.Dead))
+            foreach (var leg in _legs.Where(l => l.Health is LegHealth.Dead or LegHealth.Hung))
             {
-                string? error = Probe(leg.Device);
+                // A hung leg is re-added only once everything it was sent has returned: a probe now would only hang too.
+                string? error = leg.IoInFlight > 0
+                    ? $"it is hung: {leg.IoInFlight} request(s) sent to it have not returned"
+                    : Probe(leg.Device);
                 results.Add((leg.Name, error));
                 if (error != null) continue;
                 OnDaemon(() =>
@@ -38,6 +41,7 @@ public sealed partial class MirrorDevice
                     {
                         // A default that died out of sync holds every acknowledged write: it is current, not stale.
                         leg.SetHealth(leg.Index == _defaultLeg ? LegHealth.Alive : LegHealth.Stale);
+                        leg.TimedOut = false; // it answered: it is sent I/O again
                         RecordLegsLocked();
                     }
                     Warn($"Leg '{leg.Name}' was re-added; the regions out of sync are copied to it.");

@@ -101,6 +101,8 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
                 throw new KcopydException("LogWriteFailed", KcopydErrorKind.DeviceError, $"Cannot write the mirror log '{_options.LogPath}': {ex.Message}", _options.LogPath, ex);
             throw;
         }
+        LegTimeout = _options.LegTimeout;
+        _legWatch = new Timer(_ => WatchLegs(), null, LegWatchInterval, LegWatchInterval);
         _daemon = new Thread(RunDaemon) { IsBackground = true, Name = $"kmirrord/{Name}" };
         _daemon.Start();
         Wake(); // the first pass starts the recovery
@@ -137,7 +139,7 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
     public CopyThrottle RecoveryThrottle => Client.Throttle;
 
     public MirrorState State
-        => _legs.Any(l => l.Health == LegHealth.Dead) ? MirrorState.Degraded
+        => _legs.Any(l => l.Health is LegHealth.Dead or LegHealth.Hung) ? MirrorState.Degraded
             : _log.SyncCount == RegionCount && _legs.All(l => l.IsAlive) ? MirrorState.InSync
             : MirrorState.Recovering;
 
@@ -240,7 +242,9 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
             {
                 Path = l.Name, Name = l.Name, StableId = l.StableId, Health = l.Health, IsDefault = l.Index == defaultLeg,
                 Reads = l.Reads, ReadErrors = l.ReadErrors, WriteErrors = l.WriteErrors,
+                IoInFlight = l.IoInFlight, LateAnswers = l.LateAnswers,
             }).ToArray(),
+            LegTimeout = LegTimeout,
             LogKind = _log.Kind,
             LogPath = _log.Path,
             RequestPoolInUse = RequestPool.InUse,
@@ -308,7 +312,9 @@ public sealed partial class MirrorDevice : IBlockDevice, IWarningSource
         finally
         {
             _log.Dispose();
+            // The queue lets its I/O in flight end first (a hung leg's too): the legs are let go only after it.
             Client.Dispose();
+            _legWatch.Dispose();
             ReleaseLegs();
             if (_options.OwnsLegs)
                 foreach (var leg in _legs) leg.Device.Dispose();

@@ -48,6 +48,15 @@ public sealed record MirrorOptions
     /// </summary>
     public Action<Copy.CopyJob>? InternalJobStarted { get; init; }
 
+    /// <summary>
+    /// How long a request to a leg may go unanswered before the leg is failed as hung (like a leg returning errors:
+    /// writes go on to the other legs and are acknowledged). <see cref="TimeSpan.Zero"/> waits for ever. The default is
+    /// SCSI's 30 s command timeout: a working disk under load, or a path failing over, answers well within it.
+    /// </summary>
+    public TimeSpan LegTimeout { get; init; } = DefaultLegTimeout;
+
+    public static readonly TimeSpan DefaultLegTimeout = TimeSpan.FromSeconds(30);
+
     /// <summary>Dispose the legs when the mirror is disposed.</summary>
     public bool OwnsLegs { get; init; }
 }

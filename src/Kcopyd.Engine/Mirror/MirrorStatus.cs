@@ -30,6 +30,12 @@ public sealed class MirrorLegStatus
 
     public long WriteErrors { get; init; }
 
+    /// <summary>Requests sent to the leg and not answered yet (a hung leg's are held until it answers).</summary>
+    public int IoInFlight { get; init; }
+
+    /// <summary>Answers to requests the mirror had given up on when the leg timed out.</summary>
+    public long LateAnswers { get; init; }
+
     public override string ToString() => $"{Path} ({Health})";
 }
 
@@ -75,6 +81,9 @@ public sealed class MirrorStatus
 
     /// <summary>The recovery throttle: at most this many bytes per second, 0 for no limit.</summary>
     public long RecoveryLimitBytesPerSecond { get; init; }
+
+    /// <summary>How long a leg may leave a request unanswered before it is failed as hung; zero: no limit.</summary>
+    public TimeSpan LegTimeout { get; init; }
 
     /// <summary>Bytes the recovery copied.</summary>
     public long RecoveredBytes { get; init; }

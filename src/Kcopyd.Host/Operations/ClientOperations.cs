@@ -9,7 +9,7 @@ namespace Kcopyd.Host.Operations;
 internal sealed class ClientOperations(HostRegistry registry)
 {
     /// <summary>How long Remove-CopyClient -Force waits for the jobs it stopped; a job on a hung device keeps its client alive.</summary>
-    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
 
     public CopyClientInfo? New(OperationContext context, NewClientRequest r)
     {
@@ -55,7 +55,7 @@ internal sealed class ClientOperations(HostRegistry registry)
     {
         var client = registry.Clients.Get(name);
         ClientTable.RefuseDefault(client.Name);
-        var jobs = registry.Jobs.Running.Where(j => j.Client.Equals(client.Name, StringComparison.OrdinalIgnoreCase) && j.State is CopyJobState.Queued or CopyJobState.Running).ToArray();
+        var jobs = registry.Jobs.Running.Where(j => j.Client.Equals(client.Name, StringComparison.OrdinalIgnoreCase) && j.State is CopyJobState.Queued or CopyJobState.Running or CopyJobState.Stopping).ToArray();
         if (jobs.Length > 0 && !force)
             throw new KcopydException("ClientInUse", KcopydErrorKind.ResourceBusy,
                 $"Copy client '{client.Name}' has {jobs.Length} job(s) running ({string.Join(", ", jobs.Select(j => j.Id))}): wait for them (Wait-CopyJob), or use -Force to stop them.", client.Name);
@@ -67,7 +67,10 @@ internal sealed class ClientOperations(HostRegistry registry)
             client.Dispose();
         else
         {
-            context.WriteWarning($"Copy client '{client.Name}' is removed, but a job's I/O has not returned after {StopTimeout.TotalSeconds:0} s; its pages are freed when it does.");
+            var stuck = jobs.Where(j => !j.WaitAsync().IsCompleted).ToArray();
+            context.WriteWarning($"Copy client '{client.Name}' is removed, but job(s) {string.Join(", ", stuck.Select(j => j.Id))} are Stopping with " +
+                                 $"{stuck.Sum(j => j.IoInFlight)} I/O request(s) that have not returned after {StopTimeout.TotalSeconds:0} s (a hung device?); " +
+                                 "the client's pages are freed when they do.");
             Task.WhenAll(jobs.Select(j => j.WaitAsync())).ContinueWith(_ => client.Dispose(), TaskScheduler.Default);
         }
         return info;

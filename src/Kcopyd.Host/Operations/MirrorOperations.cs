@@ -18,6 +18,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
         if (Mirrors.Exists(r.Name))
             throw new KcopydException("MirrorExists", KcopydErrorKind.AlreadyExists, $"A mirror device named '{r.Name}' exists already.", r.Name);
         MirrorDevice.CheckLegCount(r.Legs.Length); // before a leg is opened
+        if (r.LegTimeoutSeconds is { } seconds) LegTimeout(seconds);
         var devices = new DeviceScope(Mirrors, registry.Jobs);
         MirrorDevice? mirror = null;
         try
@@ -49,6 +50,7 @@ internal sealed class MirrorOperations(HostRegistry registry)
                 ResetLog = r.ResetLog,
                 RequestPoolSize = r.RequestPoolSize,
                 RecoveryBytesPerSecond = r.RecoveryBytesPerSecond,
+                LegTimeout = LegTimeout(r.LegTimeoutSeconds ?? (int)MirrorOptions.DefaultLegTimeout.TotalSeconds),
                 InternalJobStarted = job => registry.InternalJobs.Add(job),
             });
             // Checked before the mirror is kept: a refused one leaves no definition behind.
@@ -99,14 +101,27 @@ internal sealed class MirrorOperations(HostRegistry registry)
         return new MirrorWait { Status = Describe(registry, mirror), InSync = inSync };
     }
 
-    public MirrorInfo? SetMirror(OperationContext context, string name, long recoveryBytesPerSecond)
+    public MirrorInfo? SetMirror(OperationContext context, string name, long? recoveryBytesPerSecond, int? legTimeoutSeconds)
     {
         var mirror = Mirrors.Get(name);
-        if (!context.ShouldProcess(mirror.Name, $"Limit recovery to {recoveryBytesPerSecond} bytes per second")) return null;
-        mirror.RecoveryThrottle.BytesPerSecond = recoveryBytesPerSecond;
+        var timeout = legTimeoutSeconds is { } seconds ? LegTimeout(seconds) : (TimeSpan?)null;
+        var what = new List<string>();
+        if (recoveryBytesPerSecond is { } rate) what.Add($"limit recovery to {rate} bytes per second");
+        if (timeout is { } t) what.Add(t == TimeSpan.Zero ? "never fail a leg that does not answer" : $"fail a leg that leaves a request unanswered for {t.TotalSeconds:0} s as hung");
+        if (what.Count == 0) return Describe(registry, mirror);
+        if (!context.ShouldProcess(mirror.Name, string.Join("; ", what))) return null;
+        if (recoveryBytesPerSecond is { } newRate) mirror.RecoveryThrottle.BytesPerSecond = newRate;
+        if (timeout is { } newTimeout) mirror.LegTimeout = newTimeout;
         Mirrors.Save(mirror.Name);
         return Describe(registry, mirror);
     }
+
+    /// <summary>0 (no limit) or 1 s to a day: InvalidLegTimeout otherwise.</summary>
+    private static TimeSpan LegTimeout(int seconds)
+        => seconds is >= 0 and <= 86400
+            ? TimeSpan.FromSeconds(seconds)
+            : throw new KcopydException("InvalidLegTimeout", KcopydErrorKind.InvalidArgument,
+                $"-LegTimeoutSeconds is 0 (never fail a leg for not answering) or 1 to 86400, not {seconds}.", seconds);
 
     /// <summary>Null when ShouldProcess said no.</summary>
     public MirrorRemoval? RemoveMirror(OperationContext context, string name, bool force)

@@ -14,7 +14,7 @@ internal sealed class MirrorRepairOperations(HostRegistry registry)
     public MirrorInfo? RepairMirror(OperationContext context, string name)
     {
         var mirror = Mirrors.Get(name);
-        var dead = mirror.Legs.Where(l => l.Health == LegHealth.Dead).Select(l => l.Name).ToArray();
+        var dead = mirror.Legs.Where(l => l.Health is LegHealth.Dead or LegHealth.Hung).Select(l => l.Name).ToArray();
         if (dead.Length == 0)
         {
             context.WriteVerbose($"Mirror '{mirror.Name}' has no dead leg.");

@@ -53,15 +53,26 @@ internal sealed class HostRegistry
     /// <summary>Raised by StopHost: the host's main loop ends, closing everything.</summary>
     public CancellationTokenSource Stopping { get; } = new();
 
-    /// <summary>Stops running jobs (bounded wait), ends exports, closes mirrors top-down keeping their definitions, frees the clients.</summary>
+    /// <summary>How long stopping the host waits, all told, for its jobs and mirrors before it exits anyway.</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Stops running jobs, ends exports, closes mirrors top-down keeping their definitions, frees the clients: within
+    /// <see cref="StopTimeout"/> for the jobs and mirrors, however long a hung device holds their I/O. What has not
+    /// returned by then is said in the log; the host exits with it still in the kernel (see Program.cs).
+    /// </summary>
     public void Close()
     {
+        var deadline = new Deadline(StopTimeout);
         var running = Jobs.Running.ToArray();
         foreach (var job in running) job.Stop();
         // Bounded, like every wait on a device: a job stuck on a hung disk must not keep the host from exiting.
-        bool jobsEnded = Task.WhenAll(running.Select(j => j.WaitAsync())).Wait(MirrorTable.CloseTimeout);
+        bool jobsEnded = Task.WhenAll(running.Select(j => j.WaitAsync())).Wait(deadline.AtMost(TimeSpan.FromSeconds(2)));
+        foreach (var job in running.Where(j => !j.WaitAsync().IsCompleted))
+            Log.WriteLine($"Copy job {job.Id} is Stopping with {job.IoInFlight} I/O request(s) that have not returned (a hung device?); " +
+                          "the host exits without freeing its pages, which the kernel may still write into.");
         Exports.StopAll(); // block devices detached and clients let go before their mirrors close
-        Mirrors.CloseAll();
+        Mirrors.CloseAll(deadline);
         Clients.DisposeAll(jobsEnded);
     }
 }

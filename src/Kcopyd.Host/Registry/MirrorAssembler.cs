@@ -96,6 +96,7 @@ internal static class MirrorAssembler
                 LogPath = definition.LogPath,
                 RequestPoolSize = definition.RequestPoolSize,
                 RecoveryBytesPerSecond = definition.RecoveryBytesPerSecond,
+                LegTimeout = definition.LegTimeoutSeconds is { } seconds ? TimeSpan.FromSeconds(Math.Clamp(seconds, 0, 86400)) : MirrorOptions.DefaultLegTimeout,
                 InternalJobStarted = job => registry.InternalJobs.Add(job),
             });
             if (mirror.LogWasReused && mirror.FindSampledInSyncDifference() is { } differs)

@@ -16,8 +16,17 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
     /// <summary>A mirror, the leg devices the host opened for it (closed after it), how it was made, and where it is published.</summary>
     private sealed record Entry(MirrorDevice Mirror, List<IBlockDevice> OpenedLegs, bool Force, List<ExportDefinition> Exports);
 
-    /// <summary>How long removing a mirror waits for its I/O in flight; after that it finishes closing on its own.</summary>
-    public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long removing a mirror waits, all told, for the jobs it stops, its exports and its I/O in flight; after
+    /// that it finishes closing on its own thread (a hung leg must not hang the admin).
+    /// </summary>
+    public static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The part of <see cref="CloseTimeout"/> the stopped jobs get: they end with the mirror's I/O anyway.</summary>
+    private static readonly TimeSpan JobStopWait = TimeSpan.FromSeconds(2);
+
+    /// <summary>The close itself always gets this much, however long the steps before it took.</summary>
+    private static readonly TimeSpan CloseFloor = TimeSpan.FromMilliseconds(500);
 
     private readonly ConcurrentDictionary<string, Entry> _mirrors = new(StringComparer.OrdinalIgnoreCase);
     private readonly object _lock = new();
@@ -107,6 +116,7 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
             LogPath = status.LogPath,
             RequestPoolSize = status.RequestPoolSize,
             RecoveryBytesPerSecond = mirror.RecoveryThrottle.BytesPerSecond,
+            LegTimeoutSeconds = (int)mirror.LegTimeout.TotalSeconds,
             Force = entry.Force,
             Created = DateTimeOffset.Now,
             Exports = ExportsOf(name),
@@ -122,16 +132,17 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
     {
         lock (_lock)
         {
+            var deadline = new Deadline(CloseTimeout);
             var mirror = Get(name);
             // A copy running into or out of the mirror would fail half-way with EIO: say so first.
-            var busy = jobs.Running.Where(j => j.State is CopyJobState.Queued or CopyJobState.Running
+            var busy = jobs.Running.Where(j => j.State is CopyJobState.Queued or CopyJobState.Running or CopyJobState.Stopping
                 && (j.Source == mirror.Name || j.Destination.Contains(mirror.Name))).ToArray();
             if (busy.Length > 0 && !force)
                 throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
                     $"Mirror '{name}' is used by running copy job(s) {string.Join(", ", busy.Select(j => j.Id))}; wait for them, or use -Force to stop them first.", name);
             foreach (var job in busy) job.Stop();
             // Bounded: a job stuck on a hung leg ends when the mirror's I/O does.
-            Task.WhenAll(busy.Select(j => j.WaitAsync())).Wait(CloseTimeout);
+            Task.WhenAll(busy.Select(j => j.WaitAsync())).Wait(deadline.AtMost(JobStopWait));
             var user = UserOf(mirror);
             if (user != null)
                 throw new KcopydException("MirrorInUse", KcopydErrorKind.ResourceBusy,
@@ -141,11 +152,11 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
             foreach (var export in published)
             {
                 exports.Remove(export);
-                export.StopAsync().Wait(CloseTimeout);
+                export.StopAsync().Wait(deadline.Remaining());
             }
             _mirrors.TryRemove(mirror.Name, out var entry);
             state?.DeleteMirror(mirror.Name);
-            return Close(entry!);
+            return Close(entry!, deadline.Remaining(CloseFloor));
         }
     }
 
@@ -154,7 +165,7 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
         => _mirrors.Values.Select(e => e.Mirror).FirstOrDefault(m => m.Legs.Any(l => ReferenceEquals(l.Device, mirror)));
 
     /// <summary>Closes every mirror, stacked ones first, keeping their definitions: the next start assembles them again.</summary>
-    public void CloseAll()
+    public void CloseAll(Deadline deadline)
     {
         lock (_lock)
         {
@@ -163,14 +174,17 @@ internal sealed class MirrorTable(StateDirectory? state, JobTable jobs, Exports.
                 // A mirror stacked on another goes first, so no mirror is closed under a live one.
                 var top = _mirrors.Values.First(e => UserOf(e.Mirror) == null);
                 _mirrors.TryRemove(top.Mirror.Name, out _);
-                if (!Close(top)) log.WriteLine($"Mirror '{top.Mirror.Name}' is closing, but I/O to a leg has not returned after {CloseTimeout.TotalSeconds:0} s.");
+                var timeout = deadline.Remaining(CloseFloor);
+                if (!Close(top, timeout))
+                    log.WriteLine($"Mirror '{top.Mirror.Name}' is closing, but I/O to a leg has not returned after {timeout.TotalSeconds:0.#} s; " +
+                                  "its legs and log are let go once it does, or when the host exits.");
             }
         }
     }
 
     /// <summary>Closes a mirror (bounded), then the legs opened for it: at once, or when its late I/O has ended.</summary>
-    private static bool Close(Entry entry)
-        => entry.Mirror.Close(CloseTimeout, () =>
+    private static bool Close(Entry entry, TimeSpan timeout)
+        => entry.Mirror.Close(timeout, () =>
         {
             foreach (var leg in entry.OpenedLegs) leg.Dispose();
         });

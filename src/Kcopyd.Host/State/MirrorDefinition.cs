@@ -22,6 +22,12 @@ public sealed class MirrorDefinition
     [JsonRequired] public int RequestPoolSize { get; set; }
     [JsonRequired] public long RecoveryBytesPerSecond { get; set; }
 
+    /// <summary>
+    /// Seconds a leg may leave a request unanswered before it is failed as hung; 0: no limit. Not required: a
+    /// definition written before the leg timeout existed has none, and gets the default.
+    /// </summary>
+    public int? LegTimeoutSeconds { get; set; }
+
     /// <summary>The legs were opened without exclusivity when the mirror was created.</summary>
     [JsonRequired] public bool Force { get; set; }
 

@@ -55,6 +55,13 @@ public sealed class NewMirrorDeviceCommand : HostCommand
     [ValidateRange(0, long.MaxValue)]
     public long RecoveryBytesPerSecond { get; set; }
 
+    /// <summary>
+    /// Fail a leg as Hung when it leaves a request unanswered this many seconds (0: never); 30 by default, SCSI's
+    /// command timeout. Writes then go on to the other legs, acknowledged, and the mirror is Degraded.
+    /// </summary>
+    [Parameter]
+    public int LegTimeoutSeconds { get; set; } = -1;
+
     /// <summary>Use legs that are mounted, held open by another program, or hold data the recovery would overwrite.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
@@ -72,6 +79,7 @@ public sealed class NewMirrorDeviceCommand : HostCommand
             RequestPoolSize = RequestPoolSize,
             RecoveryBytesPerSecond = RecoveryBytesPerSecond,
             Force = Force,
+            LegTimeoutSeconds = MyInvocation.BoundParameters.ContainsKey(nameof(LegTimeoutSeconds)) ? LegTimeoutSeconds : null,
         };
         // The host opens and checks the legs and the log, asks to go on, then keeps the mirror and its definition.
         if (CallOrWriteError<MirrorInfo?>(ControlMethods.NewMirror, request) is { } mirror) WriteObject(mirror);

@@ -6,7 +6,7 @@ using Kcopyd.Session;
 
 namespace Kcopyd.Commands;
 
-/// <summary>Changes a running mirror device: its recovery throttle.</summary>
+/// <summary>Changes a running mirror device: its recovery throttle, its leg timeout.</summary>
 [Cmdlet(VerbsCommon.Set, "MirrorDevice", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(MirrorInfo))]
 public sealed class SetMirrorDeviceCommand : HostCommand
@@ -18,9 +18,13 @@ public sealed class SetMirrorDeviceCommand : HostCommand
     public string[] Name { get; set; } = null!;
 
     /// <summary>Limits recovery to this many bytes per second; 0 lifts the limit.</summary>
-    [Parameter(Mandatory = true)]
+    [Parameter]
     [ValidateRange(0, long.MaxValue)]
     public long RecoveryBytesPerSecond { get; set; }
+
+    /// <summary>Fail a leg as Hung when it leaves a request unanswered this many seconds; 0: never.</summary>
+    [Parameter]
+    public int LegTimeoutSeconds { get; set; }
 
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -29,7 +33,9 @@ public sealed class SetMirrorDeviceCommand : HostCommand
     {
         foreach (var mirror in MirrorSelection.Select(this, Name))
         {
-            if (CallOrWriteError<MirrorInfo?>(ControlMethods.SetMirror, mirror.Name, RecoveryBytesPerSecond) is { } status && PassThru) WriteObject(status);
+            long? rate = MyInvocation.BoundParameters.ContainsKey(nameof(RecoveryBytesPerSecond)) ? RecoveryBytesPerSecond : null;
+            int? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(LegTimeoutSeconds)) ? LegTimeoutSeconds : null;
+            if (CallOrWriteError<MirrorInfo?>(ControlMethods.SetMirror, mirror.Name, rate, timeout) is { } status && PassThru) WriteObject(status);
         }
     }
 }

@@ -44,7 +44,7 @@ public sealed class WaitMirrorDeviceCommand : HostCommand
                 if (status.State == nameof(MirrorState.Degraded) && status.RecoveringRegions == 0)
                 {
                     // A dead leg keeps regions out of sync until it is replaced: waiting longer cannot help.
-                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health == nameof(LegHealth.Dead)).Select(l => l.Path))} dead.");
+                    WriteWarning($"Mirror '{mirror.Name}' is degraded: {string.Join(", ", status.Legs.Where(l => l.Health is nameof(LegHealth.Dead) or nameof(LegHealth.Hung)).Select(l => $"{l.Path} {l.Health.ToLowerInvariant()}"))}.");
                     break;
                 }
                 if (elapsed.Elapsed >= deadline)
