@@ -156,11 +156,12 @@ while (`$true) {
         Add-ReliabilityResult $Scenario 'mirror writes with a persistent log, SIGKILL at random points' ([ordered]@{
                 'seed' = $Seed; 'kills' = $Kills; 'leg failures injected' = @($rounds | Where-Object FailAt -ne $null).Count
                 'full resyncs (fresh log)' = @($rounds | Where-Object Reset).Count
-                'acknowledged writes verified' = ($rounds | Measure-Object Acknowledged -Sum).Sum
-                'writes in flight at the kills' = ($rounds | Measure-Object InFlight -Sum).Sum
-                'region size' = Format-Bytes ($assembled.Size / $assembled.RegionCount)
-                'regions each recovery needed (of 16 MiB / region size)' = ($recovered -join ' ')
-                'regions per recovery after a kill with the log (max)' = (@($rounds | Where-Object { -not $_.Reset } | Measure-Object Recovered -Maximum).Maximum)
+                'acknowledged writes verified' = [long]($rounds | Measure-Object Acknowledged -Sum).Sum
+                'writes in flight at the kills' = [long]($rounds | Measure-Object InFlight -Sum).Sum
+                'regions' = "$($assembled.RegionCount) of $(Format-Bytes $assembled.RegionSize)"
+                'out of sync at each assembly' = (@($rounds | ForEach-Object OutOfSyncAtAssembly) -join ' ')
+                'regions each recovery copied' = ($recovered -join ' ')
+                'most copied after a kill with the log (no reset)' = [long](@($rounds | Where-Object { -not $_.Reset } | Measure-Object Recovered -Maximum).Maximum)
                 'bytes verified per round' = Format-Bytes (2 * 16MB)
             })
     }
