@@ -33,80 +33,100 @@ Describe 'Many clients for a bounded time' {
         Write-RandomRegion -Path $source -Offset 0 -Length $sourceSize -Seed 170
         $sizes = @(64KB, 256KB, 1MB, 2MB, 4MB, 8MB)
         $slotSize = 8MB
-        # Hashes of source ranges, so a job's check hashes only its destination.
-        $sourceHash = @{}
-        $hashOfSource = { param($offset, $length) $key = "$offset+$length"; if (-not $sourceHash.ContainsKey($key)) { $sourceHash[$key] = Get-TestSha256 $source $offset $length }; $sourceHash[$key] }
 
-        # Each client: a pool of its own size (mixed), a destination of its own in 8 MiB slots, one job per slot.
-        $targets = [Collections.Generic.List[object]]::new()
+        # Each client: a pool of its own size (mixed), a destination of its own with one 8 MiB slot per job in
+        # flight, and a slice of each of the two mirrors (core logs, over zeroed legs) that only its jobs write.
         $pageCounts = @(64, 128, 256)
-        for ($i = 0; $i -lt $Clients; $i++) {
-            $client = New-CopyClient "load$i" -PageCount $pageCounts[$i % 3] -Confirm:$false
-            $device = New-TestLoopDevice -Name "load-dst$i.img" -Size (4 * $slotSize)
-            $targets.Add([pscustomobject]@{ Client = $client.Name; Kind = 'device'; Path = $device; Legs = @($device); Free = [Collections.Generic.Queue[long]]::new([long[]]@(0, 1, 2, 3 | ForEach-Object { $_ * $slotSize })) })
-        }
-        # Two mirrors (core logs) over fresh zeroed legs, their slots shared by every client.
+        $mirrorSize = [long](Select-ReliabilityScale -Quick 32MB -Full 64MB)
+        $slice = [long]($mirrorSize / $Clients)
         $mirrors = foreach ($m in 0, 1) {
-            $legs = @(0, 1 | ForEach-Object { New-TestLoopDevice -Name "load-m$m-leg$_.img" -Size (4 * $slotSize) })
+            $legs = @(0, 1 | ForEach-Object { New-TestLoopDevice -Name "load-m$m-leg$_.img" -Size $mirrorSize })
             New-MirrorDevice "load$m" $legs -NoSync -Confirm:$false | Out-Null
-            [pscustomobject]@{ Client = $null; Kind = 'mirror'; Path = "load$m"; Legs = $legs; Free = [Collections.Generic.Queue[long]]::new([long[]]@(0, 1, 2, 3 | ForEach-Object { $_ * $slotSize })) }
+            [pscustomobject]@{ Name = "load$m"; Legs = $legs }
+        }
+        $work = for ($i = 0; $i -lt $Clients; $i++) {
+            $client = New-CopyClient "load$i" -PageCount $pageCounts[$i % 3] -Confirm:$false
+            [pscustomobject]@{
+                Client = $client.Name; Seed = $random.Next(); Device = New-TestLoopDevice -Name "load-dst$i.img" -Size ($InFlightPerClient * $slotSize)
+                SliceAt = $i * $slice
+            }
         }
         $idle = Get-ProcessMemory $HostId
         $pools = (Get-CopyClient | Measure-Object PageCount -Sum).Sum * 64KB + @($mirrors).Count * 64 * 64KB
 
-        $inFlight = [Collections.Generic.Queue[object]]::new()
-        $jobs = 0; $verified = 0; $mirrorJobs = 0; $longestWait = [TimeSpan]::Zero; $longestJob = $null; $bySize = @{}
-        $submit = {
-            param($clientIndex)
-            $own = $targets[$clientIndex]
-            # One job in five goes through a mirror, when a mirror slot is free.
-            $target = if ($random.Next(5) -eq 0) { @($mirrors | Where-Object { $_.Free.Count -gt 0 })[0] } else { $null }
-            if (-not $target) { $target = $own }
-            if ($target.Free.Count -eq 0) { return $false }
-            $slot = $target.Free.Dequeue()
-            $length = [long]$sizes[$random.Next($sizes.Count)]
-            $from = [long]$random.Next([int](($sourceSize - $length) / 64KB) + 1) * 64KB
-            $to = $slot + [long]$random.Next([int](($slotSize - $length) / 64KB) + 1) * 64KB
-            $destination = if ($target.Kind -eq 'mirror') { Get-MirrorDevice $target.Path } else { $target.Path }
-            $job = Start-RegionCopy $source $destination -SourceOffset $from -DestinationOffset $to -Length $length -Client $own.Client -Force -Confirm:$false
-            $inFlight.Enqueue([pscustomobject]@{ Job = $job; Client = $clientIndex; Target = $target; Slot = $slot; From = $from; To = $to; Length = $length; Sent = [DateTime]::Now; Clock = [Diagnostics.Stopwatch]::StartNew() })
-            $true
+        # One runspace per client, all at once: each starts its jobs, waits for each, verifies it and starts the
+        # next round until the time is up. A runspace returns one line per job: size, where, wait, verified bytes.
+        $runner = {
+            param($Work, $Mirrors, $Source, $SourceSize, $Sizes, $SlotSize, $Slice, $InFlight, $Seconds, $Modules)
+            $ErrorActionPreference = 'Stop'
+            Import-Module $Modules
+            $random = [Random]::new($Work.Seed)
+            # Each job in flight has a part of the client's mirror slice, in whole 64 KiB blocks.
+            $part = [long][Math]::Floor($Slice / $InFlight / 64KB) * 64KB
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            while ($clock.Elapsed.TotalSeconds -lt $Seconds) {
+                $round = for ($k = 0; $k -lt $InFlight; $k++) {
+                    # One job in five goes through a mirror, into this client's slice of it.
+                    $mirror = if ($random.Next(5) -eq 0) { $Mirrors[$random.Next($Mirrors.Count)] } else { $null }
+                    $room = if ($mirror) { [Math]::Min($part, $SlotSize) } else { $SlotSize }
+                    $fits = @($Sizes | Where-Object { $_ -le $room })
+                    $length = [long]$fits[$random.Next($fits.Count)]
+                    $from = [long]$random.Next([int](($SourceSize - $length) / 64KB) + 1) * 64KB
+                    $base = if ($mirror) { $Work.SliceAt + $k * $part } else { $k * $SlotSize }
+                    $to = $base + [long]$random.Next([int](($room - $length) / 64KB) + 1) * 64KB
+                    $destination = if ($mirror) { Get-MirrorDevice $mirror.Name } else { $Work.Device }
+                    $job = Start-RegionCopy $Source $destination -SourceOffset $from -DestinationOffset $to -Length $length -Client $Work.Client -Force -Confirm:$false
+                    [pscustomobject]@{ Job = $job; Legs = $(if ($mirror) { $mirror.Legs } else { @($Work.Device) }); Mirror = [bool]$mirror; From = $from; To = $to; Length = $length }
+                }
+                foreach ($one in $round) {
+                    $wait = [Diagnostics.Stopwatch]::StartNew()
+                    $ended = Wait-CopyJob -Id $one.Job.Id -TimeoutSeconds 300
+                    $wait.Stop()
+                    if ($ended.State -ne 'Completed') { throw "job $($ended.Id) of $($Work.Client) ended $($ended.State): $($ended.Error)" }
+                    $want = Get-TestSha256 $Source $one.From $one.Length
+                    foreach ($leg in $one.Legs) {
+                        $got = Get-TestSha256 $leg $one.To $one.Length
+                        if ($got -ne $want) { throw "job $($ended.Id) of $($Work.Client): $($one.Length) bytes at $($one.To) of $leg differ from the source at $($one.From)" }
+                    }
+                    [pscustomobject]@{ Length = $one.Length; Mirror = $one.Mirror; Wait = $wait.Elapsed.TotalSeconds; Verified = $one.Length * $one.Legs.Count }
+                }
+            }
         }
-
+        $modules = @((Resolve-Path "$PSScriptRoot/../../Kcopyd.psd1").Path, (Resolve-Path "$PSScriptRoot/../pester/TestHelpers.psm1").Path)
+        $pool = [runspacefactory]::CreateRunspacePool(1, $Clients)
+        $pool.Open()
         $clock = [Diagnostics.Stopwatch]::StartNew()
-        for ($i = 0; $i -lt $Clients; $i++) { foreach ($n in 1..$InFlightPerClient) { & $submit $i | Out-Null } }
-        while ($inFlight.Count -gt 0) {
-            $next = $inFlight.Dequeue()
-            $ended = Wait-CopyJob -Id $next.Job.Id -TimeoutSeconds 300
-            $next.Clock.Stop()
-            $ended.State | Should -Be 'Completed' -Because "job $($ended.Id) of client load$($next.Client): $($ended.Error)"
-            if ($next.Clock.Elapsed -gt $longestWait) { $longestWait = $next.Clock.Elapsed }
-            $took = $ended.EndTime - $next.Sent
-            if (-not $longestJob -or $took -gt $longestJob.Took) { $longestJob = [pscustomobject]@{ Took = $took; Length = $next.Length } }
-            $want = & $hashOfSource $next.From $next.Length
-            foreach ($leg in $next.Target.Legs) {
-                Get-TestSha256 $leg $next.To $next.Length | Should -Be $want -Because "job $($ended.Id) wrote $($next.Length) bytes at $($next.To) of $leg"
-                $verified += $next.Length
+        $peakDuring = 0L
+        try {
+            $shells = foreach ($one in $work) {
+                $shell = [powershell]::Create()
+                $shell.RunspacePool = $pool
+                $null = $shell.AddScript($runner.ToString()).AddArgument($one).AddArgument(@($mirrors)).AddArgument($source).AddArgument($sourceSize).AddArgument($sizes).AddArgument($slotSize).AddArgument($slice).AddArgument($InFlightPerClient).AddArgument($Seconds).AddArgument($modules)
+                [pscustomobject]@{ Shell = $shell; Async = $shell.BeginInvoke() }
             }
-            $jobs++
-            if ($next.Target.Kind -eq 'mirror') { $mirrorJobs++ }
-            $bySize[$next.Length] = 1 + [int]$bySize[$next.Length]
-            $next.Target.Free.Enqueue($next.Slot)
-            if ($clock.Elapsed.TotalSeconds -lt $Seconds) {
-                # The client whose job ended starts another (and any client short of its jobs, as slots come free).
-                & $submit $next.Client | Out-Null
-                $short = @($inFlight | Group-Object Client -NoElement | Where-Object Count -lt $InFlightPerClient | ForEach-Object { [int]$_.Name })
-                foreach ($c in $short) { & $submit $c | Out-Null }
+            $results = foreach ($one in $shells) {
+                while (-not $one.Async.AsyncWaitHandle.WaitOne(1000)) { $peakDuring = [Math]::Max($peakDuring, (Get-ProcessMemory $HostId).Rss) }
+                $one.Shell.EndInvoke($one.Async)
+                $one.Shell.Streams.Error | ForEach-Object { throw "a client's runner failed: $_" }
             }
+        } finally {
+            foreach ($one in @($shells)) { if ($one) { $one.Shell.Dispose() } }
+            $pool.Dispose()
         }
+        $jobs = @($results).Count
+        $mirrorJobs = @($results | Where-Object Mirror).Count
+        $verified = [long]($results | Measure-Object Verified -Sum).Sum
+        $longestWait = [TimeSpan]::FromSeconds(($results | Measure-Object Wait -Maximum).Maximum)
+        $bySize = @{}
+        foreach ($group in @($results | Group-Object Length)) { $bySize[[long]$group.Name] = $group.Count }
         $clock.Stop()
         $memory = Get-ProcessMemory $HostId
         (Get-KcopydHost).ProcessId | Should -Be $HostId
         foreach ($client in @(Get-CopyClient load*)) { $client.FreePages | Should -Be $client.PageCount -Because "client $($client.Name) is idle" }
         foreach ($mirror in $mirrors) {
-            $status = Get-MirrorDevice $mirror.Path
+            $status = Get-MirrorDevice $mirror.Name
             $status.State | Should -Be 'InSync'
-            Get-TestSha256 $mirror.Legs[0] 0 (4 * $slotSize) | Should -Be (Get-TestSha256 $mirror.Legs[1] 0 (4 * $slotSize))
+            Get-TestSha256 $mirror.Legs[0] 0 $mirrorSize | Should -Be (Get-TestSha256 $mirror.Legs[1] 0 $mirrorSize)
         }
         $jobs | Should -BeGreaterThan ($Clients * $InFlightPerClient)
         $memory.Peak | Should -BeLessThan ($pools + $FixedOverhead) -Because "the host's peak ($(Format-Bytes $memory.Peak)) must stay within its pools ($(Format-Bytes $pools)) plus $(Format-Bytes $FixedOverhead)"
@@ -115,8 +135,8 @@ Describe 'Many clients for a bounded time' {
                 'jobs by size' = (@($bySize.Keys | Sort-Object | ForEach-Object { "$(Format-Bytes $_) x$($bySize[$_])" }) -join ', ')
                 'bytes verified' = Format-Bytes $verified; 'time' = '{0:N0} s' -f $clock.Elapsed.TotalSeconds
                 'longest Wait-CopyJob' = '{0:N2} s' -f $longestWait.TotalSeconds
-                'longest job, sent to done' = '{0:N2} s ({1})' -f $longestJob.Took.TotalSeconds, (Format-Bytes $longestJob.Length)
-                'host memory idle' = Format-Bytes $idle.Rss; 'host peak (VmHWM)' = Format-Bytes $memory.Peak
+                'mean Wait-CopyJob' = '{0:N3} s' -f ($results | Measure-Object Wait -Average).Average
+                'host memory idle' = Format-Bytes $idle.Rss; 'host RSS sampled during the load (max)' = Format-Bytes $peakDuring; 'host peak (VmHWM)' = Format-Bytes $memory.Peak
                 'page pools' = Format-Bytes $pools; 'bound (pools + fixed overhead)' = "$(Format-Bytes ($pools + $FixedOverhead)) ($(Format-Bytes $FixedOverhead) overhead)"
             })
     }
