@@ -19,8 +19,8 @@ public sealed class LogReaderFuzzTests : IDisposable
     public void Ten_thousand_mutated_logs_are_refused_or_read_as_a_state_the_log_really_had()
     {
         var random = new Random(Seed);
-        int accepted = 0, refused = 0;
-        for (int round = 0; round < 10; round++)
+        int accepted = 0, refused = 0, rounds = FuzzScale.Times(10);
+        for (int round = 0; round < rounds; round++)
         {
             long regions = random.Next(1, 40_000);
             var (file, states) = RealLog(random, regions);
@@ -39,19 +39,22 @@ public sealed class LogReaderFuzzTests : IDisposable
             }
         }
         Assert.True(refused > 1000 && accepted > 1000, $"{accepted} accepted, {refused} refused: the mutations should hit both");
+        FuzzScale.Report("log reader: mutated logs", $"{accepted + refused} cases ({accepted} read as a real state, {refused} refused), seed {Seed}");
     }
 
     [Fact]
     public void Random_files_are_never_read_as_a_log()
     {
         var random = new Random(Seed + 1);
-        for (int i = 0; i < 2000; i++)
+        int cases = FuzzScale.Times(2000);
+        for (int i = 0; i < cases; i++)
         {
             var bytes = new byte[random.Next(0, 64 * 1024)];
             random.NextBytes(bytes);
             if (bytes.Length >= 8 && random.Next(2) == 0) LogFormat.Magic.CopyTo(bytes, 0);
             Assert.Null(LogFormat.TryDecodeFile(bytes, out _));
         }
+        FuzzScale.Report("log reader: random files", $"{cases} cases, none read as a log, seed {Seed + 1}");
     }
 
     [Fact]
@@ -62,7 +65,8 @@ public sealed class LogReaderFuzzTests : IDisposable
         var (file, _) = RealLog(random, regions);
         var legs = Legs();
         string path = Path.Combine(_scratch.Folder, "fuzz.log");
-        for (int i = 0; i < 200; i++)
+        int cases = FuzzScale.Times(200);
+        for (int i = 0; i < cases; i++)
         {
             byte[] mutated = Mutate(random, file, regions);
             File.WriteAllBytes(path, mutated);
@@ -77,6 +81,7 @@ public sealed class LogReaderFuzzTests : IDisposable
             }
             File.Delete(path);
         }
+        FuzzScale.Report("log reader: mutated log files opened as a mirror log", $"{cases} cases, seed {Seed + 2}");
     }
 
     /// <summary>

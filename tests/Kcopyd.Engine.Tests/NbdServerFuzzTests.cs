@@ -16,7 +16,7 @@ namespace Kcopyd.Engine.Tests;
 public sealed class NbdServerFuzzTests(ITestOutputHelper output) : IDisposable
 {
     private const int Seed = 20261202;
-    private const int Cases = 10_000;
+    private static readonly int Cases = FuzzScale.Times(10_000);
     private const int Clients = 8;
     private const long MiB = 1 << 20;
     private const long Size = 8 * MiB;
@@ -58,6 +58,7 @@ public sealed class NbdServerFuzzTests(ITestOutputHelper output) : IDisposable
             })).ToArray();
             await Task.WhenAll(workers);
             output.WriteLine($"{Cases} cases in {clock.Elapsed.TotalSeconds:0.0} s; {served.Server.GetStatistics()}");
+            FuzzScale.Report("NBD server: random and mutated streams", $"{Cases} cases from {Clients} clients in {clock.Elapsed.TotalSeconds:0} s, seed {Seed}; {served.Server.GetStatistics()}");
             Assert.True(stuck.Count == 0, $"the server kept these cases' connections open after the client's end: {string.Join(", ", stuck.Take(20))}");
 
             // Still up: a valid client writes and reads back, and a real one sees the export.
