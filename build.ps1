@@ -3,14 +3,15 @@
 .SYNOPSIS
     Builds, tests, packages, benchmarks and demonstrates the Kcopyd module.
 .DESCRIPTION
-    The first argument names the task: Build (the default), Test, Package, Bench, Help, Demo. Help turns docs/ into
-    en-US/ against the module Build made; Build does it too.
+    The first argument names the task: Build (the default), Test, Package, Bench, Help, Demo, Reliability. Help turns
+    docs/ into en-US/ against the module Build made; Build does it too. Reliability runs tests/reliability at its full
+    scale and the fuzzers at 10 times their cases, and writes docs/reliability.md.
     Run it through the repository's own PowerShell: dotnet tool restore; dotnet pwsh ./build.ps1 <Task>
 #>
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('Build', 'Test', 'Package', 'Bench', 'Help', 'Demo')]
+    [ValidateSet('Build', 'Test', 'Package', 'Bench', 'Help', 'Demo', 'Reliability')]
     [string] $Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -86,11 +87,12 @@ function Get-PesterManifest {
 
 function Invoke-XunitTests {
     # One xunit project; returns its pass and fail counts and the failed tests' names from the TRX report.
-    param([Parameter(Mandatory)] [string] $Project, [Parameter(Mandatory)] [string] $Name)
+    param([Parameter(Mandatory)] [string] $Project, [Parameter(Mandatory)] [string] $Name, [string] $Filter)
     $results = Join-Path $Out 'TestResults'
     $trx = Join-Path $results "$Name.trx"
     Remove-Item $trx -ErrorAction Ignore
-    dotnet test (Join-Path $Root $Project) -c $Configuration --nologo `
+    $only = @(if ($Filter) { '--filter', $Filter })
+    dotnet test (Join-Path $Root $Project) -c $Configuration --nologo @only `
         --logger "trx;LogFileName=$Name.trx" --logger 'console;verbosity=normal' --results-directory $results | Out-Host
     if (-not (Test-Path $trx)) { return [pscustomobject]@{ Passed = 0; Failed = 1; FailedNames = @("$Name (no test report)") } }
     $run = ([xml](Get-Content $trx -Raw)).TestRun
@@ -100,22 +102,25 @@ function Invoke-XunitTests {
 }
 
 function Invoke-CmdletTests {
-    # Pester over the cmdlets, in a fresh pwsh so the module loads as a user's session would load it.
+    # Pester over the cmdlets, in a fresh pwsh so the module loads as a user's session would load it. The Reliability
+    # task runs tests/reliability here too (-Path, -Name), at its full scale.
+    param([string[]] $Path = @('tests/pester'), [string] $Name = 'pester')
     $pester = Get-PesterManifest
-    $result = Join-Path $Out 'TestResults/pester.json'
+    $result = Join-Path $Out "TestResults/$Name.json"
     Remove-Item $result -ErrorAction Ignore
+    $paths = ($Path | ForEach-Object { "'$(Join-Path $Root $_)'" }) -join ', '
     $script = @"
 Import-Module '$pester' -RequiredVersion $PesterVersion
 `$config = New-PesterConfiguration
-`$config.Run.Path = '$(Join-Path $Root 'tests/pester')'
+`$config.Run.Path = @($paths)
 `$config.Run.PassThru = `$true
 `$config.Output.Verbosity = 'Detailed'
 `$run = Invoke-Pester -Configuration `$config
-`$names = @(`$run.Failed | ForEach-Object { 'pester: ' + `$_.ExpandedPath }) + @(`$run.FailedBlocks + `$run.FailedContainers | ForEach-Object { 'pester: ' + `$_.Name })
+`$names = @(`$run.Failed | ForEach-Object { '$($Name): ' + `$_.ExpandedPath }) + @(`$run.FailedBlocks + `$run.FailedContainers | ForEach-Object { '$($Name): ' + `$_.Name })
 @{ Passed = `$run.PassedCount; Failed = `$run.FailedCount + `$run.FailedBlocksCount + `$run.FailedContainersCount; FailedNames = `$names } | ConvertTo-Json | Set-Content '$result'
 "@
     dotnet pwsh -NoProfile -NonInteractive -Command $script | Out-Host
-    if (-not (Test-Path $result)) { return [pscustomobject]@{ Passed = 0; Failed = 1; FailedNames = @('pester (no result)') } }
+    if (-not (Test-Path $result)) { return [pscustomobject]@{ Passed = 0; Failed = 1; FailedNames = @("$Name (no result)") } }
     Get-Content $result -Raw | ConvertFrom-Json
 }
 
@@ -135,6 +140,53 @@ function Invoke-Test {
     $passed = ($suites | Measure-Object Passed -Sum).Sum
     $failed = ($suites | Measure-Object Failed -Sum).Sum
     # The names last, just above the closing line, where a log's tail still shows them.
+    $suites | ForEach-Object { $_.FailedNames } | Where-Object { $_ } | ForEach-Object { Write-Host "FAILED $_" }
+    Write-Host "$passed passed, $failed failed"
+    if ($failed -gt 0) { exit 1 }
+}
+
+function Invoke-Reliability {
+    # The reliability suite at its full scale (tests/reliability, KCOPYD_RELIABILITY_SCALE=full: 24 kills, 32 clients
+    # for 5 minutes) and the engine's fuzzers at 10 times their cases, then docs/reliability.md from their records,
+    # with the machine, the date and the load average around the run (other work on the machine shows there).
+    Install-DebianPackage @{ losetup = 'mount'; 'mkfs.ext4' = 'e2fsprogs'; nbdkit = 'nbdkit'; nbdfuse = 'libnbd-bin'; fusermount3 = 'fuse3' }
+    Invoke-Build
+    Import-Module (Join-Path $Root 'tests/reliability/ReliabilityReport.psm1') -Force
+    $records = Join-Path $Out 'reliability'
+    Remove-Item $records -Recurse -Force -ErrorAction Ignore
+    New-Item -ItemType Directory $records | Out-Null
+    $loadBefore = (Get-Content /proc/loadavg) -split ' ' | Select-Object -First 3
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    $saved = $env:KCOPYD_RELIABILITY_SCALE, $env:KCOPYD_RELIABILITY_OUT, $env:KCOPYD_FUZZ_SCALE, $env:KCOPYD_FUZZ_REPORT
+    $fuzzScale = 10
+    $fuzzReport = Join-Path $records 'fuzz.txt'
+    try {
+        $env:KCOPYD_RELIABILITY_SCALE = 'full'
+        $env:KCOPYD_RELIABILITY_OUT = $records
+        $suites = @(Invoke-CmdletTests -Path 'tests/reliability' -Name 'reliability')
+        $env:KCOPYD_FUZZ_SCALE = "$fuzzScale"
+        $env:KCOPYD_FUZZ_REPORT = $fuzzReport
+        $fuzz = Invoke-XunitTests 'tests/Kcopyd.Engine.Tests' 'fuzz' -Filter 'FullyQualifiedName~FuzzTests'
+        $suites += $fuzz
+    } finally {
+        $env:KCOPYD_RELIABILITY_SCALE, $env:KCOPYD_RELIABILITY_OUT, $env:KCOPYD_FUZZ_SCALE, $env:KCOPYD_FUZZ_REPORT = $saved
+    }
+    Clear-ReliabilityRecord -Scenario fuzz -Title 'Fuzzers: log reader, map reader, NBD server (fixed seeds)'
+    foreach ($line in @(if (Test-Path $fuzzReport) { Get-Content $fuzzReport })) {
+        $fuzzer, $figures = $line -split "`t", 2
+        if ($fuzz.Failed -gt 0) { break }   # the counts of a failed run are no figures of a pass
+        Add-ReliabilityResult -Scenario fuzz -Case $fuzzer -Figures ([ordered]@{ 'cases' = $figures; 'scale' = "x$fuzzScale" })
+    }
+    Add-ReliabilityPending -Scenario fuzz -Case 'map reader: mutated copy maps' -Reason 'needs -MapPath'
+    $loadAfter = (Get-Content /proc/loadavg) -split ' ' | Select-Object -First 3
+    $failed = ($suites | Measure-Object Failed -Sum).Sum
+    $passed = ($suites | Measure-Object Passed -Sum).Sum
+    $note = @(
+        "Run: $passed passed, $failed failed, in $([int]$clock.Elapsed.TotalMinutes) min"
+        "Load average (1, 5, 15 min) before the run: $($loadBefore -join ', '); after: $($loadAfter -join ', ') (above 0 before: other work shared the machine)"
+    )
+    $report = New-ReliabilityReport -RecordFolder $records -Note $note
+    Write-Host "Wrote $report"
     $suites | ForEach-Object { $_.FailedNames } | Where-Object { $_ } | ForEach-Object { Write-Host "FAILED $_" }
     Write-Host "$passed passed, $failed failed"
     if ($failed -gt 0) { exit 1 }
@@ -173,4 +225,5 @@ switch ($Task) {
     'Bench' { Invoke-Bench }
     'Help' { Invoke-Help }
     'Demo' { Invoke-Demo }
+    'Reliability' { Invoke-Reliability }
 }

@@ -25,7 +25,7 @@ AfterAll {
     Remove-Module Kcopyd -ErrorAction Ignore
 }
 
-Describe 'The host killed again and again' {
+Describe 'The host killed again and again' -Tag 'Reliability' {
     It 'keeps every acknowledged write on both legs and converges after each SIGKILL' {
         Write-Host "Crash seed: $Seed, $Kills kills"
         $random = [Random]::new($Seed)

@@ -57,7 +57,7 @@ AfterAll {
     Remove-Module Kcopyd -ErrorAction Ignore
 }
 
-Describe 'Read errors on the source' {
+Describe 'Read errors on the source' -Tag 'Reliability' {
     BeforeAll {
         # A 16 MiB source of random bytes whose two 64 KiB ranges fail every read (nbdkit's ddrescue filter over
         # the file plugin: a range not marked + in the map reads as EIO).
@@ -125,7 +125,7 @@ Describe 'Read errors on the source' {
     }
 }
 
-Describe 'Write errors on one of three destinations' {
+Describe 'Write errors on one of three destinations' -Tag 'Reliability' {
     It 'with -IgnoreErrors the two healthy destinations get every byte; the failing one is named' {
         $size = 16MB
         $good1 = New-TestLoopDevice -Name 'f-w-good1.img' -Size $size
@@ -174,7 +174,7 @@ Describe 'Write errors on one of three destinations' {
     }
 }
 
-Describe 'Slow and paused destinations beside another client' {
+Describe 'Slow and paused destinations beside another client' -Tag 'Reliability' {
     It 'another client''s copy to a healthy device keeps its rate while one job crawls into a slow disk and others hang on a paused one' {
         New-CopyClient rate -Confirm:$false | Out-Null
         $healthy = New-TestLoopDevice -Name 'f-rate.img' -Size $RateBytes
@@ -218,7 +218,7 @@ Describe 'Slow and paused destinations beside another client' {
         Add-ReliabilityResult $Scenario 'slow and paused destinations: another client''s rate' ([ordered]@{
                 'alone' = & $mib $alone; 'beside a slow destination (2 MB/s)' = & $mib $besideSlow
                 'beside a paused destination' = & $mib $besidePaused; 'copy measured' = Format-Bytes $RateBytes
-                'copies measured' = '3 a case, the median', 'bytes verified' = Format-Bytes (4 * $RateBytes + 32MB)
+                'copies measured' = '3 a case, the median'; 'bytes verified' = Format-Bytes (4 * $RateBytes + 32MB)
             })
     }
 
@@ -229,7 +229,7 @@ Describe 'Slow and paused destinations beside another client' {
     }
 }
 
-Describe 'A full destination' {
+Describe 'A full destination' -Tag 'Reliability' {
     It 'a copy onto a disk that is full (nbdkit''s full plugin) fails with ENOSPC; the host stays up' {
         $full = New-TestNbdLoopDevice -Name 'f-full' -Nbdkit 'full', 'size=16M'
         $records = $null
@@ -244,7 +244,7 @@ Describe 'A full destination' {
     }
 }
 
-Describe 'A device gone mid-copy' {
+Describe 'A device gone mid-copy' -Tag 'Reliability' {
     It 'the destination''s server killed under nbdfuse: the job fails naming the errno, the host stays up' {
         $disk = New-TestNbdLoopDevice -Name 'f-gone-dst' -Nbdkit '--filter=delay', 'memory', '32M', 'wdelay=10ms'
         $job = Start-RegionCopy $Source $disk -Length 32MB -BytesPerSecond 4MB -Confirm:$false
@@ -283,7 +283,7 @@ Describe 'A device gone mid-copy' {
     }
 }
 
-Describe 'A mirror leg failing' {
+Describe 'A mirror leg failing' -Tag 'Reliability' {
     It 'during recovery: the leg is dead, the default leg keeps its bytes; repaired, the mirror converges' {
         $size = 16MB
         $good = New-TestLoopDevice -Name 'f-mr-good.img' -Size $size

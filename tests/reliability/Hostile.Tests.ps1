@@ -84,7 +84,7 @@ AfterAll {
     Remove-Module Kcopyd -ErrorAction Ignore
 }
 
-Describe 'Bad parameters' {
+Describe 'Bad parameters' -Tag 'Reliability' {
     It '<Case>: <Id>, nothing written' -ForEach $Rows {
         $before = @(Get-Hashes)
         $record = $null

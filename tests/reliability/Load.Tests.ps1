@@ -23,7 +23,7 @@ AfterAll {
     Remove-Module Kcopyd -ErrorAction Ignore
 }
 
-Describe 'Many clients for a bounded time' {
+Describe 'Many clients for a bounded time' -Tag 'Reliability' {
     It 'verifies every byte, stays within its pools plus a fixed overhead, and reports the longest wait' {
         $seed = 20261204
         Write-Host "Load seed: $seed, $Clients clients, $Seconds s"
