@@ -494,7 +494,8 @@ function New-SparseImage([string] $Path, [long] $Bytes) {
 }
 
 function Get-AllocatedBytes([string] $Path) {
-    [long](stat -c '%b*%B' $Path | ForEach-Object { Invoke-Expression $_ })
+    $blocks, $blockBytes = (stat -c '%b %B' $Path) -split ' '
+    [long]$blocks * [long]$blockBytes
 }
 
 function Get-SparseContenders([long] $Bytes) {
