@@ -92,7 +92,7 @@ internal static class CopyMapFormat
     public static (CopyMapHeader Header, byte[] Bits)? TryDecodeFile(ReadOnlySpan<byte> file, out string why)
     {
         var first = TryDecode(file, out why);
-        long slotBytes = first?.Header is { } h ? SlotBytes(h.ChunkCount) : GuessSlotBytes(file);
+        long slotBytes = first?.Header is { } h ? SlotBytes(h.ChunkCount) : Mirror.SlotFile.GuessSlotBytes(file, HeaderBytes);
         (CopyMapHeader Header, byte[] Bits)? second = null;
         string whySecond = "it is cut short";
         if (slotBytes > 0 && slotBytes <= file.Length / 2) second = TryDecode(file[(int)slotBytes..], out whySecond);
@@ -104,14 +104,6 @@ internal static class CopyMapFormat
         if (first == null) return second;
         if (second == null) return first;
         return second.Value.Header.Generation > first.Value.Header.Generation ? second : first;
-    }
-
-    /// <summary>Where slot B starts when slot A is spoilt: from slot A's own (unchecked) size field, if it is sane.</summary>
-    private static long GuessSlotBytes(ReadOnlySpan<byte> file)
-    {
-        if (file.Length < 64) return 0;
-        long slotBytes = BinaryPrimitives.ReadInt64LittleEndian(file[16..]);
-        return slotBytes >= HeaderBytes + 4096 && slotBytes % 4096 == 0 ? slotBytes : file.Length / 2 / 4096 * 4096;
     }
 
     private static int WriteDevice(Span<byte> s, int at, CopyMapDevice device)

@@ -110,7 +110,7 @@ internal static class LogFormat
     {
         slotsAgree = false;
         var first = TryDecode(file, out why);
-        long slotBytes = first?.Header is { } h ? SlotBytes(h.RegionCount) : GuessSlotBytes(file);
+        long slotBytes = first?.Header is { } h ? SlotBytes(h.RegionCount) : SlotFile.GuessSlotBytes(file, HeaderBytes);
         (LogHeader, byte[])? second = null;
         string whySecond = "it is cut short";
         if (slotBytes > 0 && slotBytes <= file.Length / 2) second = TryDecode(file[(int)slotBytes..], out whySecond);
@@ -123,14 +123,6 @@ internal static class LogFormat
         if (second == null) return first;
         slotsAgree = second.Value.Item1.Generation == first.Value.Header.Generation;
         return second.Value.Item1.Generation > first.Value.Header.Generation ? second : first;
-    }
-
-    /// <summary>Where slot B starts when slot A is spoilt: from slot A's own (unchecked) size field, if it is sane.</summary>
-    private static long GuessSlotBytes(ReadOnlySpan<byte> file)
-    {
-        if (file.Length < 64) return 0;
-        long slotBytes = BinaryPrimitives.ReadInt64LittleEndian(file[16..]);
-        return slotBytes >= HeaderBytes + 4096 && slotBytes % 4096 == 0 ? slotBytes : file.Length / 2 / 4096 * 4096;
     }
 
     private static int WriteString(Span<byte> s, int at, string value, int maxBytes)
