@@ -1,14 +1,14 @@
 # Faults on real devices (../shared/FAULTS.md: nbdkit filters under nbdfuse under a loop device): bad sectors on the
 # source, a failing one of three destinations, slow and paused destinations beside a client that keeps its rate, a
-# full destination, a device gone mid-copy, mirror legs failing during recovery and during writes. Each case records
-# its figures (faults injected, bytes verified, rates) through ReliabilityReport.psm1.
+# copy into a hung device stopped within a bound, a full destination, a device gone mid-copy, mirror legs failing or
+# hanging (failed as Hung past the leg timeout) during recovery and during writes. Each case records its figures
+# (faults injected, bytes verified, rates, bounds) through ReliabilityReport.psm1.
 BeforeAll {
     Import-Module "$PSScriptRoot/../pester/TestHelpers.psm1" -Force
     Import-Module "$PSScriptRoot/ReliabilityReport.psm1" -Force
     Import-Module "$PSScriptRoot/../../Kcopyd.psd1" -Force
     $script:HostId = Use-TestHost
     $script:Scenario = 'faults'
-    $script:HungReason = 'needs the hung-device bounds'
     Clear-ReliabilityRecord $Scenario 'Faults on real devices'
     $script:Chunk = 2MB   # Start-RegionCopy's chunk: a failed read fails its whole chunk
     # The rates below are measured over this much; the quick scale keeps the copies short.
@@ -41,6 +41,17 @@ BeforeAll {
         Get-TestSha256 $Destination 0 $RateBytes | Should -Be (Get-TestSha256 $Source 0 $RateBytes)
         @($rates | Sort-Object)[1]
     }
+
+    function Wait-Until([scriptblock] $Condition, [string] $Because, [int] $Seconds = 30) {
+        # Polls $Condition until it holds; a bound, not a measurement: it throws after $Seconds.
+        $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
+        while (-not (& $Condition)) {
+            if ([DateTime]::UtcNow -gt $deadline) { throw "Timed out after $Seconds s waiting for $Because." }
+            Start-Sleep -Milliseconds 100
+        }
+    }
+
+    function Get-Leg([string] $Mirror, [string] $Path) { (Get-MirrorDevice $Mirror).Legs | Where-Object Path -eq $Path }
 
     function Assert-HostUp {
         # The host that started with the file still answers, and a plain copy still works.
@@ -223,9 +234,58 @@ Describe 'Slow and paused destinations beside another client' -Tag 'Reliability'
     }
 
     It 'a copy into a hung device is bounded (the job goes Stopping, its pages come back)' {
-        # Filled after the hung-device work merges (job state Stopping); the report lists it as pending till then.
-        Add-ReliabilityPending $Scenario 'a copy into a hung device is bounded (job Stopping)' $HungReason
-        Set-ItResult -Skipped -Because $HungReason
+        # A job of its own client writes into a disk that stops answering (nbdkit's pause filter): Stop-CopyJob
+        # returns within the bound all the same, the job is Stopping while its writes are in the kernel, and once
+        # the disk answers it ends Stopped and every page is back in the client's pool.
+        $bound = 5   # Stop-CopyJob waits 2 s for a job to end, then says it is Stopping
+        New-CopyClient hung -Confirm:$false | Out-Null
+        $pages = (Get-CopyClient hung).PageCount
+        $disk = New-PausableDisk 'f-hung' -Size '32M'
+        $paused = $false
+        try {
+            # Started while the disk answers (the destination is opened and checked), held to a rate so it still
+            # runs when the pause comes.
+            $job = Start-RegionCopy $Source $disk.Device -Length 32MB -Client hung -BytesPerSecond 8MB -Force -Confirm:$false
+            Wait-Until { (Get-CopyJob -Id $job.Id).BytesCopied -gt 0 } -Because 'the copy to start'
+            Send-PauseControl $disk.Socket 'p' | Should -Be 'P'
+            $paused = $true
+            Wait-Until { (Get-CopyJob -Id $job.Id).IoInFlight -gt 0 } -Because 'the job to have writes on the paused disk'
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            Stop-CopyJob -Id $job.Id -Confirm:$false -WarningVariable warned -WarningAction SilentlyContinue
+            $stopSeconds = $clock.Elapsed.TotalSeconds
+            $stopSeconds | Should -BeLessThan $bound -Because 'stopping a job never waits on the device'
+            ($warned -join "`n") | Should -Match 'is Stopping: \d+ I/O request'
+            $now = Get-CopyJob -Id $job.Id
+            $now.State | Should -Be 'Stopping'
+            $now.IsFinished | Should -BeFalse
+            $inFlight = $now.IoInFlight
+            $inFlight | Should -BeGreaterThan 0
+            (Get-CopyClient hung).FreePages | Should -BeLessThan $pages -Because 'the pages under the hung writes stay the job''s'
+            Start-Sleep -Seconds 1
+            (Get-CopyJob -Id $job.Id).State | Should -Be 'Stopping' -Because 'the disk still does not answer'
+            Send-PauseControl $disk.Socket 'r' | Should -Be 'R'
+            $paused = $false
+            $clock.Restart()
+            $ended = Wait-CopyJob -Id $job.Id -TimeoutSeconds 30
+            Wait-Until { (Get-CopyClient hung).FreePages -eq $pages } -Because 'the pages to come back to the client'
+            $reclaimSeconds = $clock.Elapsed.TotalSeconds
+        } finally {
+            if ($paused) { Send-PauseControl $disk.Socket 'r' | Out-Null }
+        }
+        $ended.State | Should -Be 'Stopped'
+        $ended.IoInFlight | Should -Be 0
+        # What the job wrote is the source's: it stopped between chunks, never inside one.
+        $copied = [long][Math]::Floor($ended.BytesCopied / $Chunk) * $Chunk
+        $copied | Should -BeGreaterThan 0
+        Get-TestSha256 $disk.Device 0 $copied | Should -Be (Get-TestSha256 $Source 0 $copied)
+        Assert-HostUp
+        Add-ReliabilityResult $Scenario 'a copy into a hung device is bounded (job Stopping)' ([ordered]@{
+                'faults injected' = 'destination paused mid-copy (nbdkit pause filter)'
+                'Stop-CopyJob returned after' = '{0:N1} s (bound {1} s), job Stopping' -f $stopSeconds, $bound
+                'I/O in flight seen' = $inFlight
+                'resumed to Stopped, pages back' = '{0:N1} s ({1} of {1} pages)' -f $reclaimSeconds, $pages
+                'bytes verified' = Format-Bytes $copied; 'host' = 'same process, copies again'
+            })
     }
 }
 
@@ -351,14 +411,113 @@ Describe 'A mirror leg failing' -Tag 'Reliability' {
         }
     }
 
-    It 'a leg hanging during recovery is timed out and marked Hung' {
-        # Filled after the hung-device work merges (leg health Hung, leg timeout): New-PausableDisk as the second leg.
-        Add-ReliabilityPending $Scenario 'mirror leg hanging during recovery' $HungReason
-        Set-ItResult -Skipped -Because $HungReason
+    It 'a leg hanging during recovery is timed out and marked Hung; the mirror goes on degraded on the other leg' {
+        $size = 16MB
+        $timeout = 3
+        $good = New-TestLoopDevice -Name 'f-mhr-good.img' -Size $size
+        Write-RandomRegion -Path $good -Offset 0 -Length $size -Seed 1507
+        $data = Get-TestSha256 $good 0 $size
+        $upper = Get-TestSha256 $good 8MB 8MB
+        $disk = New-PausableDisk 'f-mhr-hung' -Size '16M'
+        $check = New-TestLoopDevice -Name 'f-mhr-check.img' -Size $size
+        $paused = $false
+        try {
+            # A resync held to 2 MB/s takes 8 s: the pause comes in the middle of it.
+            New-MirrorDevice fhrec $good, $disk.Device -RecoveryBytesPerSecond 2MB -LegTimeoutSeconds $timeout -Confirm:$false | Out-Null
+            Start-Sleep -Seconds 1
+            (Get-MirrorDevice fhrec).State | Should -Be 'Recovering'
+            Send-PauseControl $disk.Socket 'p' | Should -Be 'P'
+            $paused = $true
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            Wait-Until { (Get-Leg fhrec $disk.Device).Health -eq 'Hung' } -Because 'the paused leg to be failed as Hung' -Seconds ($timeout + 30)
+            $hungSeconds = $clock.Elapsed.TotalSeconds
+            $status = Get-MirrorDevice fhrec
+            $status.State | Should -Be 'Degraded'
+            $status.LegTimeoutSeconds | Should -Be $timeout
+            @($status.Legs.Health) | Should -Be @('Alive', 'Hung')
+            (Get-Leg fhrec $disk.Device).IoInFlight | Should -BeGreaterThan 0 -Because 'the recovery write is still in the kernel'
+            ($status.Warnings -join "`n") | Should -Match 'is hung'
+            $recovered = $status.RecoveredRegions
+            # Reads go to the healthy leg, the regions recovered before the hang too.
+            (Start-RegionCopy $status $check -Wait -Confirm:$false -WarningAction SilentlyContinue).State | Should -Be 'Completed'
+            Get-TestSha256 $check 0 $size | Should -Be $data
+            # Writes too, the region whose recovery hung among them (let go when the leg was failed).
+            $write = Start-RegionCopy $Source $status -Length 8MB -Wait -Confirm:$false -WarningAction SilentlyContinue
+            $write.State | Should -Be 'Completed'
+            (Start-RegionCopy $status $check -Wait -Confirm:$false -WarningAction SilentlyContinue).State | Should -Be 'Completed'
+            Get-TestSha256 $check 0 8MB | Should -Be (Get-TestSha256 $Source 0 8MB)
+            Get-TestSha256 $check 8MB 8MB | Should -Be $upper
+            Get-TestSha256 $good 0 8MB | Should -Be (Get-TestSha256 $Source 0 8MB)
+            (Get-Leg fhrec $disk.Device).Health | Should -Be 'Hung' -Because 'nothing re-adds a leg that still hangs'
+            # Removing it is bounded while the leg still hangs; the legs are let go once its I/O returns.
+            $clock.Restart()
+            Remove-MirrorDevice fhrec -Confirm:$false -WarningVariable warned -WarningAction SilentlyContinue
+            $removeSeconds = $clock.Elapsed.TotalSeconds
+            $removeSeconds | Should -BeLessThan 15 -Because 'Remove-MirrorDevice waits at most 5 s for I/O in flight'
+            ($warned -join "`n") | Should -Match 'has not returned'
+            @(Get-MirrorDevice).Name | Should -Not -Contain 'fhrec'
+            (Get-KcopydHost).ProcessId | Should -Be $HostId
+            Add-ReliabilityResult $Scenario 'mirror leg hanging during recovery' ([ordered]@{
+                    'faults injected' = 'leg 2 paused mid-resync (nbdkit pause filter)'; 'leg timeout' = "$timeout s"
+                    'paused to Hung' = '{0:N1} s' -f $hungSeconds; 'regions recovered before the hang' = "$recovered of $($status.RegionCount)"
+                    'mirror' = 'Degraded, reads and writes on leg 1'
+                    'Remove-MirrorDevice while hung' = '{0:N1} s' -f $removeSeconds
+                    'bytes verified' = Format-Bytes (2 * $size + 8MB)
+                })
+        } finally {
+            if ($paused) { Send-PauseControl $disk.Socket 'r' | Out-Null }
+            Remove-MirrorDevice fhrec -Force -Confirm:$false -ErrorAction Ignore -WarningAction SilentlyContinue
+        }
     }
 
-    It 'a leg hanging during writes is timed out and marked Hung; the writes complete on the other leg' {
-        Add-ReliabilityPending $Scenario 'mirror leg hanging during writes' $HungReason
-        Set-ItResult -Skipped -Because $HungReason
+    It 'a leg hanging during writes is timed out and marked Hung; the writes complete on the other leg; repaired, it converges' {
+        $size = 16MB
+        $timeout = 3
+        $good = New-TestLoopDevice -Name 'f-mhw-good.img' -Size $size
+        $disk = New-PausableDisk 'f-mhw-hung' -Size '16M'
+        $paused = $false
+        try {
+            # Both legs zero: in sync from the start.
+            New-MirrorDevice fhwr $good, $disk.Device -NoSync -LegTimeoutSeconds $timeout -Confirm:$false | Out-Null
+            # Held to 4 MB/s (4 s in all), so the pause comes in the middle of it.
+            $job = Start-RegionCopy $Source (Get-MirrorDevice fhwr) -Length $size -BytesPerSecond 4MB -Confirm:$false -WarningAction SilentlyContinue
+            Start-Sleep -Milliseconds 700
+            Send-PauseControl $disk.Socket 'p' | Should -Be 'P'
+            $paused = $true
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            Wait-Until { (Get-Leg fhwr $disk.Device).Health -eq 'Hung' } -Because 'the paused leg to be failed as Hung' -Seconds ($timeout + 30)
+            $hungSeconds = $clock.Elapsed.TotalSeconds
+            $ended = Wait-CopyJob -Id $job.Id -Timeout ($timeout + 30) -WarningAction SilentlyContinue
+            $writesSeconds = $clock.Elapsed.TotalSeconds
+            $ended.State | Should -Be 'Completed' -Because 'the writes are acknowledged from the other leg'
+            $status = Get-MirrorDevice fhwr
+            $status.State | Should -Be 'Degraded'
+            @($status.Legs.Health) | Should -Be @('Alive', 'Hung')
+            Get-TestSha256 $good 0 $size | Should -Be (Get-TestSha256 $Source 0 $size)
+            $outOfSync = $status.RegionCount - $status.InSyncRegions
+            $outOfSync | Should -BeGreaterThan 0 -Because 'the regions written after the hang lack leg 2'
+            # While it hangs, Repair leaves it be, and says why.
+            Repair-MirrorDevice fhwr -Confirm:$false -ErrorVariable failed -ErrorAction SilentlyContinue | Out-Null
+            @($failed)[0].FullyQualifiedErrorId | Should -BeLike 'LegStillFailing,*'
+            Send-PauseControl $disk.Socket 'r' | Should -Be 'R'
+            $paused = $false
+            Wait-Until { (Get-Leg fhwr $disk.Device).Health -eq 'Dead' } -Because 'the hung leg to answer and be dead'
+            $late = (Get-Leg fhwr $disk.Device).LateAnswers
+            $late | Should -BeGreaterThan 0
+            Repair-MirrorDevice fhwr -Confirm:$false | Out-Null
+            $status = Wait-MirrorDevice fhwr -TimeoutSeconds 120
+            $status.State | Should -Be 'InSync'
+            @($status.Legs.Health) | Should -Be @('Alive', 'Alive')
+            Get-TestSha256 $disk.Device 0 $size | Should -Be (Get-TestSha256 $Source 0 $size)
+            Add-ReliabilityResult $Scenario 'mirror leg hanging during writes' ([ordered]@{
+                    'faults injected' = 'leg 2 paused mid-copy (nbdkit pause filter)'; 'leg timeout' = "$timeout s"
+                    'paused to Hung' = '{0:N1} s' -f $hungSeconds; 'paused to the copy Completed' = '{0:N1} s' -f $writesSeconds
+                    'regions out of sync after the writes' = "$outOfSync of $($status.RegionCount)"; 'late answers of the hung leg' = $late
+                    'regions recovered by the repair' = $status.RecoveredRegions; 'bytes verified' = Format-Bytes (2 * $size)
+                })
+        } finally {
+            if ($paused) { Send-PauseControl $disk.Socket 'r' | Out-Null }
+            Remove-MirrorDevice fhwr -Force -Confirm:$false -ErrorAction Ignore -WarningAction SilentlyContinue
+        }
     }
 }
